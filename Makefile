@@ -1,0 +1,98 @@
+# One plain Makefile. `make` builds bin/, `make debug` builds build/debug/bin with
+# ASan+UBSan, `make static` builds build/static/bin with musl-gcc, fully static.
+# `make test` runs the BATS suite against bin/ (BIN=... picks another build).
+#
+# Every program is PROG/PROG.c linked against one static library built from lib/*.c.
+# Generated sources (Unicode tables) go to $(OUT)/gen; nothing generated is committed.
+
+PROGS    = tok detok
+MODE    ?= release
+CC      ?= cc
+HOSTCC  ?= cc
+CFLAGS_BASE = -std=c11 -Wall -Wextra -D_GNU_SOURCE -g
+LDLIBS_BASE = -lcjson -lsodium -lmicrohttpd -lpthread -lm
+
+ifeq ($(MODE),release)
+  OUT     = build/release
+  BINDIR  = bin
+  CFLAGS ?= -O2
+else ifeq ($(MODE),debug)
+  OUT     = build/debug
+  BINDIR  = build/debug/bin
+  CFLAGS ?= -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(MODE),static)
+  # Debian's .a files are built for glibc; lib/musl-deps.sh builds cJSON, libsodium
+  # and libmicrohttpd from Debian's source packages with musl into MUSL_PREFIX.
+  MUSL_PREFIX ?= $(HOME)/.cache/qwen3-pipe/musl
+  OUT     = build/static
+  BINDIR  = build/static/bin
+  CC      = musl-gcc
+  CFLAGS ?= -O2
+  CPPFLAGS += -I$(MUSL_PREFIX)/include
+  LDFLAGS  += -static -L$(MUSL_PREFIX)/lib
+else
+  $(error MODE must be release, debug or static)
+endif
+
+ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS) $(CPPFLAGS) -Ilib -I$(OUT)/gen
+LIBSRC  = $(wildcard lib/*.c)
+LIBOBJ  = $(LIBSRC:lib/%.c=$(OUT)/lib/%.o)
+LIBA    = $(OUT)/libqwen.a
+BINS    = $(PROGS:%=$(BINDIR)/%)
+# t/*.c are test programs that speak to the lib/ headers; the BATS files run them.
+TPROGS  = $(patsubst t/%.c,$(OUT)/t/%,$(wildcard t/*.c))
+GEN     = $(OUT)/gen/ucd_tables.h
+
+.PHONY: all debug static test test-debug test-static deps clean check-static-deps
+all: $(BINS) $(TPROGS)
+
+debug:
+	$(MAKE) MODE=debug
+static: check-static-deps
+	$(MAKE) MODE=static
+check-static-deps:
+	@test -f $${MUSL_PREFIX:-$(HOME)/.cache/qwen3-pipe/musl}/lib/libsodium.a || sh lib/musl-deps.sh
+
+$(BINDIR)/%: %/%.c $(LIBA) | $(BINDIR)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(LDLIBS)
+
+$(OUT)/t/%: t/%.c $(LIBA) | $(OUT)/t
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(LDLIBS)
+
+$(LIBA): $(LIBOBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(OUT)/lib/%.o: lib/%.c lib/*.h $(GEN) | $(OUT)/lib
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Unicode tables: generated at build time from Debian's unicode-data (UnicodeData.txt,
+# DerivedAge.txt, CompositionExclusions.txt) and the reference tokenizer's regex classes.
+UCD ?= /usr/share/unicode
+$(GEN): lib/gen/ucdgen.c lib/data/unicode_classes.json | $(OUT)/gen
+	$(HOSTCC) -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE -o $(OUT)/gen/ucdgen lib/gen/ucdgen.c -lcjson
+	$(OUT)/gen/ucdgen $(UCD) lib/data/unicode_classes.json > $@.tmp && mv $@.tmp $@
+
+$(OUT)/lib $(OUT)/gen $(OUT)/t $(BINDIR):
+	mkdir -p $@
+
+# The suite runs against one build: BIN holds the programs, TBIN the t/ test programs.
+test: all
+	BIN=bin TBIN=build/release/t bats --tap t
+test-debug: debug
+	BIN=build/debug/bin TBIN=build/debug/t bats --tap t
+test-static: static
+	BIN=build/static/bin TBIN=build/static/t bats --tap t
+
+# Install the Debian packages the build and the tests need (CI calls this).
+DEB_PKGS = build-essential libcjson-dev libsodium-dev libmicrohttpd-dev musl-tools unicode-data \
+           bats bats-assert bats-support curl python3 dpkg-dev
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+clean:
+	rm -rf build bin
