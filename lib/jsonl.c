@@ -1,0 +1,140 @@
+/* jsonl: cJSON with exact strings (see jsonl.h). */
+#include "jsonl.h"
+
+#include <string.h>
+
+#include "utf8.h"
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Does line contain code point cp, raw or as a \u escape? (cp is in the BMP.) */
+static int contains(const char *line, size_t len, uint32_t cp) {
+    const uint8_t raw[3] = {(uint8_t)(0xE0 | cp >> 12), (uint8_t)(0x80 | (cp >> 6 & 0x3F)),
+                            (uint8_t)(0x80 | (cp & 0x3F))};
+    for (size_t i = 0; i + 3 <= len; i++)
+        if (!memcmp(line + i, raw, 3)) return 1;
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (line[i] != '\\' || line[i + 1] != 'u') continue;
+        uint32_t v = 0;
+        int ok = 1;
+        for (int k = 0; k < 4; k++) {
+            int h = hexval(line[i + 2 + k]);
+            if (h < 0) ok = 0;
+            v = v << 4 | (uint32_t)(h & 15);
+        }
+        if (ok && v == cp) return 1;
+    }
+    return 0;
+}
+
+int jsonl_parse(const char *line, size_t len, jsonl_doc *d, char *err, size_t errlen) {
+    d->root = NULL;
+    d->sentinel = 0;
+    buf b = {0};
+    const char *src = line;
+    /* Find \u0000 escapes (inside strings, not preceded by an escaping backslash). */
+    int has_nul = 0;
+    for (size_t i = 0, in = 0; i < len; i++) {
+        if (!in) {
+            in = line[i] == '"';
+            continue;
+        }
+        if (line[i] == '"') in = 0;
+        else if (line[i] == '\\' && i + 1 < len) {
+            if (i + 5 < len && !memcmp(line + i + 1, "u0000", 5)) has_nul = 1;
+            i++;
+        }
+    }
+    if (has_nul) {
+        for (uint32_t cp = 0xFDD0; cp <= 0xFDEF && !d->sentinel; cp++)
+            if (!contains(line, len, cp)) d->sentinel = cp;
+        if (!d->sentinel) return seterr(err, errlen, "json: too many noncharacters around a \\u0000");
+        char esc[7];
+        snprintf(esc, sizeof esc, "u%04X", (unsigned)d->sentinel);
+        for (size_t i = 0, in = 0; i < len; i++) {
+            if (buf_putc(&b, line[i]) < 0) goto oom;
+            if (!in) {
+                in = line[i] == '"';
+                continue;
+            }
+            if (line[i] == '"') in = 0;
+            else if (line[i] == '\\' && i + 1 < len) {
+                if (i + 5 < len && !memcmp(line + i + 1, "u0000", 5)) {
+                    if (buf_append(&b, esc, 5) < 0) goto oom;
+                    i += 5;
+                } else if (buf_putc(&b, line[++i]) < 0) goto oom;
+            }
+        }
+        src = b.data;
+        len = b.len;
+    }
+    const char *end = NULL;
+    d->root = cJSON_ParseWithLengthOpts(src, len, &end, 0);
+    if (!d->root) {
+        size_t at = end ? (size_t)(end - src) : 0;
+        buf_free(&b);
+        return seterr(err, errlen, "invalid JSON near byte %zu", at);
+    }
+    buf_free(&b);
+    return 0;
+oom:
+    buf_free(&b);
+    return seterr(err, errlen, "out of memory");
+}
+
+void jsonl_free(jsonl_doc *d) {
+    cJSON_Delete(d->root);
+    d->root = NULL;
+}
+
+int jsonl_str(const jsonl_doc *d, const cJSON *item, buf *out, char *err, size_t errlen) {
+    out->len = 0;
+    if (!cJSON_IsString(item) || !item->valuestring) return seterr(err, errlen, "not a string");
+    const char *s = item->valuestring;
+    size_t n = strlen(s);
+    size_t bad = utf8_check((const uint8_t *)s, n);
+    if (bad < n) return seterr(err, errlen, "invalid UTF-8 at byte %zu", bad);
+    if (buf_reserve(out, n + 1) < 0) return seterr(err, errlen, "out of memory");
+    uint8_t sent[3] = {0};
+    if (d->sentinel)
+        sent[0] = (uint8_t)(0xE0 | d->sentinel >> 12), sent[1] = (uint8_t)(0x80 | (d->sentinel >> 6 & 0x3F)),
+        sent[2] = (uint8_t)(0x80 | (d->sentinel & 0x3F));
+    for (size_t i = 0; i < n; i++) {
+        if (d->sentinel && i + 3 <= n && !memcmp(s + i, sent, 3)) {
+            out->data[out->len++] = 0;
+            i += 2;
+        } else {
+            out->data[out->len++] = s[i];
+        }
+    }
+    out->data[out->len] = 0;
+    return 0;
+}
+
+int json_put_str(buf *out, const char *s, size_t n) {
+    if (buf_putc(out, '"') < 0) return -1;
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (buf_append(out, s + start, i - start) < 0) return -1;
+        int r;
+        switch (c) {
+        case '"': r = buf_append(out, "\\\"", 2); break;
+        case '\\': r = buf_append(out, "\\\\", 2); break;
+        case '\n': r = buf_append(out, "\\n", 2); break;
+        case '\r': r = buf_append(out, "\\r", 2); break;
+        case '\t': r = buf_append(out, "\\t", 2); break;
+        default: r = buf_printf(out, "\\u%04x", c);
+        }
+        if (r < 0) return -1;
+        start = i + 1;
+    }
+    if (buf_append(out, s + start, n - start) < 0) return -1;
+    return buf_putc(out, '"');
+}

@@ -1,0 +1,32 @@
+/* jsonl: one JSON value per line, parsed with cJSON, with the two things cJSON alone
+ * gets wrong for text: it cuts a string at an escaped NUL (\u0000), and it does not
+ * check UTF-8. jsonl_parse swaps each \u0000 escape for a noncharacter the line does not
+ * contain (the "sentinel") and jsonl_str swaps it back and validates, so a string comes
+ * out as exact bytes with its length. */
+#ifndef JSONL_H
+#define JSONL_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct {
+    cJSON *root;
+    uint32_t sentinel; /* the code point standing for NUL, 0 if the line had no \u0000 */
+} jsonl_doc;
+
+/* Parse line[0..len). -1 with a reason in err if it is not valid JSON. */
+int jsonl_parse(const char *line, size_t len, jsonl_doc *d, char *err, size_t errlen);
+void jsonl_free(jsonl_doc *d);
+
+/* The bytes of string item (NULs restored) into out (cleared first). -1 if item is not a
+ * string, or if its text is not valid UTF-8 (err gives the byte offset). */
+int jsonl_str(const jsonl_doc *d, const cJSON *item, buf *out, char *err, size_t errlen);
+
+/* Append s[0..n) to out as a JSON string literal (quotes included): ", \ and control
+ * characters escaped, everything else raw UTF-8. -1 if out of memory. */
+int json_put_str(buf *out, const char *s, size_t n);
+
+#endif
