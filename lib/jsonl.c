@@ -130,6 +130,8 @@ int json_put_str(buf *out, const char *s, size_t n) {
         case '\n': r = buf_append(out, "\\n", 2); break;
         case '\r': r = buf_append(out, "\\r", 2); break;
         case '\t': r = buf_append(out, "\\t", 2); break;
+        case '\b': r = buf_append(out, "\\b", 2); break;
+        case '\f': r = buf_append(out, "\\f", 2); break;
         default: r = buf_printf(out, "\\u%04x", c);
         }
         if (r < 0) return -1;

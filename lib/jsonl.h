@@ -25,8 +25,9 @@ void jsonl_free(jsonl_doc *d);
  * string, or if its text is not valid UTF-8 (err gives the byte offset). */
 int jsonl_str(const jsonl_doc *d, const cJSON *item, buf *out, char *err, size_t errlen);
 
-/* Append s[0..n) to out as a JSON string literal (quotes included): ", \ and control
- * characters escaped, everything else raw UTF-8. -1 if out of memory. */
+/* Append s[0..n) to out as a JSON string literal (quotes included), escaped exactly as
+ * Python's json.dumps(ensure_ascii=False) does: ", \, \n \r \t \b \f, other controls
+ * as \u00xx, everything else raw UTF-8. -1 if out of memory. */
 int json_put_str(buf *out, const char *s, size_t n);
 
 #endif
