@@ -39,7 +39,7 @@ load helper
     [ "$status" -eq 0 ]
     # magic, version 1.0, header padded to 64 bytes, '<i4', shape (n,)
     head -c 10 "$TMP/ids.npy" | od -An -c | grep -q 'N   U   M   P   Y 001  \\0'
-    head -c 128 "$TMP/ids.npy" | grep -aq "{'descr': '<i4', 'fortran_order': False, 'shape': (4,), }"
+    head -c 128 "$TMP/ids.npy" | grep -aq "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }"
     run bash -c "'$BIN/detok' -m '$MODEL' -l < '$TMP/ids.npy'"
     [ "$status" -eq 0 ]
     [ "${lines[0]}" = "Hello, world" ]
