@@ -304,7 +304,7 @@ int uni_nfc(const char *text, size_t n, char **out, size_t *outn, size_t *cap) {
             seg = i, last_cc = 0, i += (size_t)len;
             continue;
         }
-        if (prop_qc(pr) == UCD_QC_YES && (last_cc <= cc || cc == 0)) {
+        if (prop_qc(pr) == UCD_QC_YES && last_cc <= cc) { /* a mark in canonical order */
             last_cc = cc, i += (size_t)len;
             continue;
         }
@@ -318,25 +318,21 @@ int uni_nfc(const char *text, size_t n, char **out, size_t *outn, size_t *cap) {
         rc = nfc_segment(s, seg, end, &b);
         if (rc < 0) goto done;
         if (rc == 1) {
-            if (!changed) olen = 0, changed = 1;
-            if (out_put(out, cap, &olen, s + done, seg - done)) goto oom;
-            for (size_t k = 0; k < b.n; k++) {
+            changed = 1, rc = out_put(out, cap, &olen, s + done, seg - done);
+            for (size_t k = 0; k < b.n && rc == 0; k++) {
                 uint8_t u[4];
-                if (out_put(out, cap, &olen, u, (size_t)utf8_encode(b.p[k], u))) goto oom;
+                rc = out_put(out, cap, &olen, u, (size_t)utf8_encode(b.p[k], u));
             }
+            if (rc < 0) goto done;
             done = end;
         }
         i = end, seg = end, last_cc = 0;
     }
     rc = 0;
     if (changed) {
-        if (out_put(out, cap, &olen, s + done, n - done)) goto oom;
+        rc = out_put(out, cap, &olen, s + done, n - done) ? -1 : 1;
         *outn = olen;
-        rc = 1;
     }
-    goto done;
-oom:
-    rc = -1;
 done:
     if (b.p != b.local) free(b.p);
     return rc;
