@@ -54,7 +54,8 @@ static: check-static-deps
 check-static-deps:
 	@test -f $${MUSL_PREFIX:-$(HOME)/.cache/qwen3-pipe/musl}/lib/libsodium.a || sh lib/musl-deps.sh
 
-$(BINDIR)/%: %/%.c $(LIBA) | $(BINDIR)
+.SECONDEXPANSION:
+$(BINDIR)/%: $$*/$$*.c $(LIBA) | $(BINDIR)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(LDLIBS)
 
 $(OUT)/t/%: t/%.c $(LIBA) | $(OUT)/t

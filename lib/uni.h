@@ -25,7 +25,7 @@ int utf8_encode(uint32_t cp, uint8_t *out);
 size_t utf8_valid_prefix(const uint8_t *s, size_t n);
 
 /* NFC (Unicode 9.0 tables) of valid UTF-8 s[0..n). If s is already NFC (the common case,
- * found by a quick check), returns 0 with *out = NULL and touches nothing. Otherwise
+ * found by a quick check), returns 0 and touches nothing. Otherwise
  * writes the normalized text to *out (malloc'd / realloc'd, capacity *cap, reusable
  * across calls), its length to *outn, and returns 1. Returns -1 on out of memory. */
 int uni_nfc(const char *s, size_t n, char **out, size_t *outn, size_t *cap);
