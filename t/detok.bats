@@ -22,15 +22,15 @@ load helper
     set -- $ids
     [ "$#" -ge 2 ]
     mkfifo "$TMP/fifo"
-    "$BIN/detok" -m "$MODEL" < "$TMP/fifo" > "$TMP/out" &
-    exec 3> "$TMP/fifo"
-    echo "$1" >&3
+    "$BIN/detok" -m "$MODEL" < "$TMP/fifo" > "$TMP/out" 3>&- &
+    exec 7> "$TMP/fifo"   # (fd 3 is BATS's own)
+    echo "$1" >&7
     sleep 0.3
     [ ! -s "$TMP/out" ]       # nothing printed yet: the character is incomplete
-    shift; for i in "$@"; do echo "$i" >&3; done
+    shift; for i in "$@"; do echo "$i" >&7; done
     sleep 0.3
     [ "$(cat "$TMP/out")" = "𓀀" ]   # printed before the stream ended
-    exec 3>&-
+    exec 7>&-
     wait
 }
 
@@ -53,7 +53,7 @@ load helper
     [ "$status" -eq 1 ]
     [ "${lines[-1]}" = "detok: stdin: line 1: 'x' is not part of a token id" ]
     "$BIN/tok" -m "$MODEL" --npy 'Hello, world' > "$TMP/ids.npy"
-    head -c 70 "$TMP/ids.npy" > "$TMP/short.npy"
+    head -c 130 "$TMP/ids.npy" > "$TMP/short.npy"
     run "$BIN/detok" -m "$MODEL" "$TMP/short.npy"
     [ "$status" -eq 1 ]
     [ "${lines[-1]}" = "detok: $TMP/short.npy: record 1: npy: truncated data (want 12 bytes)" ]
