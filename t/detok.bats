@@ -72,3 +72,8 @@ load helper
     [ "${lines[2]}" = '{"error": "line 3: want an object with \"ids\": [...]", "line": 3}' ]
     [ "${lines[3]}" = '{"text": "<|endoftext|>"}' ]
 }
+
+@test "detok(tok(x)) == NFC(x) for every document of the corpus (our ids, HF's NFC)" {
+    run bash -c "set -o pipefail; '$BIN/tok' -m '$MODEL' --jsonl < '$FIX/tok_public.jsonl' | '$BIN/detok' -m '$MODEL' --jsonl | cmp - '$FIX/detok_public.jsonl'"
+    [ "$status" -eq 0 ]
+}
