@@ -87,7 +87,7 @@ test-static: static
 
 # Install the Debian packages the build and the tests need (CI calls this).
 DEB_PKGS = build-essential libcjson-dev libsodium-dev libmicrohttpd-dev musl-tools unicode-data \
-           bats bats-assert bats-support curl python3 dpkg-dev
+           bats bats-assert bats-support curl python3 dpkg-dev autoconf automake libtool
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
