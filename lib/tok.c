@@ -22,44 +22,80 @@
 
 enum { SMALL_PIECE = 256 };
 
-/* The merge of pair (a, b): its rank (TOK_NORANK if none) and the merged id. */
+/* The merge of pair (a, b): its rank (TOK_NORANK if none) and the merged id. A merged
+ * id out of range (only in a damaged image) counts as no merge. */
 static inline uint32_t merge_rank(const tok *t, uint32_t a, uint32_t b, uint32_t *merged) {
-    for (size_t i = tok_hash_pair(a, b) & t->mmask;; i = (i + 1) & t->mmask) {
+    size_t i = tok_hash_pair(a, b) & t->mmask;
+    for (uint32_t k = 0; k < t->mprobe; k++, i = (i + 1) & t->mmask) {
         const uint8_t *s = t->mhash + 16 * i;
         uint32_t sa = le32(s);
-        if (sa == TOK_EMPTY) return TOK_NORANK;
+        if (sa == TOK_EMPTY) break;
         if (sa == a && le32(s + 4) == b) {
             *merged = le32(s + 12);
-            return le32(s + 8);
+            return *merged < t->n_vocab ? le32(s + 8) : TOK_NORANK;
         }
     }
+    return TOK_NORANK;
 }
 
-/* Classic BPE: repeatedly merge the adjacent pair of lowest rank, leftmost on ties;
- * the same order HF's priority queue (rank, position) produces. rank[i] and merged[i]
- * describe the pair (id[i], id[i+1]). Quadratic in the piece, which is short: pieces
- * in the vocabulary never get here. */
-size_t tok_bpe(const tok *t, const uint8_t *s, size_t n, uint32_t *id, uint32_t *work) {
-    uint32_t *rank = work, *merged = work + n;
-    for (size_t i = 0; i < n; i++) id[i] = t->byte_id[s[i]];
-    for (size_t i = 0; i + 1 < n; i++) rank[i] = merge_rank(t, id[i], id[i + 1], &merged[i]);
-    while (n > 1) {
-        size_t best = 0;
-        for (size_t i = 1; i + 1 < n; i++)
-            if (rank[i] < rank[best]) best = i;
-        if (rank[best] == TOK_NORANK) break;
-        id[best] = merged[best];
-        size_t tail = n - best - 2; /* ids after the merged pair */
-        memmove(id + best + 1, id + best + 2, 4 * tail);
-        if (tail > 1) {
-            memmove(rank + best + 1, rank + best + 2, 4 * (tail - 1));
-            memmove(merged + best + 1, merged + best + 2, 4 * (tail - 1));
-        }
-        n--;
-        if (best + 1 < n) rank[best] = merge_rank(t, id[best], id[best + 1], &merged[best]);
-        if (best > 0) rank[best - 1] = merge_rank(t, id[best - 1], id[best], &merged[best - 1]);
+/* Binary min-heap of (rank << 32 | position) keys. */
+static void heap_push(uint64_t *h, size_t *n, uint64_t k) {
+    size_t i = (*n)++;
+    for (; i > 0 && h[(i - 1) / 2] > k; i = (i - 1) / 2) h[i] = h[(i - 1) / 2];
+    h[i] = k;
+}
+static uint64_t heap_pop(uint64_t *h, size_t *n) {
+    uint64_t top = h[0], k = h[--*n];
+    size_t i = 0;
+    for (size_t c; (c = 2 * i + 1) < *n; i = c) {
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= k) break;
+        h[i] = h[c];
     }
-    return n;
+    h[i] = k;
+    return top;
+}
+
+enum { END = 0xFFFFFFFFu };
+
+/* BPE as HF does it: repeatedly merge the adjacent pair of lowest rank, leftmost on
+ * ties. Symbols are a linked list and keep the position of their first byte; candidate
+ * pairs wait in a heap keyed by (rank, position), and entries that went stale are
+ * skipped when popped: a rank names one pair, so an entry is current iff its position
+ * still starts a pair of that rank. O(n log n), for the 3,000-byte words too. */
+size_t tok_bpe(const tok *t, const uint8_t *s, size_t n, uint32_t *out, uint32_t *sym, uint64_t *heap) {
+    uint32_t *id = sym, *next = id + n, *prev = next + n, *rank = prev + n, *merged = rank + n;
+    size_t hn = 0;
+    for (size_t i = 0; i < n; i++) {
+        id[i] = t->byte_id[s[i]];
+        next[i] = i + 1 < n ? (uint32_t)i + 1 : END;
+        prev[i] = i > 0 ? (uint32_t)i - 1 : END;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rank[i] = i + 1 < n ? merge_rank(t, id[i], id[i + 1], &merged[i]) : TOK_NORANK;
+        if (rank[i] != TOK_NORANK) heap_push(heap, &hn, (uint64_t)rank[i] << 32 | i);
+    }
+    while (hn > 0) {
+        uint64_t k = heap_pop(heap, &hn);
+        uint32_t p = (uint32_t)k, r = (uint32_t)(k >> 32);
+        if (id[p] == END || rank[p] != r) continue;
+        uint32_t q = next[p];
+        id[p] = merged[p];
+        id[q] = END;
+        next[p] = next[q];
+        if (next[q] != END) prev[next[q]] = p;
+        rank[q] = TOK_NORANK;
+        rank[p] = next[p] != END ? merge_rank(t, id[p], id[next[p]], &merged[p]) : TOK_NORANK;
+        if (rank[p] != TOK_NORANK) heap_push(heap, &hn, (uint64_t)rank[p] << 32 | p);
+        uint32_t o = prev[p];
+        if (o != END) {
+            rank[o] = merge_rank(t, id[o], id[p], &merged[o]);
+            if (rank[o] != TOK_NORANK) heap_push(heap, &hn, (uint64_t)rank[o] << 32 | o);
+        }
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i != END; i = next[i]) out[k++] = id[i];
+    return k;
 }
 
 /* Class bits (UNI_L, UNI_N, UNI_S, TOK_CRLF) of the code point at s[i] and its length.
@@ -151,7 +187,8 @@ typedef struct {
     const tok *t;
     int32_t *ids;
     size_t n, cap;
-    uint32_t *work; /* BPE scratch for pieces over SMALL_PIECE bytes */
+    uint32_t *sym;  /* BPE scratch for pieces over SMALL_PIECE bytes: TOK_BPE_SYM(wcap) */
+    uint64_t *heap; /* and TOK_BPE_HEAP(wcap) */
     size_t wcap;
 } enc;
 
@@ -177,17 +214,22 @@ static int piece(enc *e, const uint8_t *s, size_t n) {
             return 0;
         }
     }
-    uint32_t small[4 * SMALL_PIECE], *out = small;
+    uint32_t sym_small[TOK_BPE_SYM(SMALL_PIECE)], *sym = sym_small;
+    uint64_t heap_small[TOK_BPE_HEAP(SMALL_PIECE)], *heap = heap_small;
     if (n > SMALL_PIECE) {
-        if (e->wcap < 4 * n) {
-            free(e->work);
-            e->wcap = 8 * n;
-            if (!(e->work = malloc(4 * e->wcap))) return -1;
+        if (e->wcap < n) {
+            free(e->sym);
+            free(e->heap);
+            e->wcap = 2 * n;
+            e->sym = malloc(sizeof *sym * TOK_BPE_SYM(e->wcap));
+            e->heap = malloc(sizeof *heap * TOK_BPE_HEAP(e->wcap));
+            if (!e->sym || !e->heap) return e->wcap = 0, -1;
         }
-        out = e->work;
+        sym = e->sym;
+        heap = e->heap;
     }
-    size_t k = tok_bpe(t, s, n, out, out + n);
-    for (size_t i = 0; i < k; i++) e->ids[e->n++] = (int32_t)out[i];
+    /* the ids go straight to the output: BPE never makes more ids than bytes */
+    e->n += tok_bpe(t, s, n, (uint32_t *)(e->ids + e->n), sym, heap);
     return 0;
 }
 
@@ -237,7 +279,8 @@ int tok_encode(const tok *t, const char *text, size_t len, int32_t **ids, size_t
         pos = p + m;
     }
     free(nfc);
-    free(e.work);
+    free(e.sym);
+    free(e.heap);
     *ids = e.ids;
     *cap = e.cap;
     if (rc < 0) return seterr(err, errlen, "encode: out of memory");

@@ -170,7 +170,9 @@ static void fill_vhash(tok *t, size_t n_vocab) {
         uint32_t a = le32(t->tokoff + 4 * (size_t)id), e = le32(t->tokoff + 4 * (size_t)id + 4);
         uint64_t h = tok_hash_bytes(t->blob + a, e - a);
         size_t i = (size_t)h & t->vmask;
-        while (le32(t->vhash + 8 * i) != TOK_EMPTY) i = (i + 1) & t->vmask;
+        uint32_t probe = 1;
+        for (; le32(t->vhash + 8 * i) != TOK_EMPTY; probe++) i = (i + 1) & t->vmask;
+        if (probe > t->vprobe) t->vprobe = probe;
         uint8_t *slot = (uint8_t *)t->vhash + 8 * i;
         put_le32(slot, id);
         put_le32(slot + 4, (uint32_t)(h >> 32));
@@ -200,8 +202,9 @@ static int read_merge(build *b, tok *t, const cJSON *m, size_t rank, uint8_t *sc
                       b->path, rank);
     /* HF collects merges into a map, so a repeated pair keeps its last rank. */
     size_t i = tok_hash_pair(a, c) & t->mmask;
-    for (;; i = (i + 1) & t->mmask) {
+    for (uint32_t probe = 1;; probe++, i = (i + 1) & t->mmask) {
         uint32_t sa = le32(t->mhash + 16 * i), sc = le32(t->mhash + 16 * i + 4);
+        if (probe > t->mprobe) t->mprobe = probe;
         if (sa == TOK_EMPTY || (sa == a && sc == c)) break;
     }
     uint8_t *slot = (uint8_t *)t->mhash + 16 * i;
@@ -215,18 +218,21 @@ static int read_merge(build *b, tok *t, const cJSON *m, size_t rank, uint8_t *sc
 /* Mark the vocabulary entries BPE rebuilds whole from their own bytes (all of them
  * when the model ignores merges for whole words). */
 static int mark_whole(tok *t, int ignore_merges) {
-    uint32_t *out = malloc(4 * 4 * (t->max_piece + 1));
-    if (!out) return -1;
-    for (size_t i = 0; i <= t->vmask; i++) {
+    uint32_t *out = malloc(4 * t->max_piece), *sym = malloc(4 * TOK_BPE_SYM(t->max_piece));
+    uint64_t *heap = malloc(8 * TOK_BPE_HEAP(t->max_piece));
+    int rc = out && sym && heap ? 0 : -1;
+    for (size_t i = 0; i <= t->vmask && rc == 0; i++) {
         uint8_t *slot = (uint8_t *)t->vhash + 8 * i;
         uint32_t id = le32(slot);
         if (id == TOK_EMPTY) continue;
         uint32_t a = le32(t->tokoff + 4 * (size_t)id), e = le32(t->tokoff + 4 * (size_t)id + 4);
-        if (ignore_merges || (tok_bpe(t, t->blob + a, e - a, out, out + t->max_piece) == 1 && out[0] == id))
+        if (ignore_merges || (tok_bpe(t, t->blob + a, e - a, out, sym, heap) == 1 && out[0] == id))
             put_le32(slot, id | TOK_WHOLE);
     }
     free(out);
-    return 0;
+    free(sym);
+    free(heap);
+    return rc;
 }
 
 static void seal(uint8_t *img, size_t size) {
@@ -307,6 +313,7 @@ static int compile(build *b, const cJSON *root, uint8_t **out, size_t *outsize, 
 
     /* A view of the image as it grows, for the lookups the merges need. */
     tok t = {0};
+    t.n_vocab = b->n_vocab;
     t.tokoff = img + o_tokoff;
     t.blob = img + o_blob;
     t.vhash = img + o_vhash;
@@ -322,6 +329,8 @@ static int compile(build *b, const cJSON *root, uint8_t **out, size_t *outsize, 
         rc = read_merge(b, &t, e, rank++, scratch);
     }
     free(scratch);
+    put_le32(img + H_VPROBE, t.vprobe);
+    put_le32(img + H_MPROBE, t.mprobe);
     if (rc == 0) {
         seal(img, size);
         rc = tok_attach(&t, img, size, b->err, b->errlen);

@@ -31,7 +31,7 @@ cache_bin() { ls "$QWEN_CACHE"/tok-*.bin; }
     run "$TBIN/tok_test" -l "$MODEL"
     [ "$status" -eq 0 ]
     cmp "$bin" "$TMP/good.bin"
-    dd if=/dev/zero of="$bin" bs=1 count=136 conv=notrunc status=none
+    dd if=/dev/zero of="$bin" bs=1 count=144 conv=notrunc status=none
     run "$TBIN/tok_test" "$MODEL" "$FIX/tok_public.jsonl"
     [ "${lines[-1]}" = "2233/2233 exact" ]
     cmp "$bin" "$TMP/good.bin"
