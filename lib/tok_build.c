@@ -188,8 +188,8 @@ static int read_merge(build *b, tok *t, const cJSON *m, size_t rank, uint8_t *sc
         char *sp = two ? strchr(two, ' ') : NULL;
         if (sp && !strchr(sp + 1, ' ')) *sp = 0, l = two, r = sp + 1;
     } else if (cJSON_GetArraySize(m) == 2) {
-        l = cJSON_GetArrayItem(m, 0)->valuestring;
-        r = cJSON_GetArrayItem(m, 1)->valuestring;
+        l = cJSON_GetStringValue(cJSON_GetArrayItem(m, 0));
+        r = cJSON_GetStringValue(cJSON_GetArrayItem(m, 1));
     }
     long nl = l ? unbyte(b->inv, l, scratch) : -1;
     long nr = r && nl > 0 ? unbyte(b->inv, r, scratch + nl) : -1;

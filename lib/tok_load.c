@@ -23,22 +23,21 @@
 #include "uni.h"
 
 uint64_t tokimg_sum(const uint8_t *p, size_t n) {
-    /* Fletcher-style over eight independent 64-bit lanes: adds only, so it runs at
-     * memory speed (~0.4 ms for the 8 MB image); a word changed anywhere changes the
-     * lane sums, a word moved changes the running sums of sums. */
-    uint64_t a[8] = {0}, b[8] = {0};
-    for (; n >= 64; p += 64, n -= 64)
-        for (int k = 0; k < 8; k++) {
-            a[k] += le64(p + 8 * k);
-            b[k] += a[k];
-        }
-    uint64_t h = n;
+    /* Fletcher-style over four 64-bit lanes held in registers: adds only, so it runs at
+     * memory speed; a word changed anywhere changes its lane's sum, a word moved changes
+     * the running sum of sums. */
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    for (; n >= 32; p += 32, n -= 32) {
+        a0 += le64(p), a1 += le64(p + 8), a2 += le64(p + 16), a3 += le64(p + 24);
+        b0 += a0, b1 += a1, b2 += a2, b3 += a3;
+    }
+    uint64_t h = n, lanes[8] = {a0, a1, a2, a3, b0, b1, b2, b3};
     for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3u;
     for (int k = 0; k < 8; k++) {
-        h = (h ^ a[k]) * 0xFF51AFD7ED558CCDu;
-        h = (h ^ b[k] ^ h >> 32) * 0xC4CEB9FE1A85EC53u;
+        h = (h ^ lanes[k]) * 0xFF51AFD7ED558CCDu;
+        h ^= h >> 32;
     }
-    return h ^ h >> 29;
+    return h;
 }
 
 /* Section [off, off + len) lies inside the image, past the header. */

@@ -17,6 +17,12 @@ cache_bin() { ls "$QWEN_CACHE"/tok-*.bin; }
     [ "${lines[-1]}" = "2233/2233 exact" ]
 }
 
+@test "tok_lib: 4,000 seeded random texts (t/gen_tok_fuzz.py) encode exactly" {
+    run "$TBIN/tok_test" "$MODEL" "$FIX/tok_fuzz.jsonl"
+    [ "$status" -eq 0 ] || { echo "$output" | head -12; false; }
+    [ "${lines[-1]}" = "4000/4000 exact" ]
+}
+
 @test "tok_lib: a corrupt or truncated cache file is rebuilt, not trusted" {
     export QWEN_CACHE=$TMP/cache
     "$TBIN/tok_test" -l "$MODEL"
@@ -81,4 +87,18 @@ cache_bin() { ls "$QWEN_CACHE"/tok-*.bin; }
     run "$TBIN/tok_test" -l "$TMP/m"
     [ "$status" -eq 1 ]
     [[ "$output" == *"pre_tokenizer Split is not the Qwen2 regex (Isolated): not a Qwen3 tokenizer" ]]
+}
+
+@test "tok_lib: merges written as \"a b\" strings (older tokenizer.json) encode the same" {
+    export QWEN_CACHE=$TMP/cache
+    mkdir "$TMP/m"
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+d["model"]["merges"] = [" ".join(m) for m in d["model"]["merges"]]
+json.dump(d, open(sys.argv[2], "w", encoding="utf-8"), ensure_ascii=False)
+' "$MODEL/tokenizer.json" "$TMP/m/tokenizer.json"
+    grep -q '"merges": \["Ġ Ġ", ' "$TMP/m/tokenizer.json"
+    run "$TBIN/tok_test" "$TMP/m" "$FIX/tok_public.jsonl"
+    [ "${lines[-1]}" = "2233/2233 exact" ]
 }
