@@ -1,6 +1,7 @@
 /* jsonl: cJSON with exact strings (see jsonl.h). */
 #include "jsonl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "utf8.h"
@@ -80,11 +81,54 @@ int jsonl_parse(const char *line, size_t len, jsonl_doc *d, char *err, size_t er
         buf_free(&b);
         return seterr(err, errlen, "invalid JSON near byte %zu", at);
     }
+    if (json_keep_numbers(d->root, src, len) < 0) {
+        jsonl_free(d);
+        buf_free(&b);
+        return seterr(err, errlen, "out of memory");
+    }
     buf_free(&b);
     return 0;
 oom:
     buf_free(&b);
     return seterr(err, errlen, "out of memory");
+}
+
+/* The next number literal in p[0..end) outside strings, or NULL; *n gets its length. */
+static const char *next_number(const char *p, const char *end, size_t *n) {
+    for (; p < end; p++) {
+        if (*p == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\') p++;
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            const char *q = p;
+            while (q < end && *q && strchr("+-.eE0123456789", *q)) q++;
+            *n = (size_t)(q - p);
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Give every number node in v its literal text (valuestring, which cJSON_Delete frees).
+ * Numbers come in the text in the order of a depth-first walk of cJSON's tree, and
+ * outside strings only numbers contain '-' or digits. */
+static int keep_number_text(cJSON *v, const char **p, const char *end) {
+    for (; v; v = v->next) {
+        if (cJSON_IsNumber(v)) {
+            size_t n;
+            const char *lit = next_number(*p, end, &n);
+            if (!lit || !(v->valuestring = strndup(lit, n))) return -1;
+            *p = lit + n;
+        } else if (v->child && keep_number_text(v->child, p, end)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int json_keep_numbers(cJSON *root, const char *text, size_t len) {
+    const char *p = text;
+    return keep_number_text(root, &p, text + len) ? -1 : 0;
 }
 
 void jsonl_free(jsonl_doc *d) {

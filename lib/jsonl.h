@@ -21,6 +21,12 @@ typedef struct {
 int jsonl_parse(const char *line, size_t len, jsonl_doc *d, char *err, size_t errlen);
 void jsonl_free(jsonl_doc *d);
 
+/* Give every number node under root its JSON literal in valuestring (freed by
+ * cJSON_Delete), from the text it was parsed from, so that chat templates' tojson prints
+ * 1.0 as 1.0 and big integers exactly (cJSON keeps only a double). jsonl_parse does
+ * this already. -1 if out of memory. */
+int json_keep_numbers(cJSON *root, const char *text, size_t len);
+
 /* The bytes of string item (NULs restored) into out (cleared first). -1 if item is not a
  * string, or if its text is not valid UTF-8 (err gives the byte offset). */
 int jsonl_str(const jsonl_doc *d, const cJSON *item, buf *out, char *err, size_t errlen);

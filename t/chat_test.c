@@ -10,52 +10,19 @@
  *                             one such case on stdin; the rendering to stdout, or
  *                             "chat_test: reason" and status 1.
  *
- * Numbers keep their JSON literal (keep_number_text) so 1.0 stays 1.0 and big ints
+ * Numbers keep their JSON literal (json_keep_numbers) so 1.0 stays 1.0 and big ints
  * stay exact; --plain-numbers shows what cJSON's doubles alone give. */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat.h"
+#include "jsonl.h"
 #include "util.h"
-
-/* The next number literal in p[0..end) outside strings, or NULL; *n gets its length. */
-static const char *next_number(const char *p, const char *end, size_t *n) {
-    for (; p < end; p++) {
-        if (*p == '"') {
-            for (p++; p < end && *p != '"'; p++)
-                if (*p == '\\') p++;
-        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
-            const char *q = p;
-            while (q < end && *q && strchr("+-.eE0123456789", *q)) q++;
-            *n = (size_t)(q - p);
-            return p;
-        }
-    }
-    return NULL;
-}
-
-/* Give every number node in v its literal text (valuestring, which cJSON_Delete frees).
- * Numbers come in the text in the order of a depth-first walk of cJSON's tree, and
- * outside strings only numbers contain '-' or digits. */
-static int keep_number_text(cJSON *v, const char **p, const char *end) {
-    for (; v; v = v->next) {
-        if (cJSON_IsNumber(v)) {
-            size_t n;
-            const char *lit = next_number(*p, end, &n);
-            if (!lit || !(v->valuestring = strndup(lit, n))) return -1;
-            *p = lit + n;
-        } else if (v->child && keep_number_text(v->child, p, end)) {
-            return -1;
-        }
-    }
-    return 0;
-}
 
 static cJSON *parse(const char *s, size_t n, int keep_numbers) {
     cJSON *v = cJSON_ParseWithLength(s, n);
-    const char *p = s;
-    if (v && keep_numbers && keep_number_text(v, &p, s + n)) {
+    if (v && keep_numbers && json_keep_numbers(v, s, n) < 0) {
         cJSON_Delete(v);
         return NULL;
     }

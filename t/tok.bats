@@ -118,3 +118,25 @@ sys.exit(1 if bad else 0)' "$TMP/pairs"
     [ "$output" = "6023" ]
     ls "$QWEN_CACHE" | grep -q .
 }
+
+@test "tok --jsonl: the extra Qwen3 chat cases (tools with floats, big ints, tool calls) render exactly" {
+    python3 -c '
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8"):
+    c = json.loads(line)
+    if c.get("template") == "qwen3" and c.get("error") is None:
+        print(line, end="")' "$FIX/chat_extra.jsonl" > "$TMP/cases.jsonl"
+    n=$(wc -l < "$TMP/cases.jsonl")
+    [ "$n" -ge 20 ]
+    "$BIN/tok" -m "$MODEL" --jsonl < "$TMP/cases.jsonl" > "$TMP/ours.jsonl"
+    run python3 -c '
+import json, sys
+bad = 0
+for ref, ours in zip(open(sys.argv[1], encoding="utf-8"), open(sys.argv[2], encoding="utf-8")):
+    r, o = json.loads(ref), json.loads(ours)
+    if r["rendered"] != o.get("text") or ("ids" in r and r["ids"] != o.get("ids")):
+        bad += 1; print("mismatch:", r["name"])
+sys.exit(1 if bad else 0)' "$TMP/cases.jsonl" "$TMP/ours.jsonl"
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
