@@ -130,8 +130,8 @@ static size_t contraction(const uint8_t *s, size_t n) {
     return 0;
 }
 
-/* The end of the run of code points from i whose class has none of the bits in `stop`
- * (stop = 0: has one of `want`). */
+/* The end of the run of code points from i whose class has a bit of `want` (run) or
+ * none of the bits of `stop` (run_not). */
 static inline size_t run(const tok *t, const uint8_t *s, size_t n, size_t i, int want) {
     size_t l;
     while (i < n && (cls(t, s, i, &l) & want)) i += l;

@@ -11,12 +11,12 @@
  * missing or unusable image makes us parse JSON. The cache is an optimization: if it
  * cannot be written (read-only directory, no HOME) the tokenizer still loads. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "tok_impl.h"

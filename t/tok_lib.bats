@@ -56,6 +56,23 @@ cache_bin() { ls "$QWEN_CACHE"/tok-*.bin; }
     [ "$(cache_bin | wc -l)" -eq 2 ]
 }
 
+@test "tok_lib: a warm load trusts the index (same dev, inode, size, mtime) and reads no JSON" {
+    export QWEN_CACHE=$TMP/cache
+    mkdir "$TMP/m"
+    cp "$MODEL/tokenizer.json" "$TMP/m/"
+    "$TBIN/tok_test" -l "$TMP/m"
+    touch -r "$TMP/m/tokenizer.json" "$TMP/stamp"
+    printf 'not json' | dd of="$TMP/m/tokenizer.json" bs=1 seek=0 conv=notrunc status=none
+    touch -r "$TMP/stamp" "$TMP/m/tokenizer.json"
+    run "$TBIN/tok_test" -l "$TMP/m"
+    [ "$status" -eq 0 ]
+    # any change to the stat data sends it back to the content, which is now broken
+    touch "$TMP/m/tokenizer.json"
+    run "$TBIN/tok_test" -l "$TMP/m"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "tok_test: $TMP/m/tokenizer.json: not valid JSON"* ]]
+}
+
 @test "tok_lib: without a usable cache directory the tokenizer still loads" {
     export QWEN_CACHE=/dev/null/cache
     run "$TBIN/tok_test" -l "$MODEL"
