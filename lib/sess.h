@@ -25,7 +25,8 @@ typedef struct {
  * another model or in another format version, saying which), else start empty. */
 int sess_open(const char *path, const model *m, session *s, char *err, size_t errlen);
 
-/* Record n more token ids (their K/V rows are already in s->kv, written by forward()). */
+/* Record the ids of the last n cached positions (forward() has written their K/V rows and
+ * advanced s->kv.n), so that tokens[i] is the id at position i. */
 int sess_push_tokens(session *s, const int32_t *ids, size_t n, char *err, size_t errlen);
 
 /* Save atomically: the old file or the whole new one, never a mix. */

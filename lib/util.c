@@ -140,6 +140,17 @@ int cache_dir(char *out, size_t outlen, char *err, size_t errlen) {
     return 0;
 }
 
+#ifndef DEFAULT_MODEL
+#define DEFAULT_MODEL "build/models/tiny"
+#endif
+
+const char *model_dir(const char *given) {
+    const char *env = getenv("QWEN_MODEL");
+    if (given && *given) return given;
+    if (env && *env) return env;
+    return DEFAULT_MODEL;
+}
+
 int buf_reserve(buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;

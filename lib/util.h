@@ -38,6 +38,10 @@ int write_atomic(const char *path, const void *data, size_t len, char *err, size
  * $HOME/.cache/qwen3-pipe; created (mode 0700) if missing. out gets the path. */
 int cache_dir(char *out, size_t outlen, char *err, size_t errlen);
 
+/* The model directory a program uses: given (from -m) if not NULL, else $QWEN_MODEL,
+ * else the tiny model the build generated (DEFAULT_MODEL, set by the Makefile). */
+const char *model_dir(const char *given);
+
 /* Growable byte buffer. */
 typedef struct {
     char *data;
