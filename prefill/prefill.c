@@ -1,0 +1,256 @@
+/* prefill: embeddings (or ids) -> K/V appended to a session, and logits out.
+ *
+ * Input, per sequence, any of: `embed`'s pair of records (int32 ids, then f32 (n, dim)
+ * embeddings), an f32 embeddings record alone (tokens recorded as -1: unknown, e.g. a
+ * vision tower's output), or bare ids (a text line or an int32 record not followed by
+ * embeddings), which prefill embeds itself. Each sequence is appended to the session
+ * after what it already holds; the logits of its last position (or of every position,
+ * --all-logits) are written as an f32 .npy record. The session is saved atomically at the
+ * end.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "ids.h"
+#include "model.h"
+#include "npy.h"
+#include "sess.h"
+#include "util.h"
+
+static const char *prog = "prefill";
+
+static const char usage[] =
+    "usage: prefill [-m DIR] -k SESSION [options] [FILE]\n"
+    "Run the model over new positions and append their K/V to SESSION (created if missing).\n"
+    "Input (stdin when FILE is absent or '-'): embed's records (int32 ids + f32 (n, hidden)\n"
+    "embeddings), f32 embeddings alone, or token ids (text lines or int32 .npy), embedded here.\n"
+    "Writes the logits of each sequence's last position as an f32 .npy record (vocab,).\n"
+    "\n"
+    "  -m, --model DIR     Qwen3 model directory; default $QWEN_MODEL, else the built-in tiny model\n"
+    "  -k, --session FILE  the session to extend (required)\n"
+    "      --all-logits    write logits for every position: one record (n, vocab) per sequence\n"
+    "  -t, --threads N     threads (default: one per core)\n"
+    "      --backend NAME  where the layers run (default cpu)\n"
+    "  -h, --help          this help\n";
+
+typedef struct {
+    const char *session, *backend;
+    int all_logits, threads;
+} opts;
+
+/* The state of one run: model, backend, session, and buffers reused across sequences. */
+typedef struct {
+    model *m;
+    const backend *b;
+    void *ctx;
+    session s;
+    float *x, *logits;
+    size_t x_cap, logits_cap;
+} run;
+
+static int grow(float **p, size_t *cap, size_t n) {
+    if (n <= *cap) return 0;
+    float *q = realloc(*p, n * sizeof *q);
+    if (!q) return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* Run n positions whose embeddings are r->x (n, dim) and ids are ids (NULL = unknown). */
+static int feed(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen) {
+    size_t vocab = (size_t)r->m->cfg.vocab_size;
+    if (n == 0) return 0;
+    if (grow(&r->logits, &r->logits_cap, (o->all_logits ? n : 1) * vocab) < 0)
+        return seterr(err, errlen, "out of memory for logits");
+    if (forward(r->b, r->ctx, r->m, r->x, n, &r->s.kv, r->logits, o->all_logits, err, errlen) < 0) return -1;
+    int32_t *unknown = NULL;
+    if (!ids) {
+        if (!(unknown = malloc(n * sizeof *unknown))) return seterr(err, errlen, "out of memory");
+        for (size_t i = 0; i < n; i++) unknown[i] = -1;
+    }
+    int rc = sess_push_tokens(&r->s, ids ? ids : unknown, n, err, errlen);
+    free(unknown);
+    if (rc < 0) return -1;
+    /* keep the last position's logits in the session, so decode can start from them */
+    if (!r->s.logits && !(r->s.logits = malloc(vocab * sizeof(float)))) return seterr(err, errlen, "out of memory");
+    memcpy(r->s.logits, r->logits + (o->all_logits ? (n - 1) * vocab : 0), vocab * sizeof(float));
+    size_t shape[2] = {n, vocab};
+    if (o->all_logits) return npy_write(stdout, NPY_F32, 2, shape, r->logits, err, errlen);
+    return npy_write(stdout, NPY_F32, 1, shape + 1, r->logits, err, errlen);
+}
+
+static int feed_ids(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen) {
+    if (grow(&r->x, &r->x_cap, n * (size_t)r->m->cfg.dim) < 0) return seterr(err, errlen, "out of memory");
+    if (model_embed(r->m, ids, n, r->x, err, errlen) < 0) return -1;
+    return feed(r, o, ids, n, err, errlen);
+}
+
+/* Read .npy records: int32 ids, optionally followed by their f32 embeddings. */
+static int read_records(run *r, const opts *o, FILE *in, char *err, size_t errlen) {
+    npy rec = {0};
+    int32_t *ids = NULL; /* pending ids, not yet matched with embeddings */
+    size_t n_ids = 0, rec_no = 0, dim = (size_t)r->m->cfg.dim;
+    int got, rc = 0, magic_read = 1;
+    char e[256];
+    while ((got = npy_read(in, &rec, magic_read, e, sizeof e)) > 0) {
+        magic_read = 0;
+        rec_no++;
+        if (rec.dtype == NPY_I32) {
+            if (ids && feed_ids(r, o, ids, n_ids, err, errlen) < 0) goto fail;
+            if (rec.ndim > 2 || (rec.ndim == 2 && rec.shape[0] != 1)) {
+                seterr(err, errlen, "record %zu: token ids must have shape (n,)", rec_no);
+                goto fail;
+            }
+            free(ids);
+            n_ids = rec.count;
+            if (!(ids = malloc((n_ids ? n_ids : 1) * sizeof *ids))) goto oom;
+            memcpy(ids, rec.data, n_ids * sizeof *ids);
+            for (size_t i = 0; i < n_ids; i++)
+                if (ids[i] < 0 || ids[i] >= r->m->cfg.vocab_size) {
+                    seterr(err, errlen, "record %zu: id %d out of range [0, %d)", rec_no, ids[i],
+                           r->m->cfg.vocab_size);
+                    goto fail;
+                }
+        } else if (rec.dtype == NPY_F32) {
+            size_t n = rec.ndim == 2 ? rec.shape[0] : rec.ndim == 1 ? 1 : 0;
+            if (rec.ndim < 1 || rec.ndim > 2 || rec.shape[rec.ndim - 1] != dim) {
+                seterr(err, errlen, "record %zu: embeddings must have shape (n, %zu) (this model's hidden size)",
+                       rec_no, dim);
+                goto fail;
+            }
+            if (ids && n_ids != n) {
+                seterr(err, errlen, "record %zu: %zu embeddings for %zu ids", rec_no, n, n_ids);
+                goto fail;
+            }
+            if (grow(&r->x, &r->x_cap, n * dim) < 0) goto oom;
+            memcpy(r->x, rec.data, n * dim * sizeof(float));
+            if (feed(r, o, ids, n, err, errlen) < 0) goto fail;
+            free(ids);
+            ids = NULL;
+        } else {
+            seterr(err, errlen, "record %zu: want int32 ids or f32 embeddings", rec_no);
+            goto fail;
+        }
+    }
+    if (got < 0) {
+        seterr(err, errlen, "record %zu: %s", rec_no + 1, e);
+        goto fail;
+    }
+    if (ids && feed_ids(r, o, ids, n_ids, err, errlen) < 0) goto fail;
+    goto out;
+oom:
+    seterr(err, errlen, "out of memory");
+fail:
+    rc = -1;
+out:
+    free(ids);
+    npy_free(&rec);
+    return rc;
+}
+
+static int read_text(run *r, const opts *o, FILE *in, char *err, size_t errlen) {
+    ids_reader rd;
+    ids_open(&rd, in);
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int got;
+    char e[256];
+    while ((got = ids_next(&rd, &ids, &n, &cap, (size_t)r->m->cfg.vocab_size, e, sizeof e)) > 0)
+        if (feed_ids(r, o, ids, n, err, errlen) < 0) break;
+    if (got < 0) seterr(err, errlen, "%s", e);
+    ids_close(&rd);
+    free(ids);
+    return got == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+    opts o = {.backend = "cpu"};
+    const char *dir = NULL;
+    enum { O_ALL = 256, O_BACKEND };
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'},    {"session", required_argument, 0, 'k'},
+        {"all-logits", no_argument, 0, O_ALL},   {"threads", required_argument, 0, 't'},
+        {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "m:k:t:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': dir = optarg; break;
+        case 'k': o.session = optarg; break;
+        case O_ALL: o.all_logits = 1; break;
+        case 't':
+            o.threads = (int)strtol(optarg, &end, 10);
+            if (*optarg == 0 || *end || o.threads < 1 || o.threads > 1024) {
+                fprintf(stderr, "%s: -t: want a thread count 1..1024, not '%s'\n", prog, optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case O_BACKEND: o.backend = optarg; break;
+        case 'h': fputs(usage, stdout); return EXIT_OK;
+        default: fputs(usage, stderr); return EXIT_USAGE;
+        }
+    }
+    if (!o.session) {
+        fprintf(stderr, "%s: -k SESSION is required\n%s", prog, usage);
+        return EXIT_USAGE;
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "%s: one input file at most\n%s", prog, usage);
+        return EXIT_USAGE;
+    }
+    run r = {0};
+    if (!(r.b = backend_find(o.backend))) {
+        fprintf(stderr, "%s: --backend: '%s' is not one of: %s\n", prog, o.backend, backend_names());
+        return EXIT_USAGE;
+    }
+    FILE *in = stdin;
+    const char *inname = "stdin";
+    if (optind < argc && strcmp(argv[optind], "-")) {
+        inname = argv[optind];
+        if (!(in = fopen(inname, "rb"))) {
+            fprintf(stderr, "%s: %s: %s\n", prog, inname, strerror(errno));
+            return EXIT_DATA;
+        }
+    }
+    char err[512];
+    int rc = EXIT_DATA;
+    backend_opts bo = {o.threads, 512};
+    if (!(r.m = model_open(model_dir(dir), err, sizeof err))) goto done;
+    if (sess_open(o.session, r.m, &r.s, err, sizeof err) < 0) goto done_model;
+    if (!(r.ctx = r.b->open(r.m, &bo, err, sizeof err))) goto done_sess;
+    int ch = getc(in);
+    int ok;
+    if (ch == EOF) ok = 0;
+    else if (ch == (unsigned char)NPY_MAGIC[0]) {
+        char m5[5];
+        if (fread(m5, 1, 5, in) != 5 || memcmp(m5, NPY_MAGIC + 1, 5)) ok = seterr(err, sizeof err, "record 1: bad .npy magic");
+        else ok = read_records(&r, &o, in, err, sizeof err);
+    } else {
+        ungetc(ch, in);
+        ok = read_text(&r, &o, in, err, sizeof err);
+    }
+    if (ok < 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, inname, err);
+        err[0] = 0;
+    } else if (fflush(stdout) == EOF || ferror(stdout)) {
+        snprintf(err, sizeof err, "stdout: %s", strerror(errno));
+    } else if (sess_save(o.session, &r.s, err, sizeof err) == 0) {
+        rc = EXIT_OK;
+    }
+    r.b->close(r.ctx);
+done_sess:
+    sess_free(&r.s);
+done_model:
+    model_close(r.m);
+done:
+    if (rc != EXIT_OK && err[0]) fprintf(stderr, "%s: %s\n", prog, err);
+    free(r.x);
+    free(r.logits);
+    if (in != stdin) fclose(in);
+    return rc;
+}
