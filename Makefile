@@ -10,7 +10,9 @@ MODE    ?= release
 CC      ?= cc
 HOSTCC  ?= cc
 CFLAGS_BASE = -std=c11 -Wall -Wextra -D_GNU_SOURCE -g
-LDLIBS_BASE = -lcjson -lsodium -lmicrohttpd -lpthread -lm
+LDLIBS_BASE = -lcjson -lsodium -lpthread -lm
+# libmicrohttpd: dlopen'd at `tok --serve` in dynamic builds (lib/mhd.h says why), linked in static.
+MHD_LIBS    = -ldl
 
 ifeq ($(MODE),release)
   OUT     = build/release
@@ -29,12 +31,16 @@ else ifeq ($(MODE),static)
   BINDIR  = build/static/bin
   CC      = musl-gcc
   CFLAGS ?= -O2
+  MHD_LIBS = -lmicrohttpd
   CPPFLAGS += -I$(MUSL_PREFIX)/include
   LDFLAGS  += -static -L$(MUSL_PREFIX)/lib
 else
   $(error MODE must be release, debug or static)
 endif
 
+ifneq ($(MODE),static)
+  CPPFLAGS += -DMHD_DLOPEN
+endif
 ALL_CFLAGS = $(CFLAGS_BASE) $(CFLAGS) $(CPPFLAGS) -Ilib -I$(OUT)/gen
 LIBSRC  = $(wildcard lib/*.c)
 LIBOBJ  = $(LIBSRC:lib/%.c=$(OUT)/lib/%.o)
@@ -56,10 +62,10 @@ check-static-deps:
 
 .SECONDEXPANSION:
 $(BINDIR)/%: $$*/$$*.c $(LIBA) | $(BINDIR)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(MHD_LIBS) $(LDLIBS)
 
 $(OUT)/t/%: t/%.c $(LIBA) | $(OUT)/t
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(MHD_LIBS) $(LDLIBS)
 
 $(LIBA): $(LIBOBJ)
 	rm -f $@ && ar rcs $@ $^

@@ -32,7 +32,6 @@
  *  - idle_expire_s <= 0 means uids never expire. */
 #include "serve.h"
 
-#include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -45,6 +44,7 @@
 
 #include "chat.h"
 #include "jsonl.h"
+#include "mhd.h"
 #include "uni.h"
 #include "utf8.h"
 #include "util.h"
@@ -80,6 +80,7 @@ typedef struct {
     size_t n;
     pthread_mutex_t logmu; /* libmicrohttpd's last complaint, for a failed start */
     char log[256];
+    mhd_api mhd;           /* libmicrohttpd's entry points (mhd.h: loaded when serving starts) */
 } server;
 
 /* Per request: the raw request target (libmicrohttpd hands the access handler the path
@@ -626,17 +627,17 @@ static void on_log(void *cls, const char *fmt, va_list ap) {
     pthread_mutex_unlock(&s->logmu);
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r) {
+static enum MHD_Result send_reply(const server *s, struct MHD_Connection *c, reply *r) {
     if (!r->body.data) return MHD_NO; /* out of memory even for the error: drop the connection */
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->body.len, r->body.data, MHD_RESPMEM_MUST_FREE);
+        s->mhd.create_response_from_buffer(r->body.len, r->body.data, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         buf_free(&r->body);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    enum MHD_Result ok = MHD_queue_response(c, r->status, resp);
-    MHD_destroy_response(resp);
+    s->mhd.add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result ok = s->mhd.queue_response(c, r->status, resp);
+    s->mhd.destroy_response(resp);
     return ok;
 }
 
@@ -650,15 +651,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!k) return MHD_NO; /* out of memory in on_uri */
     if (!strcmp(method, "GET")) {
         answer_get(s, k->uri, &r);
-        return send_reply(c, &r);
+        return send_reply(s, c, &r);
     }
     if (strcmp(method, "POST")) {
         fail(&r, 501, "Unsupported method");
-        return send_reply(c, &r);
+        return send_reply(s, c, &r);
     }
     if (!k->started) { /* headers only: refuse a declared oversize body before reading it */
         k->started = 1;
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl = s->mhd.lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (!cl || strtoull(cl, NULL, 10) <= s->max_body) return MHD_YES;
         k->too_big = 1;
     } else if (*upload_size) {
@@ -673,7 +674,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (k->too_big) fail(&r, 413, "Request body too large");
     else answer_post(s, k->uri, k->body.data ? k->body.data : "", k->body.len, &r);
-    return send_reply(c, &r);
+    return send_reply(s, c, &r);
 }
 
 int serve_run(const tok *t, const serve_opts *o, volatile sig_atomic_t *stop, char *err, size_t errlen) {
@@ -700,13 +701,17 @@ int serve_run(const tok *t, const serve_opts *o, volatile sig_atomic_t *stop, ch
                 .max_body = o->max_body,
                 .max_uids = o->max_uids,
                 .idle_s = o->idle_expire_s};
+    if (mhd_load(&s.mhd, err, errlen) < 0) {
+        freeaddrinfo(ai);
+        return -1;
+    }
     pthread_mutex_init(&s.mu, NULL);
     pthread_mutex_init(&s.logmu, NULL);
     /* A thread per connection: a slow client or a long encode never delays another uid. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
                      MHD_USE_ERROR_LOG; /* to on_log, which only keeps the last line */
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    struct MHD_Daemon *d = MHD_start_daemon(
+    struct MHD_Daemon *d = s.mhd.start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, &s, MHD_OPTION_NOTIFY_COMPLETED, on_done, &s,
         MHD_OPTION_EXTERNAL_LOGGER, on_log, &s, MHD_OPTION_CONNECTION_LIMIT, 256u,
@@ -724,7 +729,7 @@ int serve_run(const tok *t, const serve_opts *o, volatile sig_atomic_t *stop, ch
             expire(&s, now_s());
             pthread_mutex_unlock(&s.mu);
         }
-        MHD_stop_daemon(d); /* waits for every connection thread */
+        s.mhd.stop_daemon(d); /* waits for every connection thread */
     }
     while (s.head) unlink_sess(&s, s.head);
     pthread_mutex_destroy(&s.mu);
