@@ -52,9 +52,9 @@ static int drain(buf *pending, int final, buf *text) {
     text->len = 0;
     size_t used = utf8_lossy((const uint8_t *)pending->data, pending->len, final, text);
     if (used == (size_t)-1) return -1;
-    memmove(pending->data, pending->data + used, pending->len - used);
+    if (used < pending->len) memmove(pending->data, pending->data + used, pending->len - used);
     pending->len -= used;
-    if (fwrite(text->data, 1, text->len, stdout) != text->len) return -1;
+    if (text->len && fwrite(text->data, 1, text->len, stdout) != text->len) return -1;
     return 0;
 }
 

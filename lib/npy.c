@@ -152,7 +152,7 @@ int npy_write(FILE *f, npy_dtype t, int ndim, const size_t *shape, const void *d
     pre[6] = 1, pre[7] = 0;
     put_le16(pre + 8, (uint16_t)n);
     if (fwrite(pre, 1, 10, f) != 10 || fwrite(h, 1, (size_t)n, f) != (size_t)n ||
-        fwrite(data, npy_elsize(t), count, f) != count)
+        (count && fwrite(data, npy_elsize(t), count, f) != count))
         return seterr(err, errlen, "npy: write: %s", strerror(errno));
     return 0;
 }

@@ -307,15 +307,14 @@ int main(int argc, char **argv) {
             }
         }
     } else {
-        char *text;
+        char *text = NULL;
         size_t len;
         if (read_all(in, &text, &len, err, sizeof err) < 0 ||
             encode_one(&o, t, text, len, inname, err, sizeof err) < 0) {
             fprintf(stderr, "%s: %s\n", prog, err);
             rc = EXIT_DATA;
-        } else {
-            free(text);
         }
+        free(text);
     }
     if (in != stdin) fclose(in);
     tok_free(t);
