@@ -9,7 +9,7 @@ PROGS    = tok detok sample
 MODE    ?= release
 CC      ?= cc
 HOSTCC  ?= cc
-CFLAGS_BASE = -std=c11 -Wall -Wextra -D_GNU_SOURCE -g
+CFLAGS_BASE = -std=c11 -Wall -Wextra -D_GNU_SOURCE -g -DDEFAULT_MODEL='"$(abspath build/models/tiny)"'
 LDLIBS_BASE = -lcjson -lsodium -lpthread -lm
 # libmicrohttpd: dlopen'd at `tok --serve` in dynamic builds (lib/mhd.h says why), linked in static.
 MHD_LIBS    = -ldl
@@ -82,6 +82,35 @@ $(GEN): lib/gen/ucdgen.c lib/data/unicode_classes.json | $(OUT)/gen
 
 $(OUT)/lib $(OUT)/gen $(OUT)/t $(BINDIR):
 	mkdir -p $@
+
+# Test models: lib/gen/tinymodel writes a Qwen3 model directory (seeded random weights,
+# identical bytes everywhere) and the real tokenizer is copied beside it. build/models/tiny
+# is every program's default model (DEFAULT_MODEL); `make models` adds the variants that
+# t/forward.bats checks against HF transformers (t/fixtures/forward). Models do not depend
+# on MODE, so all builds share them; 0.6b and 4b are for benchmarks (make build/models/4b/config.json).
+MODELS     = build/models
+TINYMODEL  = $(MODELS)/tinymodel
+MODEL_TOK  = t/fixtures/qwen3-tokenizer/tokenizer.json t/fixtures/qwen3-tokenizer/tokenizer_config.json
+MODEL_ARGS_tiny        = --preset tiny --dtype bf16
+MODEL_ARGS_tiny-f32    = --preset tiny --dtype f32
+MODEL_ARGS_tiny-yarn   = --preset tiny --dtype f32 --yarn 4:32
+MODEL_ARGS_tiny-untied = --preset tiny --dtype bf16 --untied
+MODEL_ARGS_0.6b-2l     = --preset 0.6b-2l --dtype bf16
+MODEL_ARGS_0.6b        = --preset 0.6b --dtype bf16
+MODEL_ARGS_4b          = --preset 4b --dtype bf16
+TEST_MODELS = tiny-f32 tiny-yarn tiny-untied 0.6b-2l
+.PHONY: models
+all: $(MODELS)/tiny/config.json
+models: $(TEST_MODELS:%=$(MODELS)/%/config.json)
+test test-debug test-static: models
+$(TINYMODEL): lib/gen/tinymodel.c
+	@mkdir -p $(@D)
+	$(HOSTCC) -std=c11 -O2 -Wall -Wextra -o $@ $<
+# config.json is written last, so its presence means a complete directory.
+$(MODELS)/%/config.json: $(TINYMODEL) $(MODEL_TOK)
+	@mkdir -p $(@D)
+	cp $(MODEL_TOK) $(@D)/
+	$(TINYMODEL) $(MODEL_ARGS_$*) $(@D)
 
 # The suite runs against one build: BIN holds the programs, TBIN the t/ test programs.
 test: all
