@@ -32,6 +32,8 @@ struct backend {
     int (*decode_layer)(void *ctx, int l, float *x, kv_cache *kv, char *err, size_t errlen);
     /* logits (n, vocab) = lm_head(final_norm(x (n, dim))). */
     int (*logits)(void *ctx, const float *x, size_t n, float *logits, char *err, size_t errlen);
+    /* The max_batch ctx was opened with: forward() splits longer runs into pieces of it. */
+    size_t (*max_batch)(const void *ctx);
 };
 
 extern const backend backend_cpu;

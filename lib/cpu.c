@@ -1,0 +1,198 @@
+/* cpu: the reference backend, the Qwen3 decoder layer on the CPU with kern.h's kernels
+ * and pool.h's threads. Everything a layer needs is allocated once at open, sized for
+ * max_batch positions; a layer writes its K and V straight into the cache rows (after
+ * the k norm and RoPE, as HF caches them), so nothing is copied or allocated per token.
+ * Decode is the same code with n = 1. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "kern.h"
+#include "util.h"
+
+typedef struct {
+    const model *m;
+    const kern_ops *k;
+    pool *pool;
+    size_t max_batch;
+    /* f32 copies of the norm weights (a few KiB per layer; the kernels then need not
+     * widen them): [l] -> attn (dim), ffn (dim), q (head_dim), k (head_dim) */
+    float *norms;
+    float *final_norm; /* (dim) */
+    /* scratch, (max_batch, ...) each */
+    float *xb;    /* (B, dim) normed input, then a projection back to dim */
+    float *q;     /* (B, n_heads*head_dim) */
+    float *att;   /* (B, n_heads*head_dim) attention output */
+    float *hb;    /* (B, hidden_dim) gate, then silu(gate)*up */
+    float *hb2;   /* (B, hidden_dim) up */
+    float *inv_freq;     /* (head_dim/2) */
+    float rope_scale;
+    float *cos, *sin;    /* (B, head_dim/2) for positions rope_pos0 .. + rope_n */
+    size_t rope_pos0, rope_n;
+} cpu;
+
+static size_t norms_per_layer(const qwen_config *c) { return 2 * (size_t)c->dim + 2 * (size_t)c->head_dim; }
+
+static void widen_all(float *dst, weight w, size_t n) {
+    const uint16_t *h = w.data;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = w.dtype == ST_F32 ? ((const float *)w.data)[i] : w.dtype == ST_F16 ? kern_f16(h[i]) : kern_bf16(h[i]);
+}
+
+static int dtype_ok(weight w) { return w.dtype == ST_F32 || w.dtype == ST_F16 || w.dtype == ST_BF16; }
+
+static void cpu_close(void *ctx) {
+    cpu *c = ctx;
+    if (!c) return;
+    pool_free(c->pool);
+    free(c->norms);
+    free(c->xb);
+    free(c->q);
+    free(c->att);
+    free(c->hb);
+    free(c->hb2);
+    free(c->inv_freq);
+    free(c->cos);
+    free(c->sin);
+    free(c);
+}
+
+/* 64-byte aligned, so that thread slabs split at 16 floats never share a cache line. */
+static float *falloc(size_t n) {
+    void *p = NULL;
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    return posix_memalign(&p, 64, bytes ? bytes : 64) ? NULL : p;
+}
+
+static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t errlen) {
+    const qwen_config *cf = &m->cfg;
+    cpu *c = NULL;
+    if (o->max_batch == 0) {
+        seterr(err, errlen, "cpu backend: max_batch must be at least 1");
+        return NULL;
+    }
+    if (cf->head_dim % 2 || cf->n_kv_heads <= 0 || cf->n_heads % cf->n_kv_heads) {
+        seterr(err, errlen, "cpu backend: head_dim %d must be even and n_heads %d a multiple of n_kv_heads %d",
+               cf->head_dim, cf->n_heads, cf->n_kv_heads);
+        return NULL;
+    }
+    const weight *check[] = {&m->embed, &m->final_norm, &m->lm_head};
+    for (size_t i = 0; i < sizeof check / sizeof *check; i++)
+        if (!dtype_ok(*check[i])) goto dtype;
+    for (int l = 0; l < cf->n_layers; l++) {
+        const layer_weights *lw = &m->layers[l];
+        const weight *ws[] = {&lw->attn_norm, &lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->q_norm,
+                              &lw->k_norm, &lw->ffn_norm, &lw->w_gate, &lw->w_up, &lw->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
+            if (!dtype_ok(*ws[i])) goto dtype;
+    }
+    if (!(c = calloc(1, sizeof *c))) goto oom;
+    c->m = m;
+    c->k = kern_best();
+    c->max_batch = o->max_batch;
+    size_t B = o->max_batch, dim = (size_t)cf->dim, hd = (size_t)cf->head_dim,
+           qdim = (size_t)cf->n_heads * hd, hidden = (size_t)cf->hidden_dim, npl = norms_per_layer(cf);
+    if (!(c->norms = falloc(npl * (size_t)cf->n_layers + dim)) || !(c->xb = falloc(B * dim)) ||
+        !(c->q = falloc(B * qdim)) || !(c->att = falloc(B * qdim)) || !(c->hb = falloc(B * hidden)) ||
+        !(c->hb2 = falloc(B * hidden)) || !(c->inv_freq = falloc(hd / 2)) || !(c->cos = falloc(B * hd / 2)) ||
+        !(c->sin = falloc(B * hd / 2)))
+        goto oom;
+    for (int l = 0; l < cf->n_layers; l++) {
+        const layer_weights *lw = &m->layers[l];
+        float *nl = c->norms + (size_t)l * npl;
+        widen_all(nl, lw->attn_norm, dim);
+        widen_all(nl + dim, lw->ffn_norm, dim);
+        widen_all(nl + 2 * dim, lw->q_norm, hd);
+        widen_all(nl + 2 * dim + hd, lw->k_norm, hd);
+    }
+    c->final_norm = c->norms + npl * (size_t)cf->n_layers;
+    widen_all(c->final_norm, m->final_norm, dim);
+    kern_rope_freqs(cf, c->inv_freq, &c->rope_scale);
+    if (!(c->pool = pool_new(o->n_threads, err, errlen))) {
+        cpu_close(c);
+        return NULL;
+    }
+    return c;
+oom:
+    cpu_close(c);
+    seterr(err, errlen, "cpu backend: out of memory");
+    return NULL;
+dtype:
+    seterr(err, errlen, "cpu backend: weights must be F32, F16 or BF16");
+    return NULL;
+}
+
+/* One decoder layer over x (n, dim) at positions kv->n .. kv->n+n-1 (see backend.h). */
+static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, size_t errlen) {
+    const qwen_config *cf = &c->m->cfg;
+    const layer_weights *w = &c->m->layers[l];
+    if (n > c->max_batch) return seterr(err, errlen, "cpu backend: %zu positions, more than max_batch %zu", n, c->max_batch);
+    if (kv->n + n > kv->cap) return seterr(err, errlen, "cpu backend: kv cache holds %zu rows, %zu needed", kv->cap, kv->n + n);
+    size_t dim = (size_t)cf->dim, hd = (size_t)cf->head_dim, half = hd / 2, nh = (size_t)cf->n_heads,
+           nkv = (size_t)cf->n_kv_heads, qdim = nh * hd, kv_dim = nkv * hd, hidden = (size_t)cf->hidden_dim,
+           pos0 = kv->n;
+    const float *norms = c->norms + (size_t)l * norms_per_layer(cf);
+    float *kr = kv->k[l] + pos0 * kv_dim, *vr = kv->v[l] + pos0 * kv_dim;
+    const kern_ops *k = c->k;
+
+    /* attention */
+    kern_rmsnorm(c->xb, x, norms, n, dim, cf->rms_eps);
+    kern_matmul(k, c->pool, c->q, c->xb, w->wq, n, dim, qdim);
+    kern_matmul(k, c->pool, kr, c->xb, w->wk, n, dim, kv_dim);
+    kern_matmul(k, c->pool, vr, c->xb, w->wv, n, dim, kv_dim);
+    kern_rmsnorm(c->q, c->q, norms + 2 * dim, n * nh, hd, cf->rms_eps); /* per head, before RoPE */
+    kern_rmsnorm(kr, kr, norms + 2 * dim + hd, n * nkv, hd, cf->rms_eps);
+    if (c->rope_pos0 != pos0 || c->rope_n != n) { /* once per forward, shared by the layers */
+        kern_rope_table(c->cos, c->sin, c->inv_freq, c->rope_scale, pos0, n, half);
+        c->rope_pos0 = pos0;
+        c->rope_n = n;
+    }
+    kern_rope(c->q, c->cos, c->sin, n, nh, half);
+    kern_rope(kr, c->cos, c->sin, n, nkv, half);
+    kern_attention(k, c->pool, c->att, c->q, kv->k[l], kv->v[l], pos0, n, nh, nkv, hd);
+    kern_matmul(k, c->pool, c->xb, c->att, w->wo, n, qdim, dim);
+    kern_add(x, c->xb, n * dim);
+
+    /* SwiGLU MLP */
+    kern_rmsnorm(c->xb, x, norms + dim, n, dim, cf->rms_eps);
+    kern_matmul(k, c->pool, c->hb, c->xb, w->w_gate, n, dim, hidden);
+    kern_matmul(k, c->pool, c->hb2, c->xb, w->w_up, n, dim, hidden);
+    kern_swiglu(c->hb, c->hb, c->hb2, n * hidden);
+    kern_matmul(k, c->pool, c->xb, c->hb, w->w_down, n, hidden, dim);
+    kern_add(x, c->xb, n * dim);
+    return 0;
+}
+
+static int cpu_prefill_layer(void *ctx, int l, float *x, size_t n, kv_cache *kv, char *err, size_t errlen) {
+    return layer(ctx, l, x, n, kv, err, errlen);
+}
+
+static int cpu_decode_layer(void *ctx, int l, float *x, kv_cache *kv, char *err, size_t errlen) {
+    return layer(ctx, l, x, 1, kv, err, errlen);
+}
+
+/* Any n: max_batch rows at a time through the scratch. */
+static int cpu_logits(void *ctx, const float *x, size_t n, float *logits, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    cpu *c = ctx;
+    const qwen_config *cf = &c->m->cfg;
+    size_t dim = (size_t)cf->dim, vocab = (size_t)cf->vocab_size;
+    for (size_t i = 0; i < n; i += c->max_batch) {
+        size_t nb = n - i < c->max_batch ? n - i : c->max_batch;
+        kern_rmsnorm(c->xb, x + i * dim, c->final_norm, nb, dim, cf->rms_eps);
+        kern_matmul(c->k, c->pool, logits + i * vocab, c->xb, c->m->lm_head, nb, dim, vocab);
+    }
+    return 0;
+}
+
+static size_t cpu_max_batch(const void *ctx) { return ((const cpu *)ctx)->max_batch; }
+
+const backend backend_cpu = {
+    .name = "cpu",
+    .open = cpu_open,
+    .close = cpu_close,
+    .prefill_layer = cpu_prefill_layer,
+    .decode_layer = cpu_decode_layer,
+    .logits = cpu_logits,
+    .max_batch = cpu_max_batch,
+};

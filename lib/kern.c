@@ -1,0 +1,274 @@
+/* kern: the generic (plain C) kernels, the reference every ISA variant is tested against,
+ * the one place that picks a variant for this CPU, and the kernels that split work over
+ * the thread pool. See kern.h for the numerics. */
+#include "kern.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The ISA variants (kern_avx2.c, kern_avx512.c) exist only on x86. */
+#if defined(__x86_64__) || defined(__i386__)
+#define KERN_X86 1
+#include <cpuid.h>
+extern const kern_ops kern_avx2, kern_avx512;
+
+/* CPUID.1:ECX bit 29; asked directly because older clang's __builtin_cpu_supports does
+ * not know "f16c". */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#endif
+
+float kern_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float kern_f16(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    if (e == 0x1f) u = sign | 0x7f800000u | man << 13;  /* inf, nan */
+    else if (e) u = sign | (e + 112) << 23 | man << 13; /* rebias 15 -> 127 */
+    else {                                              /* zero, subnormal: man * 2^-24 */
+        float f = (float)man * 0x1p-24f;
+        return sign ? -f : f;
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Four partial sums: independent chains for the CPU, the same result on every run. */
+static float dot_f32(const float *x, const float *w, size_t in) {
+    float s[4] = {0};
+    size_t k = 0;
+    for (; k + 4 <= in; k += 4)
+        for (int j = 0; j < 4; j++) s[j] += x[k + j] * w[k + j];
+    for (; k < in; k++) s[0] += x[k] * w[k];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static float dot_f16(const float *x, const uint16_t *w, size_t in) {
+    float s[4] = {0};
+    size_t k = 0;
+    for (; k + 4 <= in; k += 4)
+        for (int j = 0; j < 4; j++) s[j] += x[k + j] * kern_f16(w[k + j]);
+    for (; k < in; k++) s[0] += x[k] * kern_f16(w[k]);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static float dot_bf16(const float *x, const uint16_t *w, size_t in) {
+    float s[4] = {0};
+    size_t k = 0;
+    for (; k + 4 <= in; k += 4)
+        for (int j = 0; j < 4; j++) s[j] += x[k + j] * kern_bf16(w[k + j]);
+    for (; k < in; k++) s[0] += x[k] * kern_bf16(w[k]);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Row o of W against every row of x while it is in L1. */
+static void matmul_f32(float *y, const float *x, const void *w, size_t n, size_t in, size_t out,
+                       size_t o0, size_t o1) {
+    for (size_t o = o0; o < o1; o++)
+        for (size_t i = 0; i < n; i++) y[i * out + o] = dot_f32(x + i * in, (const float *)w + o * in, in);
+}
+
+static void matmul_f16(float *y, const float *x, const void *w, size_t n, size_t in, size_t out,
+                       size_t o0, size_t o1) {
+    for (size_t o = o0; o < o1; o++)
+        for (size_t i = 0; i < n; i++) y[i * out + o] = dot_f16(x + i * in, (const uint16_t *)w + o * in, in);
+}
+
+static void matmul_bf16(float *y, const float *x, const void *w, size_t n, size_t in, size_t out,
+                        size_t o0, size_t o1) {
+    for (size_t o = o0; o < o1; o++)
+        for (size_t i = 0; i < n; i++) y[i * out + o] = dot_bf16(x + i * in, (const uint16_t *)w + o * in, in);
+}
+
+static void axpy(float *y, float a, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static const kern_ops kern_generic = {
+    .name = "generic",
+    .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
+    .dot = dot_f32,
+    .axpy = axpy,
+};
+
+size_t kern_variants(const kern_ops **v, size_t max) {
+    size_t n = 0;
+    if (n < max) v[n++] = &kern_generic;
+#ifdef KERN_X86
+    /* avx2 variant: AVX2 + FMA + F16C (Haswell, Zen and later) */
+    if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
+        v[n++] = &kern_avx2;
+    if (n < max && __builtin_cpu_supports("avx512f")) v[n++] = &kern_avx512;
+#endif
+    return n;
+}
+
+const kern_ops *kern_best(void) {
+    const kern_ops *v[4];
+    return v[kern_variants(v, 4) - 1];
+}
+
+/* ---- matmul over the pool: each thread owns a slab of W's rows (of y's columns) ---- */
+
+typedef struct {
+    kern_matmul_fn *fn;
+    float *y;
+    const float *x;
+    const void *w;
+    size_t n, in, out;
+} matmul_job;
+
+static void matmul_task(void *arg, int i, int nt) {
+    const matmul_job *j = arg;
+    size_t lo, hi;
+    /* 16 floats = one cache line of each row of y per boundary */
+    pool_split(j->out, 16, i, nt, &lo, &hi);
+    if (lo < hi) j->fn(j->y, j->x, j->w, j->n, j->in, j->out, lo, hi);
+}
+
+void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
+                 size_t in, size_t out) {
+    matmul_job j = {k->matmul[w.dtype], y, x, w.data, n, in, out};
+    /* waking threads costs more than a tiny matmul; each row's result does not depend on
+     * who computes it, so this changes nothing but the time */
+    pool_run(n * in * out < 32768 ? NULL : p, matmul_task, &j);
+}
+
+void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps) {
+    for (size_t i = 0; i < n; i++) {
+        const float *xi = x + i * dim;
+        float *yi = y + i * dim;
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++) ss += (double)xi[j] * xi[j];
+        float r = 1.0f / sqrtf((float)(ss / (double)dim) + eps);
+        for (size_t j = 0; j < dim; j++) yi[j] = w[j] * (xi[j] * r);
+    }
+}
+
+/* HF's _compute_default_rope_parameters and _compute_yarn_parameters, step by step in f32
+ * where torch works on f32 tensors, in double where it works on Python floats. */
+void kern_rope_freqs(const qwen_config *c, float *inv_freq, float *scale) {
+    size_t half = (size_t)c->head_dim / 2;
+    float d = (float)c->head_dim, base = (float)c->rope_theta;
+    *scale = 1.0f;
+    if (!c->yarn) {
+        for (size_t i = 0; i < half; i++) inv_freq[i] = 1.0f / (float)pow(base, (double)((float)(2 * i) / d));
+        return;
+    }
+    const double pi = 3.14159265358979323846;
+    double dd = c->head_dim, lb = log(c->rope_theta), orig = c->yarn_orig_max_pos;
+    /* the dims that turn beta_fast and beta_slow times over orig positions */
+    double low = dd * log(orig / (c->yarn_beta_fast * 2 * pi)) / (2 * lb);
+    double high = dd * log(orig / (c->yarn_beta_slow * 2 * pi)) / (2 * lb);
+    if (c->yarn_truncate) {
+        low = floor(low);
+        high = ceil(high);
+    }
+    if (low < 0) low = 0;
+    if (high > dd - 1) high = dd - 1;
+    if (low == high) high += 0.001; /* linear_ramp_factor's guard against a zero range */
+    float factor = (float)c->yarn_factor;
+    for (size_t i = 0; i < half; i++) {
+        float pos_freq = (float)pow(base, (double)((float)(2 * i) / d));
+        float extrap = 1.0f / pos_freq, interp = 1.0f / (factor * pos_freq);
+        float ramp = ((float)i - (float)low) / (float)(high - low);
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        float e = 1.0f - ramp; /* weight of extrapolation: 1 for the fast (low) dims */
+        inv_freq[i] = interp * (1.0f - e) + extrap * e;
+    }
+    *scale = (float)c->yarn_attn_factor;
+}
+
+void kern_rope_table(float *cos_, float *sin_, const float *inv_freq, float scale, size_t pos0,
+                     size_t n, size_t half) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < half; j++) {
+            /* f32 angle as HF's inv_freq @ position_ids; cos/sin of it rounded once */
+            float a = (float)(pos0 + i) * inv_freq[j];
+            cos_[i * half + j] = (float)cos((double)a) * scale;
+            sin_[i * half + j] = (float)sin((double)a) * scale;
+        }
+}
+
+void kern_rope(float *x, const float *cos_, const float *sin_, size_t n, size_t heads, size_t half) {
+    for (size_t i = 0; i < n; i++) {
+        const float *c = cos_ + i * half, *s = sin_ + i * half;
+        for (size_t h = 0; h < heads; h++) {
+            float *v = x + (i * heads + h) * 2 * half;
+            for (size_t j = 0; j < half; j++) {
+                float x0 = v[j], x1 = v[j + half];
+                v[j] = x0 * c[j] - x1 * s[j];
+                v[j + half] = x1 * c[j] + x0 * s[j];
+            }
+        }
+    }
+}
+
+/* ---- attention: one (position, head) pair at a time, online softmax ---- */
+
+typedef struct {
+    const kern_ops *k;
+    float *out;
+    const float *q, *kc, *vc;
+    size_t pos0, n, n_heads, n_kv_heads, hd;
+} attn_job;
+
+/* One query row against keys [0, len): the running max m and sum l let the output row
+ * itself be the accumulator, rescaled when m grows, so no score buffer is needed. */
+static void attend(const kern_ops *k, float *o, const float *q, const float *kc, const float *vc,
+                   size_t len, size_t stride, size_t hd, float scale) {
+    float m = -INFINITY, l = 0;
+    memset(o, 0, hd * sizeof *o);
+    for (size_t t = 0; t < len; t++) {
+        float s = k->dot(q, kc + t * stride, hd) * scale;
+        if (s > m) {
+            float c = expf(m - s); /* 0 on the first key: o and l are still 0 */
+            for (size_t j = 0; j < hd; j++) o[j] *= c;
+            l *= c;
+            m = s;
+        }
+        float p = expf(s - m);
+        l += p;
+        k->axpy(o, p, vc + t * stride, hd);
+    }
+    float r = 1.0f / l;
+    for (size_t j = 0; j < hd; j++) o[j] *= r;
+}
+
+static void attn_task(void *arg, int ti, int nt) {
+    const attn_job *a = arg;
+    size_t items = a->n * a->n_heads, kv_dim = a->n_kv_heads * a->hd, group = a->n_heads / a->n_kv_heads;
+    float scale = 1.0f / sqrtf((float)a->hd);
+    /* strided, not contiguous: later positions attend over more rows, so every thread
+     * gets a fair share of the causal triangle */
+    for (size_t it = (size_t)ti; it < items; it += (size_t)nt) {
+        size_t i = it / a->n_heads, h = it % a->n_heads, off = h / group * a->hd;
+        attend(a->k, a->out + it * a->hd, a->q + it * a->hd, a->kc + off, a->vc + off, a->pos0 + i + 1,
+               kv_dim, a->hd, scale);
+    }
+}
+
+void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, const float *kc,
+                    const float *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                    size_t hd) {
+    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd};
+    pool_run(p, attn_task, &a);
+}
+
+void kern_swiglu(float *y, const float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + expf(-g[i]));
+        y[i] = g[i] * s * u[i];
+    }
+}
+
+void kern_add(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}

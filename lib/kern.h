@@ -1,0 +1,75 @@
+/* kern: the CPU kernels of the Qwen3 forward pass, all computing in f32 whatever the
+ * weight dtype (F32, F16 or BF16 weights are widened on the fly, never copied).
+ *
+ * The few loops that carry the time (the matmul, the dot and axpy inside attention) come
+ * in ISA variants behind one table, kern_ops: the generic C one is always built and is
+ * the reference the tests hold the others to; kern_best() picks one at run time, the
+ * only place that asks the CPU what it supports. The rest (norms, RoPE, SwiGLU) is
+ * plain C: it is a rounding error next to the matmuls.
+ *
+ * Numerics follow HF transformers run in float32 (not its bf16 casts): RMSNorm as
+ * w * (x * rsqrt(mean(x^2) + eps)), RoPE angles as f32 pos * f32 inv_freq, softmax in
+ * f32 (online, so attention needs no buffer that grows with the context). */
+#ifndef KERN_H
+#define KERN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "pool.h"
+
+/* One ISA's inner loops. matmul[t] is for weights of st_dtype t (ST_F32, ST_F16, ST_BF16):
+ * y[n,out] = x[n,in] @ W[out,in]^T, but only output columns [o0, o1) of each row of y. */
+typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, size_t in,
+                            size_t out, size_t o0, size_t o1);
+typedef struct {
+    const char *name;
+    kern_matmul_fn *matmul[3];
+    float (*dot)(const float *a, const float *b, size_t n);   /* sum a[i]*b[i] */
+    void (*axpy)(float *y, float a, const float *x, size_t n); /* y[i] += a*x[i] */
+} kern_ops;
+
+/* The fastest variant this CPU runs. */
+const kern_ops *kern_best(void);
+/* Every variant this CPU runs, generic first, best last (for tests and benchmarks): fills
+ * v[0..max) and returns the count. */
+size_t kern_variants(const kern_ops **v, size_t max);
+
+/* y[n,out] = x[n,in] @ W[out,in]^T, w F32/F16/BF16, f32 accumulate, output rows of W split
+ * over p's threads (p may be NULL). y must not overlap x. */
+void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
+                 size_t in, size_t out);
+
+/* y[n,dim] = w * (x * rsqrt(mean(x^2) + eps)) row by row; y may be x. The per-head q/k
+ * norm is the same call over (n*heads, head_dim). */
+void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps);
+
+/* inv_freq[head_dim/2] and *scale (cos/sin factor: YaRN's attention_factor, else 1) for
+ * c's rope_theta and rope_scaling, as HF computes them in f32. */
+void kern_rope_freqs(const qwen_config *c, float *inv_freq, float *scale);
+/* cos[n,half], sin[n,half] for positions pos0 .. pos0+n-1: scale * cos(f32(pos * inv_freq)). */
+void kern_rope_table(float *cos, float *sin, const float *inv_freq, float scale, size_t pos0,
+                     size_t n, size_t half);
+/* x[n,heads,2*half] rotated in place, NeoX halves (i, i+half), row i by cos/sin row i. */
+void kern_rope(float *x, const float *cos, const float *sin, size_t n, size_t heads, size_t half);
+
+/* out[n, n_heads*hd] = causal GQA attention of q[n, n_heads*hd] at positions pos0+i over
+ * K/V rows [0, pos0+i] of kc, vc (rows of n_kv_heads*hd; q head h reads kv head
+ * h / (n_heads/n_kv_heads)), scale 1/sqrt(hd), softmax in f32. (i, head) pairs are split
+ * over p's threads. out must not overlap q, kc or vc. */
+void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, const float *kc,
+                    const float *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                    size_t hd);
+
+/* y[i] = silu(g[i]) * u[i] = g/(1+exp(-g)) * u for i < n; y may be g or u. */
+void kern_swiglu(float *y, const float *g, const float *u, size_t n);
+
+/* y[i] += x[i] for i < n (the residual). */
+void kern_add(float *y, const float *x, size_t n);
+
+/* Scalar widening, for tests and the generic loops. */
+float kern_bf16(uint16_t h);
+float kern_f16(uint16_t h);
+
+#endif

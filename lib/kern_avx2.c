@@ -1,0 +1,135 @@
+/* kern_avx2: the matmul, dot and axpy for x86 with AVX2 + FMA + F16C. Every function
+ * carries its own target attribute, so the file builds with the generic flags and runs
+ * only when kern_variants() found the CPU able to.
+ *
+ * The matmul works in tiles of NX rows of x by NW rows of W: each W vector is widened
+ * (bf16: shift left 16; f16: vcvtph2ps) once and used NX times, and the 12 accumulators
+ * fill the 16 ymm registers. W is walked in slabs of ~256 KiB that stay in L2 while
+ * every row of x passes over them (prefill); for one row of x (decode) this is just a
+ * stream over W, four rows at a time. Each y element is one tile accumulator, summed in
+ * the same order whatever the tile's shape, so results do not depend on how rows are
+ * split between threads. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "kern.h"
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+
+enum { NX = 3, NW = 4, SLAB = 256 * 1024 };
+
+INLINE AVX2 __m256 load_w(const void *w, st_dtype t, size_t k) {
+    if (t == ST_F32) return _mm256_loadu_ps((const float *)w + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + k));
+    if (t == ST_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INLINE float widen(const void *w, st_dtype t, size_t k) {
+    if (t == ST_F32) return ((const float *)w)[k];
+    if (t == ST_F16) return kern_f16(((const uint16_t *)w)[k]);
+    return kern_bf16(((const uint16_t *)w)[k]);
+}
+
+INLINE AVX2 float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* y[a*ldy + b] = x row a . W row b, for a < nx, b < nw (constants after inlining). */
+INLINE AVX2 void tile(float *y, size_t ldy, const float *x, const void *w, st_dtype t, size_t in,
+                      int nx, int nw) {
+    __m256 acc[NX][NW];
+    for (int a = 0; a < nx; a++)
+        for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + 8 <= in; k += 8)
+        for (int b = 0; b < nw; b++) {
+            __m256 wv = load_w(w, t, (size_t)b * in + k);
+            for (int a = 0; a < nx; a++)
+                acc[a][b] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)a * in + k), wv, acc[a][b]);
+        }
+    for (int a = 0; a < nx; a++)
+        for (int b = 0; b < nw; b++) {
+            float s = hsum(acc[a][b]);
+            for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * widen(w, t, (size_t)b * in + j);
+            y[(size_t)a * ldy + b] = s;
+        }
+}
+
+/* One instance of tile per (nx, nw) so that acc stays in registers. */
+INLINE AVX2 void tile_any(float *y, size_t ldy, const float *x, const void *w, st_dtype t, size_t in,
+                          int nx, int nw) {
+    switch (nx * 8 + nw) {
+#define T(a, b) case a * 8 + b: tile(y, ldy, x, w, t, in, a, b); break;
+        T(1, 1) T(1, 2) T(1, 3) T(1, 4)
+        T(2, 1) T(2, 2) T(2, 3) T(2, 4)
+        T(3, 1) T(3, 2) T(3, 3) T(3, 4)
+#undef T
+    }
+}
+
+INLINE AVX2 void matmul(float *y, const float *x, const void *w, st_dtype t, size_t n, size_t in,
+                        size_t out, size_t o0, size_t o1) {
+    size_t wsize = t == ST_F32 ? 4 : 2, slab = SLAB / (in * wsize) / NW * NW;
+    if (slab < NW) slab = NW;
+    for (size_t s0 = o0; s0 < o1; s0 += slab) {
+        size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
+        for (size_t i = 0; i < n; i += NX) {
+            int nx = n - i < NX ? (int)(n - i) : NX;
+            for (size_t o = s0; o < s1; o += NW) {
+                int nw = s1 - o < NW ? (int)(s1 - o) : NW;
+                tile_any(y + i * out + o, out, x + i * in, (const char *)w + o * in * wsize, t, in, nx, nw);
+            }
+        }
+    }
+}
+
+static AVX2 void matmul_f32(float *y, const float *x, const void *w, size_t n, size_t in, size_t out,
+                            size_t o0, size_t o1) {
+    matmul(y, x, w, ST_F32, n, in, out, o0, o1);
+}
+static AVX2 void matmul_f16(float *y, const float *x, const void *w, size_t n, size_t in, size_t out,
+                            size_t o0, size_t o1) {
+    matmul(y, x, w, ST_F16, n, in, out, o0, o1);
+}
+static AVX2 void matmul_bf16(float *y, const float *x, const void *w, size_t n, size_t in, size_t out,
+                             size_t o0, size_t o1) {
+    matmul(y, x, w, ST_BF16, n, in, out, o0, o1);
+}
+
+static AVX2 float dot(const float *a, const float *b, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+    }
+    for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+    float s = hsum(_mm256_add_ps(s0, s1));
+    for (; k < n; k++) s += a[k] * b[k];
+    return s;
+}
+
+static AVX2 void axpy(float *y, float a, const float *x, size_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+    for (; k < n; k++) y[k] += a * x[k];
+}
+
+const kern_ops kern_avx2 = {
+    .name = "avx2",
+    .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
+    .dot = dot,
+    .axpy = axpy,
+};
+#else
+/* ISO C wants something in every translation unit. */
+typedef int kern_avx2_empty;
+#endif

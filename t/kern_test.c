@@ -1,0 +1,722 @@
+/* kern_test: the CPU kernels, the thread pool and the CPU backend against references
+ * written here in the plainest way (double precision, no tricks):
+ *   kern_test            every check; prints one line per failure and "N checks, M failures"
+ *   kern_test bench [T]  decode-speed figures: memory read bandwidth and bf16 matmuls of
+ *                        Qwen3-0.6B shapes, in GB/s of weights streamed, on 1..T threads
+ * Every ISA variant this CPU runs is held to the generic kernel; pools of 1, 2 and 3
+ * threads must give bit-identical results. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "kern.h"
+#include "kv.h"
+#include "pool.h"
+
+static int checks, failures;
+
+static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static void check(int ok, const char *fmt, ...) {
+    checks++;
+    if (ok) return;
+    failures++;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAIL ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t next(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float unif(void) { return (float)((next() >> 40) * 0x1p-24 * 2 - 1); } /* [-1, 1) */
+
+static uint16_t to_bf16(float f) { /* round to nearest even */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+/* A random f16 bit pattern: mostly normal numbers of moderate size, some subnormals. */
+static uint16_t rand_f16(void) {
+    uint64_t r = next();
+    uint16_t sign = (uint16_t)((r & 1) << 15), man = (uint16_t)((r >> 1) & 0x3ff);
+    uint16_t e = (r >> 11) % 16 == 0 ? 0 : (uint16_t)(9 + (r >> 16) % 8); /* 2^-6 .. 2^1 */
+    return (uint16_t)(sign | e << 10 | man);
+}
+
+/* Random weights of type t, (rows, cols); *f gets them widened, as the reference sees them. */
+static void *rand_weights(st_dtype t, size_t count, float **f) {
+    *f = malloc(count * sizeof **f);
+    if (t == ST_F32) {
+        float *w = malloc(count * 4);
+        for (size_t i = 0; i < count; i++) (*f)[i] = w[i] = unif();
+        return w;
+    }
+    uint16_t *w = malloc(count * 2);
+    for (size_t i = 0; i < count; i++) {
+        w[i] = t == ST_BF16 ? to_bf16(unif()) : rand_f16();
+        (*f)[i] = t == ST_BF16 ? kern_bf16(w[i]) : kern_f16(w[i]);
+    }
+    return w;
+}
+
+static const char *dtype_name(st_dtype t) { return t == ST_F32 ? "f32" : t == ST_F16 ? "f16" : "bf16"; }
+
+static float *rand_vec(size_t n) {
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    for (size_t i = 0; i < n; i++) v[i] = unif();
+    return v;
+}
+
+/* ---- conversions ---- */
+
+static void test_convert(void) {
+    struct { uint16_t h; float f; } f16[] = {
+        {0x3c00, 1.0f}, {0xc000, -2.0f}, {0x0001, 0x1p-24f}, {0x03ff, 0x3ffp-24f}, {0x0400, 0x1p-14f},
+        {0x7bff, 65504.0f}, {0x8000, -0.0f}, {0x7c00, INFINITY}, {0xfc00, -INFINITY}, {0x3555, 0x1.554p-2f}};
+    for (size_t i = 0; i < sizeof f16 / sizeof *f16; i++)
+        check(kern_f16(f16[i].h) == f16[i].f && signbit(kern_f16(f16[i].h)) == signbit(f16[i].f),
+              "kern_f16(0x%04x) = %g, want %g", f16[i].h, kern_f16(f16[i].h), f16[i].f);
+    check(isnan(kern_f16(0x7e00)), "kern_f16(0x7e00) is not nan");
+    check(kern_bf16(0x3f80) == 1.0f && kern_bf16(0xc0a0) == -5.0f, "kern_bf16");
+}
+
+/* ---- every variant against the generic one ---- */
+
+static int close_to(double got, double want, double tol) { return fabs(got - want) <= tol; }
+
+static void test_matmul_variants(const kern_ops **v, size_t nv) {
+    static const size_t shapes[][3] = {{1, 1, 1},   {1, 7, 5},     {1, 33, 17},  {2, 16, 4},  {3, 64, 13},
+                                       {5, 129, 37}, {7, 1000, 45}, {1, 1024, 67}, {4, 300, 300}, {13, 47, 9}};
+    for (st_dtype t = ST_F32; t <= ST_BF16; t++)
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+            size_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+            float *wf, *x = rand_vec(n * in), *want = malloc(n * out * 4), *got = malloc(n * out * 4);
+            void *w = rand_weights(t, out * in, &wf);
+            v[0]->matmul[t](want, x, w, n, in, out, 0, out);
+            for (size_t i = 0; i < n; i++) /* the generic one against double */
+                for (size_t o = 0; o < out; o++) {
+                    double ref = 0, mag = 0;
+                    for (size_t k = 0; k < in; k++) {
+                        ref += (double)x[i * in + k] * wf[o * in + k];
+                        mag += fabs((double)x[i * in + k] * wf[o * in + k]);
+                    }
+                    check(close_to(want[i * out + o], ref, 1e-6 * mag + 1e-30), "generic matmul %s %zux%zux%zu [%zu,%zu]: %g, want %g",
+                          dtype_name(t), n, in, out, i, o, want[i * out + o], ref);
+                }
+            for (size_t k = 1; k < nv; k++) {
+                memset(got, 0, n * out * 4);
+                v[k]->matmul[t](got, x, w, n, in, out, 0, out);
+                double worst = 0;
+                for (size_t i = 0; i < n * out; i++) {
+                    double mag = 0;
+                    size_t r = i / out, o = i % out;
+                    for (size_t j = 0; j < in; j++) mag += fabs((double)x[r * in + j] * wf[o * in + j]);
+                    double d = fabs(got[i] - want[i]) / (mag + 1e-30);
+                    if (d > worst) worst = d;
+                }
+                check(worst <= 1e-6, "%s matmul %s %zux%zux%zu: error %.3g of sum|x w|", v[k]->name, dtype_name(t), n, in, out, worst);
+                /* only columns [o0, o1) are written */
+                if (out > 5) {
+                    for (size_t i = 0; i < n * out; i++) got[i] = -7;
+                    v[k]->matmul[t](got, x, w, n, in, out, 2, out - 3);
+                    int ok = 1;
+                    for (size_t i = 0; i < n * out; i++) {
+                        size_t o = i % out;
+                        ok &= (o >= 2 && o < out - 3) ? close_to(got[i], want[i], 1e-3) : got[i] == -7;
+                    }
+                    check(ok, "%s matmul %s %zux%zux%zu: columns [2, %zu) only", v[k]->name, dtype_name(t), n, in, out, out - 3);
+                }
+            }
+            free(x), free(wf), free(w), free(want), free(got);
+        }
+}
+
+static void test_dot_axpy(const kern_ops **v, size_t nv) {
+    static const size_t lens[] = {0, 1, 3, 8, 15, 16, 17, 31, 33, 64, 128, 1000};
+    for (size_t s = 0; s < sizeof lens / sizeof *lens; s++) {
+        size_t n = lens[s];
+        float *a = rand_vec(n), *b = rand_vec(n), *y0 = rand_vec(n), *y1 = malloc((n ? n : 1) * 4);
+        double mag = 0;
+        for (size_t i = 0; i < n; i++) mag += fabs((double)a[i] * b[i]);
+        float want = v[0]->dot(a, b, n);
+        for (size_t k = 1; k < nv; k++) {
+            check(close_to(v[k]->dot(a, b, n), want, 1e-6 * mag), "%s dot n=%zu", v[k]->name, n);
+            memcpy(y1, y0, n * 4);
+            v[k]->axpy(y1, 0.37f, a, n);
+            int ok = 1;
+            for (size_t i = 0; i < n; i++) ok &= close_to(y1[i], y0[i] + 0.37 * a[i], 1e-6);
+            check(ok, "%s axpy n=%zu", v[k]->name, n);
+        }
+        free(a), free(b), free(y0), free(y1);
+    }
+}
+
+/* ---- the pool: same bits on 1, 2 and 3 threads ---- */
+
+typedef struct {
+    size_t n;
+    int *owner;
+} split_job;
+
+static void split_task(void *arg, int i, int nt) {
+    split_job *j = arg;
+    size_t lo, hi;
+    pool_split(j->n, 16, i, nt, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) j->owner[r] = i + 1;
+}
+
+static void test_pool(const kern_ops **v, size_t nv) {
+    pool *pools[4] = {NULL};
+    char err[256];
+    for (int t = 1; t <= 3; t++) {
+        pools[t] = pool_new(t, err, sizeof err);
+        check(pools[t] && pool_size(pools[t]) == t, "pool_new(%d): %s", t, pools[t] ? "wrong size" : err);
+        if (!pools[t]) return;
+    }
+    /* every row owned by exactly one thread, boundaries on multiples of 16 */
+    for (int t = 1; t <= 3; t++)
+        for (size_t n = 0; n < 100; n += 7) {
+            int owner[100] = {0};
+            split_job j = {n, owner};
+            for (int rep = 0; rep < 3; rep++) pool_run(pools[t], split_task, &j);
+            int ok = 1;
+            for (size_t r = 0; r < n; r++) ok &= owner[r] > 0 && (r == 0 || owner[r] == owner[r - 1] || r % 16 == 0);
+            check(ok, "pool_split n=%zu over %d threads", n, t);
+        }
+    static const size_t shapes[][3] = {{1, 256, 300}, {5, 200, 100}, {3, 130, 333}};
+    for (size_t k = 0; k < nv; k++)
+        for (st_dtype t = ST_F32; t <= ST_BF16; t++)
+            for (size_t s = 0; s < 3; s++) {
+                size_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+                float *wf, *x = rand_vec(n * in), *y[4];
+                weight w = {t, rand_weights(t, out * in, &wf)};
+                for (int p = 0; p <= 3; p++) {
+                    y[p] = malloc(n * out * 4);
+                    kern_matmul(v[k], pools[p], y[p], x, w, n, in, out);
+                }
+                for (int p = 1; p <= 3; p++)
+                    check(!memcmp(y[p], y[0], n * out * 4), "%s matmul %s %zux%zux%zu: %d threads differ from 1",
+                          v[k]->name, dtype_name(t), n, in, out, p);
+                /* and the same rows whatever the batch: row by row equals all at once */
+                int same = 1;
+                for (size_t i = 0; i < n; i++) {
+                    kern_matmul(v[k], pools[2], y[1], x + i * in, w, 1, in, out);
+                    same &= !memcmp(y[1], y[0] + i * out, out * 4);
+                }
+                check(same, "%s matmul %s %zux%zux%zu: n=1 rows differ from the batch", v[k]->name, dtype_name(t), n, in, out);
+                for (int p = 0; p <= 3; p++) free(y[p]);
+                free(x), free(wf), free((void *)w.data);
+            }
+    for (int t = 1; t <= 3; t++) pool_free(pools[t]);
+}
+
+/* ---- RoPE and YaRN against the formulas in double ---- */
+
+static qwen_config rope_cfg(int yarn, int truncate) {
+    qwen_config c = {.head_dim = 128, .rope_theta = 1e6};
+    if (yarn) {
+        c.yarn = 1;
+        c.yarn_factor = 4;
+        c.yarn_orig_max_pos = 32768;
+        c.yarn_beta_fast = 32;
+        c.yarn_beta_slow = 1;
+        c.yarn_attn_factor = 0.1 * log(4.0) + 1;
+        c.yarn_truncate = truncate;
+    }
+    return c;
+}
+
+/* inv_freq in double, straight from the formulas in transformers' rope utils. */
+static void ref_inv_freq(const qwen_config *c, double *inv, double *scale) {
+    size_t half = (size_t)c->head_dim / 2;
+    double d = c->head_dim;
+    *scale = c->yarn ? c->yarn_attn_factor : 1;
+    double low = 0, high = 0;
+    if (c->yarn) {
+        low = d * log(c->yarn_orig_max_pos / (c->yarn_beta_fast * 2 * M_PI)) / (2 * log(c->rope_theta));
+        high = d * log(c->yarn_orig_max_pos / (c->yarn_beta_slow * 2 * M_PI)) / (2 * log(c->rope_theta));
+        if (c->yarn_truncate) low = floor(low), high = ceil(high);
+        low = fmax(low, 0), high = fmin(high, d - 1);
+    }
+    for (size_t i = 0; i < half; i++) {
+        double extrap = pow(c->rope_theta, -2.0 * (double)i / d);
+        if (!c->yarn) {
+            inv[i] = extrap;
+            continue;
+        }
+        double ramp = fmin(fmax(((double)i - low) / (high - low), 0), 1);
+        inv[i] = extrap / c->yarn_factor * ramp + extrap * (1 - ramp);
+    }
+}
+
+static void test_rope(void) {
+    /* Qwen3's YaRN at factor 4: dims below 23 keep their frequency, 40 and up are divided by 4 */
+    qwen_config y = rope_cfg(1, 1);
+    float inv[64], scale;
+    kern_rope_freqs(&y, inv, &scale);
+    check(fabs(scale - 1.1386294) < 1e-6, "yarn attention factor %g, want 1.1386", scale);
+    int keep = 1, interp = 1;
+    for (int i = 0; i <= 23; i++) keep &= inv[i] == 1.0f / (float)pow(1e6, 2.0 * i / 128);
+    for (int i = 40; i < 64; i++) interp &= fabs(inv[i] * 4 / pow(1e6, -2.0 * i / 128) - 1) < 1e-6;
+    check(keep, "yarn keeps the frequency of dims up to low = 23");
+    check(interp, "yarn divides the frequency of dims from high = 40 by the factor");
+    static const size_t positions[] = {0, 1, 7, 100, 4095, 40000};
+    for (int cfgno = 0; cfgno < 3; cfgno++) {
+        qwen_config c = rope_cfg(cfgno > 0, cfgno == 1);
+        double dinv[64], dscale;
+        ref_inv_freq(&c, dinv, &dscale);
+        kern_rope_freqs(&c, inv, &scale);
+        int ok = 1;
+        for (size_t i = 0; i < 64; i++) ok &= fabs(inv[i] / dinv[i] - 1) < 3e-7;
+        check(ok && fabs(scale - dscale) < 1e-7, "rope inv_freq, config %d", cfgno);
+        size_t heads = 3, n = sizeof positions / sizeof *positions;
+        float *x = rand_vec(n * heads * 128), *cs = malloc(64 * 4), *sn = malloc(64 * 4);
+        float *orig = malloc(n * heads * 128 * 4);
+        memcpy(orig, x, n * heads * 128 * 4);
+        for (size_t p = 0; p < n; p++) { /* one position at a time, through the table */
+            kern_rope_table(cs, sn, inv, scale, positions[p], 1, 64);
+            kern_rope(x + p * heads * 128, cs, sn, 1, heads, 64);
+        }
+        double worst = 0;
+        for (size_t p = 0; p < n; p++)
+            for (size_t h = 0; h < heads; h++)
+                for (size_t j = 0; j < 64; j++) {
+                    const float *o = orig + (p * heads + h) * 128;
+                    const float *g = x + (p * heads + h) * 128;
+                    double a = (double)positions[p] * dinv[j], c0 = cos(a) * dscale, s0 = sin(a) * dscale;
+                    double w0 = o[j] * c0 - o[j + 64] * s0, w1 = o[j + 64] * c0 + o[j] * s0;
+                    /* the angle is f32 (as in HF): inv_freq's error (3e-7, checked above) and
+                     * the product's rounding (2^-24), times |a|, on top of f32 rounding */
+                    double tol = (2e-7 + fabs(a) * (3e-7 + 0x1p-24)) * dscale * (fabs(o[j]) + fabs(o[j + 64])) + 1e-7;
+                    double e = fmax(fabs(g[j] - w0), fabs(g[j + 64] - w1)) / tol;
+                    if (e > worst) worst = e;
+                }
+        check(worst <= 1, "rope vs double, config %d: error %.3g of the tolerance", cfgno, worst);
+        /* a table of many positions equals the tables of one */
+        float *cs4 = malloc(4 * 64 * 4), *sn4 = malloc(4 * 64 * 4);
+        kern_rope_table(cs4, sn4, inv, scale, 4093, 4, 64);
+        kern_rope_table(cs, sn, inv, scale, 4095, 1, 64);
+        check(!memcmp(cs4 + 2 * 64, cs, 64 * 4) && !memcmp(sn4 + 2 * 64, sn, 64 * 4), "rope table rows, config %d", cfgno);
+        free(x), free(cs), free(sn), free(orig), free(cs4), free(sn4);
+    }
+}
+
+/* ---- attention against a naive double implementation ---- */
+
+static void ref_attention(double *out, const float *q, const float *kc, const float *vc, size_t pos0, size_t n,
+                          size_t nh, size_t nkv, size_t hd) {
+    double *s = malloc((pos0 + n) * sizeof *s);
+    for (size_t i = 0; i < n; i++)
+        for (size_t h = 0; h < nh; h++) {
+            size_t kvh = h / (nh / nkv), len = pos0 + i + 1;
+            const float *qi = q + (i * nh + h) * hd;
+            double m = -INFINITY, sum = 0;
+            for (size_t t = 0; t < len; t++) {
+                double d = 0;
+                for (size_t j = 0; j < hd; j++) d += (double)qi[j] * kc[t * nkv * hd + kvh * hd + j];
+                s[t] = d / sqrt((double)hd);
+                m = fmax(m, s[t]);
+            }
+            for (size_t t = 0; t < len; t++) sum += s[t] = exp(s[t] - m);
+            double *o = out + (i * nh + h) * hd;
+            for (size_t j = 0; j < hd; j++) {
+                o[j] = 0;
+                for (size_t t = 0; t < len; t++) o[j] += s[t] / sum * vc[t * nkv * hd + kvh * hd + j];
+            }
+        }
+    free(s);
+}
+
+static void test_attention(const kern_ops **v, size_t nv) {
+    static const size_t cases[][5] = {/* pos0, n, n_heads, n_kv_heads, head_dim */
+                                      {0, 1, 4, 2, 16}, {0, 7, 4, 2, 32},  {5, 3, 6, 3, 24},   {40, 1, 16, 8, 128},
+                                      {300, 2, 4, 1, 128}, {0, 20, 2, 2, 8}, {1000, 1, 8, 8, 64}};
+    pool *p3 = pool_new(3, NULL, 0);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        size_t pos0 = cases[c][0], n = cases[c][1], nh = cases[c][2], nkv = cases[c][3], hd = cases[c][4];
+        size_t len = pos0 + n;
+        float *q = rand_vec(n * nh * hd), *kc = rand_vec(len * nkv * hd), *vc = rand_vec(len * nkv * hd);
+        for (size_t i = 0; i < n * nh * hd; i++) q[i] *= 4; /* peaky enough that softmax matters */
+        double *want = malloc(n * nh * hd * sizeof *want);
+        float *got = malloc(n * nh * hd * 4), *got3 = malloc(n * nh * hd * 4);
+        ref_attention(want, q, kc, vc, pos0, n, nh, nkv, hd);
+        for (size_t k = 0; k < nv; k++) {
+            kern_attention(v[k], NULL, got, q, kc, vc, pos0, n, nh, nkv, hd);
+            kern_attention(v[k], p3, got3, q, kc, vc, pos0, n, nh, nkv, hd);
+            double worst = 0;
+            for (size_t i = 0; i < n * nh * hd; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+            check(worst <= 2e-6, "%s attention case %zu: max error %.3g", v[k]->name, c, worst);
+            check(!memcmp(got, got3, n * nh * hd * 4), "%s attention case %zu: 3 threads differ from 1", v[k]->name, c);
+        }
+        free(q), free(kc), free(vc), free(want), free(got), free(got3);
+    }
+    pool_free(p3);
+}
+
+/* ---- norms and SwiGLU ---- */
+
+static void test_elementwise(void) {
+    size_t n = 3, dim = 77;
+    float *x = rand_vec(n * dim), *w = rand_vec(dim), *y = malloc(n * dim * 4);
+    kern_rmsnorm(y, x, w, n, dim, 1e-6f);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++) ss += (double)x[i * dim + j] * x[i * dim + j];
+        double r = 1 / sqrt(ss / dim + 1e-6);
+        for (size_t j = 0; j < dim; j++) ok &= close_to(y[i * dim + j], w[j] * x[i * dim + j] * r, 1e-6);
+    }
+    check(ok, "rmsnorm vs double");
+    kern_rmsnorm(x, x, w, n, dim, 1e-6f);
+    check(!memcmp(x, y, n * dim * 4), "rmsnorm in place");
+    float *g = rand_vec(dim), *u = rand_vec(dim);
+    for (size_t j = 0; j < dim; j++) g[j] *= 8;
+    kern_swiglu(y, g, u, dim);
+    ok = 1;
+    for (size_t j = 0; j < dim; j++) ok &= close_to(y[j], g[j] / (1 + exp(-(double)g[j])) * u[j], 1e-6);
+    check(ok, "swiglu vs double");
+    free(x), free(w), free(y), free(g), free(u);
+}
+
+static void test_kv(void) {
+    kv_cache kv;
+    check(kv_alloc(&kv, 3, 5, 2) == 0 && kv.cap == 2 && kv.n == 0, "kv_alloc");
+    for (int l = 0; l < 3; l++)
+        for (size_t i = 0; i < 10; i++) kv.k[l][i] = (float)(l * 100 + i), kv.v[l][i] = -(float)(l * 100 + i);
+    check(kv_reserve(&kv, 1) == 0 && kv.cap == 2, "kv_reserve smaller keeps the cache");
+    check(kv_reserve(&kv, 1000) == 0 && kv.cap == 1000, "kv_reserve grows");
+    int ok = 1;
+    for (int l = 0; l < 3; l++)
+        for (size_t i = 0; i < 10; i++) ok &= kv.k[l][i] == (float)(l * 100 + i) && kv.v[l][i] == -(float)(l * 100 + i);
+    check(ok, "kv_reserve keeps the filled rows");
+    kv.k[2][1000 * 5 - 1] = 1; /* the whole new capacity is there (ASan checks) */
+    kv_free(&kv);
+    check(kv.k == NULL && kv.cap == 0, "kv_free");
+    kv_free(&kv);
+}
+
+/* ---- the CPU backend on a random tiny model, against a forward pass in double ---- */
+
+typedef struct {
+    qwen_config cfg;
+    model m;
+    layer_weights lw[2];
+    void *store[64];
+    float *wf[64]; /* widened copies, same order as store */
+    size_t ns;
+} tiny;
+
+static weight tiny_weight(tiny *t, st_dtype dt, size_t count, int norm) {
+    float *f;
+    void *w = rand_weights(norm ? ST_F32 : dt, count, &f);
+    if (norm) /* norm weights near 1, as trained ones are */
+        for (size_t i = 0; i < count; i++) ((float *)w)[i] = f[i] = 1 + 0.2f * f[i];
+    t->store[t->ns] = w;
+    t->wf[t->ns++] = f;
+    return (weight){norm ? ST_F32 : dt, w};
+}
+
+static void tiny_make(tiny *t, st_dtype dt, int yarn) {
+    memset(t, 0, sizeof *t);
+    qwen_config c = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .hidden_dim = 96,
+                     .vocab_size = 50, .max_pos = 4096, .rms_eps = 1e-6f, .rope_theta = 1e4, .bos_id = -1, .eos_id = -1};
+    if (yarn) {
+        c.yarn = 1, c.yarn_factor = 4, c.yarn_orig_max_pos = 64, c.yarn_beta_fast = 32, c.yarn_beta_slow = 1;
+        c.yarn_attn_factor = 0.1 * log(4.0) + 1, c.yarn_truncate = 1;
+    }
+    size_t dim = 64, q = 4 * 32, kvd = 2 * 32, hid = 96;
+    t->m.cfg = c;
+    t->m.layers = t->lw;
+    t->m.embed = tiny_weight(t, dt, 50 * dim, 0);
+    for (int l = 0; l < 2; l++) {
+        layer_weights *w = &t->lw[l];
+        w->attn_norm = tiny_weight(t, dt, dim, 1);
+        w->wq = tiny_weight(t, dt, q * dim, 0);
+        w->wk = tiny_weight(t, dt, kvd * dim, 0);
+        w->wv = tiny_weight(t, dt, kvd * dim, 0);
+        w->wo = tiny_weight(t, dt, dim * q, 0);
+        w->q_norm = tiny_weight(t, dt, 32, 1);
+        w->k_norm = tiny_weight(t, dt, 32, 1);
+        w->ffn_norm = tiny_weight(t, dt, dim, 1);
+        w->w_gate = tiny_weight(t, dt, hid * dim, 0);
+        w->w_up = tiny_weight(t, dt, hid * dim, 0);
+        w->w_down = tiny_weight(t, dt, dim * hid, 0);
+    }
+    t->m.final_norm = tiny_weight(t, dt, dim, 1);
+    t->m.lm_head = t->m.embed; /* tied */
+}
+
+static void tiny_free(tiny *t) {
+    for (size_t i = 0; i < t->ns; i++) free(t->store[i]), free(t->wf[i]);
+}
+
+static const float *wf_of(const tiny *t, weight w) {
+    for (size_t i = 0; i < t->ns; i++)
+        if (t->store[i] == w.data) return t->wf[i];
+    return NULL;
+}
+
+static void d_rmsnorm(double *y, const double *x, const float *w, size_t dim, double eps) {
+    double ss = 0;
+    for (size_t j = 0; j < dim; j++) ss += x[j] * x[j];
+    double r = 1 / sqrt(ss / dim + eps);
+    for (size_t j = 0; j < dim; j++) y[j] = w[j] * x[j] * r;
+}
+
+static void d_matvec(double *y, const double *x, const float *w, size_t in, size_t out) {
+    for (size_t o = 0; o < out; o++) {
+        y[o] = 0;
+        for (size_t k = 0; k < in; k++) y[o] += x[k] * w[o * in + k];
+    }
+}
+
+/* Qwen3 over T positions in double (modeling_qwen3.py read line by line); logits (T, vocab). */
+static void ref_forward(const tiny *t, const int *ids, size_t T, double *logits) {
+    const qwen_config *c = &t->m.cfg;
+    size_t dim = (size_t)c->dim, hd = (size_t)c->head_dim, nh = (size_t)c->n_heads, nkv = (size_t)c->n_kv_heads,
+           hid = (size_t)c->hidden_dim, V = (size_t)c->vocab_size, half = hd / 2;
+    double *h = calloc(T * dim, 8), *xn = malloc(dim * 8), *q = malloc(T * nh * hd * 8), *k = malloc(T * nkv * hd * 8),
+           *v = malloc(T * nkv * hd * 8), *a = malloc(nh * hd * 8), *o = malloc(dim * 8), *g = malloc(hid * 8),
+           *u = malloc(hid * 8), *s = malloc(T * 8), inv[64], scale;
+    ref_inv_freq(c, inv, &scale);
+    const float *E = wf_of(t, t->m.embed);
+    for (size_t i = 0; i < T; i++)
+        for (size_t j = 0; j < dim; j++) h[i * dim + j] = E[(size_t)ids[i] * dim + j];
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_weights *w = &t->lw[l];
+        for (size_t i = 0; i < T; i++) {
+            d_rmsnorm(xn, h + i * dim, wf_of(t, w->attn_norm), dim, c->rms_eps);
+            d_matvec(q + i * nh * hd, xn, wf_of(t, w->wq), dim, nh * hd);
+            d_matvec(k + i * nkv * hd, xn, wf_of(t, w->wk), dim, nkv * hd);
+            d_matvec(v + i * nkv * hd, xn, wf_of(t, w->wv), dim, nkv * hd);
+            for (size_t hh = 0; hh < nh + nkv; hh++) { /* q/k norm, then RoPE */
+                double *r = hh < nh ? q + (i * nh + hh) * hd : k + (i * nkv + hh - nh) * hd;
+                d_rmsnorm(r, r, wf_of(t, hh < nh ? w->q_norm : w->k_norm), hd, c->rms_eps);
+                for (size_t j = 0; j < half; j++) {
+                    double an = (double)i * inv[j], cs = cos(an) * scale, sn = sin(an) * scale;
+                    double x0 = r[j], x1 = r[j + half];
+                    r[j] = x0 * cs - x1 * sn;
+                    r[j + half] = x1 * cs + x0 * sn;
+                }
+            }
+        }
+        for (size_t i = 0; i < T; i++) {
+            for (size_t hh = 0; hh < nh; hh++) {
+                size_t kvh = hh / (nh / nkv);
+                double m = -INFINITY, sum = 0;
+                for (size_t tt = 0; tt <= i; tt++) {
+                    s[tt] = 0;
+                    for (size_t j = 0; j < hd; j++) s[tt] += q[(i * nh + hh) * hd + j] * k[(tt * nkv + kvh) * hd + j];
+                    s[tt] /= sqrt((double)hd);
+                    m = fmax(m, s[tt]);
+                }
+                for (size_t tt = 0; tt <= i; tt++) sum += s[tt] = exp(s[tt] - m);
+                for (size_t j = 0; j < hd; j++) {
+                    a[hh * hd + j] = 0;
+                    for (size_t tt = 0; tt <= i; tt++) a[hh * hd + j] += s[tt] / sum * v[(tt * nkv + kvh) * hd + j];
+                }
+            }
+            d_matvec(o, a, wf_of(t, w->wo), nh * hd, dim);
+            for (size_t j = 0; j < dim; j++) h[i * dim + j] += o[j];
+            d_rmsnorm(xn, h + i * dim, wf_of(t, w->ffn_norm), dim, c->rms_eps);
+            d_matvec(g, xn, wf_of(t, w->w_gate), dim, hid);
+            d_matvec(u, xn, wf_of(t, w->w_up), dim, hid);
+            for (size_t j = 0; j < hid; j++) g[j] = g[j] / (1 + exp(-g[j])) * u[j];
+            d_matvec(o, g, wf_of(t, w->w_down), hid, dim);
+            for (size_t j = 0; j < dim; j++) h[i * dim + j] += o[j];
+        }
+    }
+    for (size_t i = 0; i < T; i++) {
+        d_rmsnorm(xn, h + i * dim, wf_of(t, t->m.final_norm), dim, c->rms_eps);
+        d_matvec(logits + i * V, xn, wf_of(t, t->m.lm_head), dim, V);
+    }
+    free(h), free(xn), free(q), free(k), free(v), free(a), free(o), free(g), free(u), free(s);
+}
+
+/* Run ids through the CPU backend: prefill pieces of `first` positions, then one at a time;
+ * logits (T, vocab) of every position. */
+static int run_backend(const tiny *t, int threads, size_t max_batch, const int *ids, size_t T, size_t first,
+                       float *logits) {
+    char err[256];
+    const backend *b = backend_find("cpu");
+    backend_opts o = {threads, max_batch};
+    void *ctx = b->open(&t->m, &o, err, sizeof err);
+    size_t dim = (size_t)t->m.cfg.dim, V = (size_t)t->m.cfg.vocab_size;
+    float *x = malloc(T * dim * 4);
+    kv_cache kv = {0};
+    int rc = -1;
+    if (!ctx || kv_alloc(&kv, t->m.cfg.n_layers, (size_t)t->m.cfg.n_kv_heads * t->m.cfg.head_dim, 1) < 0) goto out;
+    for (size_t i = 0; i < T; i++)
+        for (size_t j = 0; j < dim; j++) x[i * dim + j] = wf_of(t, t->m.embed)[(size_t)ids[i] * dim + j];
+    if (forward(b, ctx, &t->m, x, first, &kv, logits, 1, err, sizeof err) < 0) goto out;
+    for (size_t i = first; i < T; i++)
+        if (forward(b, ctx, &t->m, x + i * dim, 1, &kv, logits + i * V, 0, err, sizeof err) < 0) goto out;
+    rc = kv.n == T ? 0 : -1;
+out:
+    if (rc < 0) printf("backend: %s\n", err);
+    kv_free(&kv);
+    if (ctx) b->close(ctx);
+    free(x);
+    return rc;
+}
+
+static void test_backend(void) {
+    enum { T = 23 };
+    int ids[T];
+    for (size_t i = 0; i < T; i++) ids[i] = (int)(next() % 50);
+    check(backend_find("cpu") == &backend_cpu && !backend_find("npu"), "backend_find");
+    for (st_dtype dt = ST_F32; dt <= ST_BF16; dt++)
+        for (int yarn = 0; yarn < 2; yarn++) {
+            tiny t;
+            tiny_make(&t, dt, yarn);
+            size_t V = 50;
+            double *want = malloc(T * V * 8);
+            float *got = malloc(T * V * 4), *other = malloc(T * V * 4);
+            ref_forward(&t, ids, T, want);
+            if (run_backend(&t, 1, 64, ids, T, T, got) < 0) {
+                check(0, "backend %s yarn %d: forward failed", dtype_name(dt), yarn);
+                continue;
+            }
+            for (size_t i = 0; i < T; i++) { /* HF's bar: cosine >= 0.99999, max|d| <= 1e-4 max|logit| */
+                double dot = 0, ng = 0, nw = 0, maxd = 0, maxl = 0;
+                for (size_t j = 0; j < V; j++) {
+                    double g = got[i * V + j], w = want[i * V + j];
+                    dot += g * w, ng += g * g, nw += w * w;
+                    maxd = fmax(maxd, fabs(g - w)), maxl = fmax(maxl, fabs(w));
+                }
+                double cosv = dot / sqrt(ng * nw);
+                check(cosv >= 0.99999 && maxd <= 1e-4 * maxl, "backend %s yarn %d pos %zu: cosine %.7f, max|d| %.3g of max %.3g",
+                      dtype_name(dt), yarn, i, cosv, maxd, maxl);
+            }
+            /* the same logits whatever the threads, pieces and decode steps */
+            static const size_t runs[][3] = {{2, 64, 23}, {3, 64, 23}, {2, 5, 23}, {1, 7, 10}, {3, 1, 1}, {2, 4, 2}};
+            for (size_t r = 0; r < sizeof runs / sizeof *runs; r++) {
+                int ok = run_backend(&t, (int)runs[r][0], runs[r][1], ids, T, runs[r][2], other) == 0;
+                double worst = 0;
+                for (size_t i = 0; ok && i < T * V; i++) worst = fmax(worst, fabs(other[i] - got[i]));
+                check(ok && worst == 0, "backend %s yarn %d: %zu threads, max_batch %zu, prefill %zu: differs by %.3g",
+                      dtype_name(dt), yarn, runs[r][0], runs[r][1], runs[r][2], worst);
+            }
+            free(want), free(got), free(other);
+            tiny_free(&t);
+        }
+}
+
+/* ---- bench ---- */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    const kern_ops *k;
+    const float *buf;
+    size_t n;
+    float sink[64];
+} read_job;
+
+static void read_task(void *arg, int i, int nt) {
+    read_job *j = arg;
+    size_t lo, hi;
+    pool_split(j->n, 4096, i, nt, &lo, &hi);
+    if (lo < hi) j->sink[i % 4 * 16] += j->k->dot(j->buf + lo, j->buf + lo, hi - lo);
+}
+
+static int bench(int max_threads) {
+    const kern_ops *k = kern_best();
+    printf("kernels: %s\n", k->name);
+    /* read bandwidth: 1 GiB, far beyond the caches, summed as the matmul would */
+    size_t nbuf = (size_t)1 << 28;
+    float *buf = malloc(nbuf * 4);
+    for (size_t i = 0; i < nbuf; i++) buf[i] = (float)(i & 7) * 1e-3f;
+    for (int t = 1; t <= max_threads; t++) {
+        pool *p = pool_new(t, NULL, 0);
+        read_job j = {k, buf, nbuf, {0}};
+        pool_run(p, read_task, &j);
+        double best = 1e9;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = now();
+            pool_run(p, read_task, &j);
+            best = fmin(best, now() - t0);
+        }
+        printf("memory read: %d thread%s: %.1f GB/s\n", t, t > 1 ? "s" : "", nbuf * 4 / best / 1e9);
+        pool_free(p);
+    }
+    free(buf);
+    /* Qwen3-0.6B decode shapes, bf16; `cold` rotates over copies totalling > 512 MiB, as
+     * a decode step walks 28 layers of weights that the L3 cache cannot hold */
+    static const struct { size_t out, in; const char *what; } shapes[] = {
+        {3072, 1024, "gate/up"}, {1024, 3072, "down"}, {2048, 1024, "q"}, {151936, 1024, "lm_head"}};
+    size_t dim_max = 3072;
+    float *x = rand_vec(64 * dim_max), *y = malloc(64 * 151936 * 4);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        size_t out = shapes[s].out, in = shapes[s].in, bytes = out * in * 2;
+        size_t copies = (512u << 20) / bytes + 1;
+        uint16_t **w = malloc(copies * sizeof *w);
+        for (size_t c = 0; c < copies; c++) {
+            w[c] = malloc(bytes);
+            for (size_t i = 0; i < out * in; i++) w[c][i] = to_bf16(unif() * 0.05f);
+        }
+        for (int t = 1; t <= max_threads; t++) {
+            pool *p = pool_new(t, NULL, 0);
+            for (int hot = 0; hot < 2; hot++) {
+                size_t reps = hot ? 20 : copies * 2;
+                double t0 = now();
+                for (size_t r = 0; r < reps; r++)
+                    kern_matmul(k, p, y, x, (weight){ST_BF16, w[hot ? 0 : r % copies]}, 1, in, out);
+                double dt = (now() - t0) / (double)reps;
+                printf("matmul bf16 %zux%zu (%s) n=1 %s, %d thread%s: %.3f ms, %.1f GB/s\n", out, in, shapes[s].what,
+                       hot ? "hot " : "cold", t, t > 1 ? "s" : "", dt * 1e3, bytes / dt / 1e9);
+                if (out == 151936) break; /* 311 MB: it is cold either way */
+            }
+            /* prefill: 64 positions, compute bound */
+            if (out != 151936) {
+                double t0 = now();
+                for (int r = 0; r < 5; r++) kern_matmul(k, p, y, x, (weight){ST_BF16, w[0]}, 64, in, out);
+                double dt = (now() - t0) / 5;
+                printf("matmul bf16 %zux%zu (%s) n=64, %d thread%s: %.3f ms, %.1f GFLOP/s\n", out, in, shapes[s].what, t,
+                       t > 1 ? "s" : "", dt * 1e3, 2.0 * 64 * out * in / dt / 1e9);
+            }
+            pool_free(p);
+        }
+        for (size_t c = 0; c < copies; c++) free(w[c]);
+        free(w);
+    }
+    free(x), free(y);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "bench")) return bench(argc > 2 ? atoi(argv[2]) : 2);
+    const kern_ops *v[8];
+    size_t nv = kern_variants(v, 8);
+    printf("variants:");
+    for (size_t i = 0; i < nv; i++) printf(" %s", v[i]->name);
+    printf(" (best %s)\n", kern_best()->name);
+    test_convert();
+    test_matmul_variants(v, nv);
+    test_dot_axpy(v, nv);
+    test_pool(v, nv);
+    test_rope();
+    test_attention(v, nv);
+    test_elementwise();
+    test_kv();
+    test_backend();
+    printf("%d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}
