@@ -24,7 +24,8 @@ static const char usage[] =
     "Decode Qwen3 token ids (text lines or int32 .npy records; stdin when FILE is absent or '-')\n"
     "into UTF-8 text, printing each character as soon as its ids have arrived.\n"
     "\n"
-    "  -m, --model DIR     model or tokenizer directory (tokenizer.json); default $QWEN_MODEL\n"
+    "  -m, --model DIR     model or tokenizer directory (tokenizer.json); default $QWEN_MODEL,\n"
+    "                      else the built-in tiny model (same tokenizer as every Qwen3)\n"
     "  -s, --skip-special  drop special tokens (<|im_start|>, <|im_end|>, <|endoftext|>, ...)\n"
     "  -l, --lines         one text line per input line (newline-terminated; each line complete)\n"
     "      --jsonl         batch: {\"ids\": [...]} per input line -> {\"text\": ...} per output line;\n"
@@ -179,11 +180,7 @@ int main(int argc, char **argv) {
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
     }
-    if (!model) model = getenv("QWEN_MODEL");
-    if (!model || !*model) {
-        fprintf(stderr, "%s: no model: give -m DIR or set QWEN_MODEL\n%s", prog, usage);
-        return EXIT_USAGE;
-    }
+    model = model_dir(model);
     if (argc - optind > 1) {
         fprintf(stderr, "%s: one input file at most\n%s", prog, usage);
         return EXIT_USAGE;

@@ -103,9 +103,9 @@ sys.exit(1 if bad else 0)' "$TMP/pairs"
 @test "tok: usage errors exit 2 with the usage; --help exits 0" {
     run "$BIN/tok" --bogus
     [ "$status" -eq 2 ]
-    run env -u QWEN_MODEL "$BIN/tok" hi
-    [ "$status" -eq 2 ]
-    [ "${lines[0]}" = "tok: no model: give -m DIR or set QWEN_MODEL" ]
+    run env -u QWEN_MODEL "$BIN/tok" -m "$TMP/nowhere" hi
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == "tok: $TMP/nowhere/tokenizer.json: "* ]]
     run "$BIN/tok" --help
     [ "$status" -eq 0 ]
     [[ "${lines[0]}" == "usage: tok "* ]]
@@ -113,10 +113,13 @@ sys.exit(1 if bad else 0)' "$TMP/pairs"
     [ "$status" -eq 2 ]
 }
 
-@test "tok: QWEN_MODEL is the default model; a warm start reuses the compiled cache" {
+@test "tok: QWEN_MODEL is the default model, else the built-in tiny one; the cache is reused" {
     QWEN_MODEL=$MODEL run "$BIN/tok" hi
     [ "$output" = "6023" ]
     ls "$QWEN_CACHE" | grep -q .
+    run env -u QWEN_MODEL "$BIN/tok" hi
+    [ "$status" -eq 0 ]
+    [ "$output" = "6023" ]
 }
 
 @test "tok --jsonl: the extra Qwen3 chat cases (tools with floats, big ints, tool calls) render exactly" {

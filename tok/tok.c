@@ -27,7 +27,8 @@ static const char usage[] =
     "Encode text into Qwen3 token ids, exactly as Hugging Face tokenizers does.\n"
     "Each TEXT argument gives one line of ids; with none, all of stdin (or -f FILE) is one text.\n"
     "\n"
-    "  -m, --model DIR     model or tokenizer directory (tokenizer.json); default $QWEN_MODEL\n"
+    "  -m, --model DIR     model or tokenizer directory (tokenizer.json); default $QWEN_MODEL,\n"
+    "                      else the built-in tiny model (same tokenizer as every Qwen3)\n"
     "  -f, --file FILE     read the text from FILE ('-' = stdin)\n"
     "      --npy           write int32 .npy records instead of text lines\n"
     "      --lossy         replace invalid UTF-8 with U+FFFD (default: refuse it, naming the byte)\n"
@@ -267,8 +268,7 @@ int main(int argc, char **argv) {
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
     }
-    if (!o.model) o.model = getenv("QWEN_MODEL");
-    if (!o.model || !*o.model) die_usage("%s", "no model: give -m DIR or set QWEN_MODEL");
+    o.model = model_dir(o.model);
     if (o.jsonl && o.npy) die_usage("%s", "--jsonl and --npy do not go together");
     if ((o.system || o.no_think || o.no_gen) && !o.chat && !o.jsonl && !o.serve)
         die_usage("%s", "--system, --no-think and --no-gen-prompt go with --chat");
