@@ -54,6 +54,8 @@ typedef struct {
     int32_t stop[MAX_STOP];
     size_t n_stop;
     sample_opts so;
+    int32_t *first; /* ids given on stdin */
+    size_t n_first;
 } opts;
 
 static volatile sig_atomic_t stop_flag;
@@ -163,14 +165,13 @@ static int read_first(int32_t **ids, size_t *n, size_t vocab, char *err, size_t 
 static int generate(const opts *o, model *m, const backend *b, void *ctx, session *s, char *err,
                     size_t errlen) {
     size_t vocab = (size_t)m->cfg.vocab_size, dim = (size_t)m->cfg.dim;
-    int32_t *first = NULL;
-    size_t n_first = 0, next_first = 0;
+    const int32_t *first = o->first;
+    size_t n_first = o->n_first, next_first = 0;
     float *x = malloc(dim * sizeof *x);
     sampler *smp = NULL;
     coproc cp = {0};
     int rc = -1;
     if (!x) goto oom;
-    if (read_first(&first, &n_first, vocab, err, errlen) < 0) goto out;
     if (n_first == 0 && !s->logits) {
         seterr(err, errlen, "the session has no logits to start from and no token came on stdin "
                             "(run prefill first, or pipe a token in)");
@@ -207,7 +208,6 @@ oom:
     seterr(err, errlen, "out of memory");
 out:
     free(x);
-    free(first);
     sampler_free(smp);
     coproc_end(&cp);
     return rc;
@@ -292,6 +292,9 @@ int main(int argc, char **argv) {
     backend_opts bo = {o.threads, 1};
     model *m = model_open(model_dir(dir), err, sizeof err);
     if (!m) goto done;
+    /* Read stdin before opening the session: in `prefill -k S | sample | decode -k S` the
+     * token arrives only after prefill has saved S (see prefill.c). */
+    if (read_first(&o.first, &o.n_first, (size_t)m->cfg.vocab_size, err, sizeof err) < 0) goto done_model;
     if (sess_open(o.session, m, &s, err, sizeof err) < 0) goto done_model;
     if (!(ctx = b->open(m, &bo, err, sizeof err))) goto done_sess;
     int ok = generate(&o, m, b, ctx, &s, err, sizeof err);
@@ -309,5 +312,6 @@ done_model:
     model_close(m);
 done:
     if (rc != EXIT_OK) fprintf(stderr, "%s: %s\n", prog, err);
+    free(o.first);
     return rc;
 }

@@ -49,7 +49,22 @@ typedef struct {
     session s;
     float *x, *logits;
     size_t x_cap, logits_cap;
+    size_t pending; /* rows of logits computed but not yet written (see flush) */
 } run;
+
+/* Write the logits held back. The last sequence's logits are written only after the
+ * session is saved: `prefill -k S | sample | decode -k S` starts all three at once, and
+ * decode opens S only when a token reaches it, so this order is what guarantees it sees
+ * the saved session. */
+static int flush(run *r, const opts *o, char *err, size_t errlen) {
+    size_t shape[2] = {r->pending, (size_t)r->m->cfg.vocab_size};
+    int rc = 0;
+    if (r->pending)
+        rc = o->all_logits ? npy_write(stdout, NPY_F32, 2, shape, r->logits, err, errlen)
+                           : npy_write(stdout, NPY_F32, 1, shape + 1, r->logits, err, errlen);
+    r->pending = 0;
+    return rc;
+}
 
 static int grow(float **p, size_t *cap, size_t n) {
     if (n <= *cap) return 0;
@@ -64,6 +79,7 @@ static int grow(float **p, size_t *cap, size_t n) {
 static int feed(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen) {
     size_t vocab = (size_t)r->m->cfg.vocab_size;
     if (n == 0) return 0;
+    if (flush(r, o, err, errlen) < 0) return -1;
     if (grow(&r->logits, &r->logits_cap, (o->all_logits ? n : 1) * vocab) < 0)
         return seterr(err, errlen, "out of memory for logits");
     if (forward(r->b, r->ctx, r->m, r->x, n, &r->s.kv, r->logits, o->all_logits, err, errlen) < 0) return -1;
@@ -78,9 +94,8 @@ static int feed(run *r, const opts *o, const int32_t *ids, size_t n, char *err, 
     /* keep the last position's logits in the session, so decode can start from them */
     if (!r->s.logits && !(r->s.logits = malloc(vocab * sizeof(float)))) return seterr(err, errlen, "out of memory");
     memcpy(r->s.logits, r->logits + (o->all_logits ? (n - 1) * vocab : 0), vocab * sizeof(float));
-    size_t shape[2] = {n, vocab};
-    if (o->all_logits) return npy_write(stdout, NPY_F32, 2, shape, r->logits, err, errlen);
-    return npy_write(stdout, NPY_F32, 1, shape + 1, r->logits, err, errlen);
+    r->pending = o->all_logits ? n : 1;
+    return 0;
 }
 
 static int feed_ids(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen) {
@@ -237,10 +252,11 @@ int main(int argc, char **argv) {
     if (ok < 0) {
         fprintf(stderr, "%s: %s: %s\n", prog, inname, err);
         err[0] = 0;
-    } else if (fflush(stdout) == EOF || ferror(stdout)) {
-        snprintf(err, sizeof err, "stdout: %s", strerror(errno));
     } else if (sess_save(o.session, &r.s, err, sizeof err) == 0) {
-        rc = EXIT_OK;
+        if (flush(&r, &o, err, sizeof err) < 0 || fflush(stdout) == EOF || ferror(stdout))
+            snprintf(err, sizeof err, "stdout: %s", strerror(errno));
+        else
+            rc = EXIT_OK;
     }
     r.b->close(r.ctx);
 done_sess:

@@ -1,0 +1,151 @@
+#!/usr/bin/env bats
+# The forward pipeline through the programs: tok | embed | prefill | sample | decode | detok
+# on the seeded test models (make models), against HF transformers' greedy tokens
+# (t/fixtures/forward/forward.json, made by t/gen_forward_reference.py) and against itself
+# across process boundaries.
+load helper
+
+MODELS=$PWD/build/models
+
+# ids and greedy continuation of a reference prompt: ref MODEL PROMPT ids|generated
+ref() {
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+m = next(m for m in d["models"] if m["name"] == sys.argv[2])
+p = next(p for p in m["prompts"] if p["name"] == sys.argv[3])
+print(" ".join(map(str, p[sys.argv[4]])))' "$FIX/forward/forward.json" "$@"
+}
+
+@test "pipeline: tok | embed | prefill | sample | decode | detok runs on the built-in tiny model" {
+    run bash -c "set -o pipefail; '$BIN/tok' --chat 'Hello, who are you?' | '$BIN/embed' | '$BIN/prefill' -k '$TMP/s.kv' | '$BIN/sample' --greedy | '$BIN/decode' -k '$TMP/s.kv' -n 8 --temp 0 | '$BIN/detok'"
+    [ "$status" -eq 0 ]
+    [ -n "$output" ]
+    [ -s "$TMP/s.kv" ]
+}
+
+@test "pipeline: greedy tokens equal HF transformers' for every reference prompt (f32, bf16, YaRN, untied)" {
+    for mp in tiny-f32:short tiny-f32:chat tiny:short tiny:chat tiny-yarn:chat tiny-untied:code; do
+        m=${mp%%:*} p=${mp#*:}
+        want=$(ref "$m" "$p" generated)
+        n=$(echo $want | wc -w)
+        got=$(set -o pipefail; ref "$m" "$p" ids | "$BIN/embed" -m "$MODELS/$m" |
+              "$BIN/prefill" -m "$MODELS/$m" -k "$TMP/$m-$p.kv" | "$BIN/sample" --greedy |
+              "$BIN/decode" -m "$MODELS/$m" -k "$TMP/$m-$p.kv" -n "$n" --temp 0 --stop 999999 | tr '\n' ' ')
+        echo "$m $p: want $want"
+        echo "$m $p: got  $got"
+        [ "$(echo $got)" = "$(echo $want)" ]
+    done
+}
+
+@test "pipeline: prefill takes ids directly; splitting a prompt into two prefills gives the same logits" {
+    ids=$(ref tiny-f32 chat ids)
+    first=$(echo $ids | cut -d' ' -f1-40) rest=$(echo $ids | cut -d' ' -f41-)
+    echo "$ids" | "$BIN/prefill" -m "$MODELS/tiny-f32" -k "$TMP/one.kv" > "$TMP/one.npy"
+    printf '%s\n%s\n' "$first" "$rest" | "$BIN/prefill" -m "$MODELS/tiny-f32" -k "$TMP/two.kv" > "$TMP/two.npy"
+    # the second record of two.npy is the logits after the whole prompt
+    python3 -c '
+import sys
+d = open(sys.argv[1], "rb").read()
+hl = int.from_bytes(d[8:10], "little"); n = 10 + hl + 151936 * 4
+open(sys.argv[2], "wb").write(d[n:])' "$TMP/two.npy" "$TMP/two-last.npy"
+    run "$BIN/npycmp" --tol 0.9999999 "$TMP/one.npy" "$TMP/two-last.npy"
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+@test "pipeline: embed writes the ids and exactly the embedding rows of the table" {
+    echo "0 9707 151935" | "$BIN/embed" -m "$MODELS/tiny-f32" > "$TMP/e.npy"
+    run python3 -c '
+import json, struct, sys
+d = open(sys.argv[1], "rb").read()
+def records(d):
+    while d:
+        hl = int.from_bytes(d[8:10], "little"); h = d[10:10+hl].decode()
+        shape = tuple(int(x) for x in h.split("(")[1].split(")")[0].split(",") if x.strip())
+        n = 1
+        for s in shape: n *= s
+        yield h, shape, d[10+hl:10+hl+4*n]; d = d[10+hl+4*n:]
+(h1, s1, ids), (h2, s2, rows) = list(records(d))
+assert "<i4" in h1 and s1 == (3,) and struct.unpack("<3i", ids) == (0, 9707, 151935), (h1, s1)
+assert "<f4" in h2 and s2 == (3, 64), (h2, s2)
+st = open(sys.argv[2] + "/model.safetensors", "rb").read()
+n = int.from_bytes(st[:8], "little"); hdr = json.loads(st[8:8+n]); e = hdr["model.embed_tokens.weight"]
+assert e["dtype"] == "F32"
+base = 8 + n + e["data_offsets"][0]
+for i, t in enumerate((0, 9707, 151935)):
+    assert rows[i*256:(i+1)*256] == st[base + t*256: base + (t+1)*256], t
+print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
+    echo "$output"
+    [ "$output" = "ok" ]
+}
+
+@test "pipeline: decode -n 8 in one process equals -n 4 then -n 4 in a new one, bit for bit" {
+    ids=$(ref tiny chat ids)
+    echo "$ids" | "$BIN/prefill" -k "$TMP/a.kv" > /dev/null
+    cp "$TMP/a.kv" "$TMP/b.kv"
+    "$BIN/decode" -k "$TMP/a.kv" -n 8 --temp 0 --stop 999999 > "$TMP/a.ids"
+    "$BIN/decode" -k "$TMP/b.kv" -n 4 --temp 0 --stop 999999 < /dev/null > "$TMP/b.ids"
+    "$BIN/decode" -k "$TMP/b.kv" -n 4 --temp 0 --stop 999999 < /dev/null >> "$TMP/b.ids"
+    [ "$(wc -l < "$TMP/a.ids")" -eq 8 ]
+    cmp "$TMP/a.ids" "$TMP/b.ids"
+    cmp "$TMP/a.kv" "$TMP/b.kv"
+}
+
+@test "pipeline: the sample program as decode's --sampler gives what in-process sampling gives" {
+    ids=$(ref tiny chat ids)
+    echo "$ids" | "$BIN/prefill" -k "$TMP/a.kv" > /dev/null
+    cp "$TMP/a.kv" "$TMP/b.kv"
+    "$BIN/decode" -k "$TMP/a.kv" -n 12 --seed 7 --temp 1.5 --top-k 50 --stop 999999 < /dev/null > "$TMP/a.ids"
+    "$BIN/decode" -k "$TMP/b.kv" -n 12 --stop 999999 --sampler "'$BIN/sample' --seed 7 --temp 1.5 --top-k 50" < /dev/null > "$TMP/b.ids"
+    [ "$(wc -l < "$TMP/a.ids")" -eq 12 ]
+    cmp "$TMP/a.ids" "$TMP/b.ids"
+}
+
+@test "pipeline: a user's own sampler in Python (stdlib only) plugs into decode" {
+    cat > "$TMP/argmax.py" <<'PY'
+import struct, sys
+f = sys.stdin.buffer
+while True:
+    pre = f.read(10)
+    if len(pre) < 10: break
+    f.read(int.from_bytes(pre[8:10], "little"))
+    x = struct.unpack("<151936f", f.read(151936 * 4))
+    print(max(range(len(x)), key=x.__getitem__), flush=True)
+PY
+    ids=$(ref tiny short ids)
+    want=$(ref tiny short generated | cut -d' ' -f1-6)
+    echo "$ids" | "$BIN/prefill" -k "$TMP/p.kv" > /dev/null
+    got=$("$BIN/decode" -k "$TMP/p.kv" -n 6 --stop 999999 --sampler "python3 '$TMP/argmax.py'" < /dev/null | tr '\n' ' ')
+    [ "$(echo $got)" = "$want" ]
+}
+
+@test "pipeline: bad input is a clear error: wrong-model session, corrupt session, id >= vocab, wrong width" {
+    echo "9707 11" | "$BIN/prefill" -m "$MODELS/tiny" -k "$TMP/s.kv" > /dev/null
+    run bash -c "echo 9707 | '$BIN/prefill' -m '$MODELS/tiny-f32' -k '$TMP/s.kv' 2>&1 >/dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "prefill: $TMP/s.kv: made by a different model"* ]]
+    cp "$TMP/s.kv" "$TMP/bad.kv" && printf 'x' | dd of="$TMP/bad.kv" bs=1 seek=100 conv=notrunc 2>/dev/null
+    run "$BIN/decode" -k "$TMP/bad.kv" -n 2 < /dev/null
+    [ "$status" -eq 1 ]
+    [ "$output" = "decode: $TMP/bad.kv: checksum mismatch (the file is corrupt or truncated)" ]
+    head -c 1000 "$TMP/s.kv" > "$TMP/short.kv"
+    run "$BIN/decode" -k "$TMP/short.kv" -n 2 < /dev/null
+    [ "$status" -eq 1 ]
+    run bash -c "echo 151936 | '$BIN/embed'"
+    [ "$status" -eq 1 ]
+    [ "$output" = "embed: stdin: line 1: id 151936 out of range [0, 151936)" ]
+    run bash -c "echo '9707 11' | '$BIN/embed' -m '$MODELS/tiny' --no-ids | '$BIN/prefill' -m '$MODELS/0.6b-2l' -k '$TMP/w.kv'"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"embeddings must have shape (n, 1024)"* ]]
+    [ ! -e "$TMP/w.kv" ]
+}
+
+@test "pipeline: decode with no token and no logits says what to do; -k is required" {
+    run "$BIN/decode" -k "$TMP/new.kv" -n 2 < /dev/null
+    [ "$status" -eq 1 ]
+    [[ "$output" == "decode: the session has no logits to start from"* ]]
+    run "$BIN/prefill"
+    [ "$status" -eq 2 ]
+    [[ "${lines[0]}" == "prefill: -k SESSION is required" ]]
+}
