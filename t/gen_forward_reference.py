@@ -67,8 +67,11 @@ PROMPTS = {
             "<|im_start|>assistant\n<think>\n\n</think>\n\n",
 }
 
+# bf16 weights get the f32 bar too: transformers widens them exactly and computes in
+# float32, as the CPU backend does, so a looser bar would only hide an activation rounded
+# to bf16 somewhere (measured: 1-cos ~1e-12, max|diff| ~1e-6 max|logit| for every model).
 F32 = {"cos": 0.99999, "maxrel": 1e-4}
-BF16 = {"cos": 0.9999, "maxrel": 1e-3}  # the brief's bf16 bar; compute is f32 on both sides
+BF16 = F32
 MODELS = [
     # name, generator arguments, tolerances, prompts, prompt whose last prefill row is kept whole
     ("tiny-f32", "--preset tiny --dtype f32", F32, ["one", "short", "chat"], None),
