@@ -40,6 +40,7 @@ static const char usage[] =
     "      --sampler CMD     choose tokens with CMD (run by /bin/sh): it reads a logits .npy\n"
     "                        record per step on stdin and answers one id line on stdout\n"
     "  -t, --threads N       threads (default: one per core)\n"
+    "  -v, --verbose         report tokens and speed on stderr\n"
     "      --backend NAME    where the layers run (default cpu)\n"
     "In-process sampling (the same flags and defaults as `sample`):\n"
     SAMPLE_FLAGS_HELP
@@ -50,7 +51,7 @@ enum { MAX_STOP = 64 };
 typedef struct {
     const char *session, *sampler_cmd, *backend;
     long max_tokens;
-    int threads;
+    int threads, verbose;
     int32_t stop[MAX_STOP];
     size_t n_stop;
     sample_opts so;
@@ -185,7 +186,9 @@ static int generate(const opts *o, model *m, const backend *b, void *ctx, sessio
         for (size_t i = 0; i < s->kv.n; i++) /* the prompt, for the repetition penalty */
             if (s->tokens[i] >= 0) sampler_seen(smp, s->tokens + i, 1, 0);
     }
-    for (long count = 0; count < o->max_tokens && !stop_flag; count++) {
+    long count;
+    double t0 = now_sec();
+    for (count = 0; count < o->max_tokens && !stop_flag; count++) {
         int32_t id;
         int given = next_first < n_first; /* chosen outside: the in-process sampler must be told */
         if (given) id = first[next_first++];
@@ -203,6 +206,11 @@ static int generate(const opts *o, model *m, const backend *b, void *ctx, sessio
             goto out;
     }
     rc = 0;
+    if (o->verbose) {
+        double dt = now_sec() - t0;
+        fprintf(stderr, "%s: %ld tokens in %.3f s (%.2f tokens/s), session now %zu positions\n", prog, count, dt,
+                dt > 0 ? (double)count / dt : 0.0, s->kv.n);
+    }
     goto out;
 oom:
     seterr(err, errlen, "out of memory");
@@ -222,8 +230,9 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},       {"session", required_argument, 0, 'k'},
         {"max-tokens", required_argument, 0, 'n'},  {"stop", required_argument, 0, O_STOP},
         {"sampler", required_argument, 0, O_SAMPLER}, {"threads", required_argument, 0, 't'},
-        {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'}};
-    size_t nlo = 8;
+        {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
+        {"verbose", no_argument, 0, 'v'}};
+    size_t nlo = 9;
     for (size_t i = 0; sample_flags[i].name; i++, nlo++)
         lo[nlo] = (struct option){sample_flags[i].name, sample_flags[i].has_arg ? required_argument : no_argument,
                                   0, O_SAMPLE_BASE + (int)i};
@@ -234,7 +243,7 @@ int main(int argc, char **argv) {
     sample_defaults(&o.so, no_think);
     int c;
     char *end, err[512];
-    while ((c = getopt_long(argc, argv, "m:k:n:t:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:k:n:t:vh", lo, NULL)) != -1) {
         switch (c) {
         case 'm': dir = optarg; break;
         case 'k': o.session = optarg; break;
@@ -252,6 +261,7 @@ int main(int argc, char **argv) {
             }
             break;
         case O_SAMPLER: o.sampler_cmd = optarg; break;
+        case 'v': o.verbose = 1; break;
         case 't':
             o.threads = (int)strtol(optarg, &end, 10);
             if (*optarg == 0 || *end || o.threads < 1 || o.threads > 1024) {

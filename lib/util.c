@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int seterr(char *err, size_t errlen, const char *fmt, ...) {
@@ -149,6 +150,12 @@ const char *model_dir(const char *given) {
     if (given && *given) return given;
     if (env && *env) return env;
     return DEFAULT_MODEL;
+}
+
+double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int buf_reserve(buf *b, size_t extra) {

@@ -42,6 +42,9 @@ int cache_dir(char *out, size_t outlen, char *err, size_t errlen);
  * else the tiny model the build generated (DEFAULT_MODEL, set by the Makefile). */
 const char *model_dir(const char *given);
 
+/* Seconds on the monotonic clock, for timings. */
+double now_sec(void);
+
 /* Growable byte buffer. */
 typedef struct {
     char *data;

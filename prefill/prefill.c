@@ -33,12 +33,13 @@ static const char usage[] =
     "  -k, --session FILE  the session to extend (required)\n"
     "      --all-logits    write logits for every position: one record (n, vocab) per sequence\n"
     "  -t, --threads N     threads (default: one per core)\n"
+    "  -v, --verbose       report positions and speed on stderr\n"
     "      --backend NAME  where the layers run (default cpu)\n"
     "  -h, --help          this help\n";
 
 typedef struct {
     const char *session, *backend;
-    int all_logits, threads;
+    int all_logits, threads, verbose;
 } opts;
 
 /* The state of one run: model, backend, session, and buffers reused across sequences. */
@@ -50,6 +51,8 @@ typedef struct {
     float *x, *logits;
     size_t x_cap, logits_cap;
     size_t pending; /* rows of logits computed but not yet written (see flush) */
+    size_t fed;     /* positions computed by this run */
+    double secs;    /* time spent in forward() */
 } run;
 
 /* Write the logits held back. The last sequence's logits are written only after the
@@ -82,7 +85,10 @@ static int feed(run *r, const opts *o, const int32_t *ids, size_t n, char *err, 
     if (flush(r, o, err, errlen) < 0) return -1;
     if (grow(&r->logits, &r->logits_cap, (o->all_logits ? n : 1) * vocab) < 0)
         return seterr(err, errlen, "out of memory for logits");
+    double t0 = now_sec();
     if (forward(r->b, r->ctx, r->m, r->x, n, &r->s.kv, r->logits, o->all_logits, err, errlen) < 0) return -1;
+    r->secs += now_sec() - t0;
+    r->fed += n;
     int32_t *unknown = NULL;
     if (!ids) {
         if (!(unknown = malloc(n * sizeof *unknown))) return seterr(err, errlen, "out of memory");
@@ -190,14 +196,16 @@ int main(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},    {"session", required_argument, 0, 'k'},
         {"all-logits", no_argument, 0, O_ALL},   {"threads", required_argument, 0, 't'},
         {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
+        {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "m:k:t:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:k:t:vh", lo, NULL)) != -1) {
         switch (c) {
         case 'm': dir = optarg; break;
         case 'k': o.session = optarg; break;
         case O_ALL: o.all_logits = 1; break;
+        case 'v': o.verbose = 1; break;
         case 't':
             o.threads = (int)strtol(optarg, &end, 10);
             if (*optarg == 0 || *end || o.threads < 1 || o.threads > 1024) {
@@ -258,6 +266,9 @@ int main(int argc, char **argv) {
         else
             rc = EXIT_OK;
     }
+    if (rc == EXIT_OK && o.verbose)
+        fprintf(stderr, "%s: %zu positions in %.3f s (%.1f tokens/s), session now %zu positions\n", prog, r.fed,
+                r.secs, r.secs > 0 ? (double)r.fed / r.secs : 0.0, r.s.kv.n);
     r.b->close(r.ctx);
 done_sess:
     sess_free(&r.s);
