@@ -220,37 +220,52 @@ typedef struct {
     size_t pos0, n, n_heads, n_kv_heads, hd;
 } attn_job;
 
-/* One query row against keys [0, len): the running max m and sum l let the output row
- * itself be the accumulator, rescaled when m grows, so no score buffer is needed. */
-static void attend(const kern_ops *k, float *o, const float *q, const float *kc, const float *vc,
+enum { ATT_GROUP = 8 }; /* q heads sharing a kv head taken together (Qwen3: 2 to 8) */
+
+/* Query rows q[g] (g < ng, stride hd) against keys [0, len): each K and V row is read
+ * once for all ng heads (GQA: they share it). The running max m and sum l per head let
+ * the output row itself be the accumulator, rescaled when m grows, so no score buffer
+ * is needed whatever the context length. */
+static void attend(const kern_ops *k, float *o, const float *q, size_t ng, const float *kc, const float *vc,
                    size_t len, size_t stride, size_t hd, float scale) {
-    float m = -INFINITY, l = 0;
-    memset(o, 0, hd * sizeof *o);
+    float m[ATT_GROUP], l[ATT_GROUP];
+    for (size_t g = 0; g < ng; g++) m[g] = -INFINITY, l[g] = 0;
+    memset(o, 0, ng * hd * sizeof *o);
     for (size_t t = 0; t < len; t++) {
-        float s = k->dot(q, kc + t * stride, hd) * scale;
-        if (s > m) {
-            float c = expf(m - s); /* 0 on the first key: o and l are still 0 */
-            for (size_t j = 0; j < hd; j++) o[j] *= c;
-            l *= c;
-            m = s;
+        const float *kr = kc + t * stride, *vr = vc + t * stride;
+        for (size_t g = 0; g < ng; g++) {
+            float *og = o + g * hd, s = k->dot(q + g * hd, kr, hd) * scale;
+            if (s > m[g]) {
+                float c = expf(m[g] - s); /* 0 on the first key: og and l are still 0 */
+                for (size_t j = 0; j < hd; j++) og[j] *= c;
+                l[g] *= c;
+                m[g] = s;
+            }
+            float p = expf(s - m[g]);
+            l[g] += p;
+            k->axpy(og, p, vr, hd);
         }
-        float p = expf(s - m);
-        l += p;
-        k->axpy(o, p, vc + t * stride, hd);
     }
-    float r = 1.0f / l;
-    for (size_t j = 0; j < hd; j++) o[j] *= r;
+    for (size_t g = 0; g < ng; g++) {
+        float r = 1.0f / l[g];
+        for (size_t j = 0; j < hd; j++) o[g * hd + j] *= r;
+    }
 }
 
 static void attn_task(void *arg, int ti, int nt) {
     const attn_job *a = arg;
-    size_t items = a->n * a->n_heads, kv_dim = a->n_kv_heads * a->hd, group = a->n_heads / a->n_kv_heads;
+    size_t group = a->n_heads / a->n_kv_heads, parts = (group + ATT_GROUP - 1) / ATT_GROUP;
+    size_t per = (group + parts - 1) / parts, kv_dim = a->n_kv_heads * a->hd;
+    size_t items = a->n * a->n_kv_heads * parts;
     float scale = 1.0f / sqrtf((float)a->hd);
-    /* strided, not contiguous: later positions attend over more rows, so every thread
-     * gets a fair share of the causal triangle */
+    /* an item is (position, kv head, part of its q heads); strided, not contiguous:
+     * later positions attend over more rows, so every thread gets a fair share of the
+     * causal triangle */
     for (size_t it = (size_t)ti; it < items; it += (size_t)nt) {
-        size_t i = it / a->n_heads, h = it % a->n_heads, off = h / group * a->hd;
-        attend(a->k, a->out + it * a->hd, a->q + it * a->hd, a->kc + off, a->vc + off, a->pos0 + i + 1,
+        size_t i = it / (a->n_kv_heads * parts), kvh = it / parts % a->n_kv_heads, h0 = kvh * group + it % parts * per;
+        size_t ng = h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
+        size_t row = (i * a->n_heads + h0) * a->hd;
+        attend(a->k, a->out + row, a->q + row, ng, a->kc + kvh * a->hd, a->vc + kvh * a->hd, a->pos0 + i + 1,
                kv_dim, a->hd, scale);
     }
 }

@@ -44,16 +44,23 @@ INLINE AVX2 float hsum(__m256 v) {
 INLINE AVX2 void tile(float *y, size_t ldy, const float *x, const void *w, st_dtype t, size_t in,
                       int nx, int nw) {
     __m256 acc[NX][NW];
+    /* the pragmas make GCC -O2 unroll these fully, which keeps acc in registers */
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
     size_t k = 0;
     for (; k + 8 <= in; k += 8)
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             __m256 wv = load_w(w, t, (size_t)b * in + k);
+#pragma GCC unroll 4
             for (int a = 0; a < nx; a++)
                 acc[a][b] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)a * in + k), wv, acc[a][b]);
         }
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             float s = hsum(acc[a][b]);
             for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * widen(w, t, (size_t)b * in + j);

@@ -34,16 +34,23 @@ INLINE AVX512 float hsum(__m512 v) { return _mm512_reduce_add_ps(v); }
 INLINE AVX512 void tile(float *y, size_t ldy, const float *x, const void *w, st_dtype t, size_t in,
                         int nx, int nw) {
     __m512 acc[NX][NW];
+    /* the pragmas make GCC -O2 unroll these fully, which keeps acc in registers */
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = _mm512_setzero_ps();
     size_t k = 0;
     for (; k + 16 <= in; k += 16)
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             __m512 wv = load_w(w, t, (size_t)b * in + k);
+#pragma GCC unroll 4
             for (int a = 0; a < nx; a++)
                 acc[a][b] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)a * in + k), wv, acc[a][b]);
         }
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             float s = hsum(acc[a][b]);
             for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * widen(w, t, (size_t)b * in + j);
