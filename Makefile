@@ -97,6 +97,7 @@ MODEL_ARGS_tiny-yarn   = --preset tiny --dtype f32 --yarn 4:32
 MODEL_ARGS_tiny-untied = --preset tiny --dtype bf16 --untied
 MODEL_ARGS_0.6b-2l     = --preset 0.6b-2l --dtype bf16
 MODEL_ARGS_0.6b        = --preset 0.6b --dtype bf16
+MODEL_ARGS_0.6b-f32    = --preset 0.6b --dtype f32
 MODEL_ARGS_4b          = --preset 4b --dtype bf16
 TEST_MODELS = tiny-f32 tiny-yarn tiny-untied 0.6b-2l
 .PHONY: models
