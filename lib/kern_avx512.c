@@ -39,8 +39,14 @@ INLINE AVX512 void tile(float *y, size_t ldy, const float *x, const void *w, st_
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = _mm512_setzero_ps();
+    /* The nw rows are one contiguous block, and so is the next tile's; fetch that one
+     * while this one is summed, at the pace this one is read. A decode step reads W
+     * once, in blocks of a few KiB, which the hardware prefetchers ramp up to too late. */
+    const char *next = (const char *)w + (size_t)nw * in * (t == ST_F32 ? 4 : 2);
+    size_t step = 16 * (size_t)nw * (t == ST_F32 ? 4 : 2); /* bytes of W per k step */
     size_t k = 0;
-    for (; k + 16 <= in; k += 16)
+    for (; k + 16 <= in; k += 16) {
+        for (size_t off = 0; off < step; off += 64) _mm_prefetch(next + k / 16 * step + off, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             __m512 wv = load_w(w, t, (size_t)b * in + k);
@@ -48,6 +54,7 @@ INLINE AVX512 void tile(float *y, size_t ldy, const float *x, const void *w, st_
             for (int a = 0; a < nx; a++)
                 acc[a][b] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)a * in + k), wv, acc[a][b]);
         }
+    }
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 4
