@@ -254,7 +254,9 @@ count_ids() { # the number of ids in the first [...] of $1
 }
 
 @test "serve: the least recently used uid goes first beyond max_uids, idle uids expire" {
-    start_server "$TBIN/serve_test" "$MODEL" 127.0.0.1 @PORT@ 4096 1 2
+    # uids expire after 3 s idle: long enough that a loaded machine does not expire u4
+    # between its creation and its use below
+    start_server "$TBIN/serve_test" "$MODEL" 127.0.0.1 @PORT@ 4096 3 2
     local u1 u2 u3 u4
     u1=$(new_uid) u2=$(new_uid) u3=$(new_uid)
     call GET "/eos_id?uid=$u1"
@@ -266,7 +268,7 @@ count_ids() { # the number of ids in the first [...] of $1
     [ "$output" = '200 {"error": "Invalid uid"}' ]
     call GET "/bos_id?uid=$u4"
     [ "$output" = '200 {"bos_id": -1}' ]
-    sleep 2.2
+    sleep 4.5
     call POST /decode "{\"uid\": \"$u4\", \"token_ids\": [9707]}"
     [ "$output" = '200 {"error": "Invalid uid"}' ]
 }
