@@ -220,7 +220,10 @@ typedef struct {
     size_t pos0, n, n_heads, n_kv_heads, hd;
 } attn_job;
 
-enum { ATT_GROUP = 8 }; /* q heads sharing a kv head taken together (Qwen3: 2 to 8) */
+enum {
+    ATT_GROUP = 8, /* q heads sharing a kv head taken together (Qwen3: 2 to 8) */
+    ATT_AHEAD = 8, /* K/V rows prefetched ahead */
+};
 
 /* Query rows q[g] (g < ng, stride hd) against keys [0, len): each K and V row is read
  * once for all ng heads (GQA: they share it). The running max m and sum l per head let
@@ -233,6 +236,13 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t ng, const
     memset(o, 0, ng * hd * sizeof *o);
     for (size_t t = 0; t < len; t++) {
         const float *kr = kc + t * stride, *vr = vc + t * stride;
+        /* one head's rows are stride floats apart (a page, for Qwen3): every row is on a
+         * new page, where the hardware prefetchers stop, so fetch ATT_AHEAD rows ahead */
+        if (t + ATT_AHEAD < len)
+            for (size_t b = 0; b < hd; b += 64 / sizeof(float)) {
+                __builtin_prefetch(kr + ATT_AHEAD * stride + b);
+                __builtin_prefetch(vr + ATT_AHEAD * stride + b);
+            }
         for (size_t g = 0; g < ng; g++) {
             float *og = o + g * hd, s = k->dot(q + g * hd, kr, hd) * scale;
             if (s > m[g]) {
