@@ -87,15 +87,20 @@ static void matmul_bf16(float *y, const float *x, const void *w, size_t n, size_
         for (size_t i = 0; i < n; i++) y[i * out + o] = dot_bf16(x + i * in, (const uint16_t *)w + o * in, in);
 }
 
-static void axpy(float *y, float a, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
+static void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++) s[t] = dot_f32(q, k + t * stride, hd);
+}
+
+static void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++)
+        for (size_t j = 0; j < hd; j++) o[j] += p[t] * v[t * stride + j];
 }
 
 static const kern_ops kern_generic = {
     .name = "generic",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .dot = dot_f32,
-    .axpy = axpy,
+    .scores = scores,
+    .accum = accum,
 };
 
 size_t kern_variants(const kern_ops **v, size_t max) {
@@ -221,39 +226,53 @@ typedef struct {
 } attn_job;
 
 enum {
-    ATT_GROUP = 8, /* q heads sharing a kv head taken together (Qwen3: 2 to 8) */
-    ATT_AHEAD = 8, /* K/V rows prefetched ahead */
+    ATT_GROUP = 8,  /* q heads sharing a kv head taken together (Qwen3: 2 to 8) */
+    ATT_BLOCK = 32, /* keys scored, exponentiated and summed at a time */
 };
 
-/* Query rows q[g] (g < ng, stride hd) against keys [0, len): each K and V row is read
- * once for all ng heads (GQA: they share it). The running max m and sum l per head let
- * the output row itself be the accumulator, rescaled when m grows, so no score buffer
- * is needed whatever the context length. */
+/* Rows [t0, t0+n) of one head's K and V, into the cache: one head's rows are stride floats
+ * apart (a page, for Qwen3), so each is on a new page, where hardware prefetchers stop. */
+static void prefetch_rows(const float *kc, const float *vc, size_t t0, size_t n, size_t stride, size_t hd) {
+    for (size_t t = t0; t < t0 + n; t++)
+        for (size_t b = 0; b < hd; b += 64 / sizeof(float)) {
+            __builtin_prefetch(kc + t * stride + b);
+            __builtin_prefetch(vc + t * stride + b);
+        }
+}
+
+/* Query rows q[g] (g < ng, stride hd) against keys [0, len), ATT_BLOCK keys at a time;
+ * each block of K and V rows is read from memory once for all ng heads (GQA: they share
+ * it). A running max m and sum l per head let the output rows themselves be the
+ * accumulators, rescaled when m grows (online softmax), so nothing grows with the
+ * context. Blocks start at key 0 for every query, so a position gets the same bits
+ * whether it came in a prefill or alone. */
 static void attend(const kern_ops *k, float *o, const float *q, size_t ng, const float *kc, const float *vc,
                    size_t len, size_t stride, size_t hd, float scale) {
-    float m[ATT_GROUP], l[ATT_GROUP];
+    float m[ATT_GROUP], l[ATT_GROUP], s[ATT_BLOCK];
     for (size_t g = 0; g < ng; g++) m[g] = -INFINITY, l[g] = 0;
     memset(o, 0, ng * hd * sizeof *o);
-    for (size_t t = 0; t < len; t++) {
-        const float *kr = kc + t * stride, *vr = vc + t * stride;
-        /* one head's rows are stride floats apart (a page, for Qwen3): every row is on a
-         * new page, where the hardware prefetchers stop, so fetch ATT_AHEAD rows ahead */
-        if (t + ATT_AHEAD < len)
-            for (size_t b = 0; b < hd; b += 64 / sizeof(float)) {
-                __builtin_prefetch(kr + ATT_AHEAD * stride + b);
-                __builtin_prefetch(vr + ATT_AHEAD * stride + b);
-            }
+    prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, hd);
+    for (size_t t0 = 0; t0 < len; t0 += ATT_BLOCK) {
+        size_t nb = len - t0 < ATT_BLOCK ? len - t0 : ATT_BLOCK;
+        if (t0 + nb < len) prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, hd);
         for (size_t g = 0; g < ng; g++) {
-            float *og = o + g * hd, s = k->dot(q + g * hd, kr, hd) * scale;
-            if (s > m[g]) {
-                float c = expf(m[g] - s); /* 0 on the first key: og and l are still 0 */
+            float *og = o + g * hd, mb = m[g];
+            k->scores(s, q + g * hd, kc + t0 * stride, nb, stride, hd);
+            for (size_t t = 0; t < nb; t++) {
+                s[t] *= scale;
+                if (s[t] > mb) mb = s[t];
+            }
+            if (mb > m[g]) {
+                float c = expf(m[g] - mb); /* 0 on the first block: og and l are still 0 */
                 for (size_t j = 0; j < hd; j++) og[j] *= c;
                 l[g] *= c;
-                m[g] = s;
+                m[g] = mb;
             }
-            float p = expf(s - m[g]);
-            l[g] += p;
-            k->axpy(og, p, vr, hd);
+            for (size_t t = 0; t < nb; t++) {
+                s[t] = expf(s[t] - mb);
+                l[g] += s[t];
+            }
+            k->accum(og, s, vc + t0 * stride, nb, stride, hd);
         }
     }
     for (size_t g = 0; g < ng; g++) {

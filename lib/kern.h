@@ -1,10 +1,10 @@
 /* kern: the CPU kernels of the Qwen3 forward pass, all computing in f32 whatever the
  * weight dtype (F32, F16 or BF16 weights are widened on the fly, never copied).
  *
- * The few loops that carry the time (the matmul, the dot and axpy inside attention) come
- * in ISA variants behind one table, kern_ops: the generic C one is always built and is
- * the reference the tests hold the others to; kern_best() picks one at run time, the
- * only place that asks the CPU what it supports. The rest (norms, RoPE, SwiGLU) is
+ * The few loops that carry the time (the matmul, and attention's scores and weighted
+ * sum of V) come in ISA variants behind one table, kern_ops: the generic C one is always
+ * built and is the reference the tests hold the others to; kern_best() picks one at run
+ * time, the only place that asks the CPU what it supports. The rest (norms, RoPE, SwiGLU) is
  * plain C: it is a rounding error next to the matmuls.
  *
  * Numerics follow HF transformers run in float32 (not its bf16 casts): RMSNorm as
@@ -26,8 +26,10 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
 typedef struct {
     const char *name;
     kern_matmul_fn *matmul[3];
-    float (*dot)(const float *a, const float *b, size_t n);   /* sum a[i]*b[i] */
-    void (*axpy)(float *y, float a, const float *x, size_t n); /* y[i] += a*x[i] */
+    /* s[t] = q[hd] . k[t*stride .. +hd] for t < n (attention scores of n keys) */
+    void (*scores)(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd);
+    /* o[hd] += sum over t < n of p[t] * v[t*stride .. +hd] (probabilities times values) */
+    void (*accum)(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd);
 } kern_ops;
 
 /* The fastest variant this CPU runs. */

@@ -1,4 +1,4 @@
-/* kern_avx2: the matmul, dot and axpy for x86 with AVX2 + FMA + F16C. Every function
+/* kern_avx2: the matmul and attention's inner loops for x86 with AVX2 + FMA + F16C. Every function
  * carries its own target attribute, so the file builds with the generic flags and runs
  * only when kern_variants() found the CPU able to.
  *
@@ -117,32 +117,56 @@ static AVX2 void matmul_bf16(float *y, const float *x, const void *w, size_t n, 
     matmul(y, x, w, ST_BF16, n, in, out, o0, o1);
 }
 
-static AVX2 float dot(const float *a, const float *b, size_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+/* Four accumulators: a 128-float row is 16 vectors, four chains of four FMAs. */
+static AVX2 void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++) {
+        const float *kr = k + t * stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+               a3 = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j + 32 <= hd; j += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kr + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 8), _mm256_loadu_ps(kr + j + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 16), _mm256_loadu_ps(kr + j + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 24), _mm256_loadu_ps(kr + j + 24), a3);
+        }
+        for (; j + 8 <= hd; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kr + j), a0);
+        float r = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; j < hd; j++) r += q[j] * kr[j];
+        s[t] = r;
     }
-    for (; k + 8 <= n; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
-    float s = hsum(_mm256_add_ps(s0, s1));
-    for (; k < n; k++) s += a[k] * b[k];
-    return s;
 }
 
-static AVX2 void axpy(float *y, float a, const float *x, size_t n) {
-    __m256 av = _mm256_set1_ps(a);
-    size_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        _mm256_storeu_ps(y + k, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
-    for (; k < n; k++) y[k] += a * x[k];
+/* o in registers, 64 floats at a time, while the n rows of V stream past. */
+static AVX2 void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
+    size_t j = 0;
+    for (; j + 64 <= hd; j += 64) {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(o + j + 8 * i);
+        for (size_t t = 0; t < n; t++) {
+            __m256 pt = _mm256_set1_ps(p[t]);
+            const float *vr = v + t * stride + j;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) r[i] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vr + 8 * i), r[i]);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(o + j + 8 * i, r[i]);
+    }
+    for (; j + 8 <= hd; j += 8) {
+        __m256 r = _mm256_loadu_ps(o + j);
+        for (size_t t = 0; t < n; t++) r = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(v + t * stride + j), r);
+        _mm256_storeu_ps(o + j, r);
+    }
+    for (; j < hd; j++)
+        for (size_t t = 0; t < n; t++) o[j] += p[t] * v[t * stride + j];
 }
 
 const kern_ops kern_avx2 = {
     .name = "avx2",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .dot = dot,
-    .axpy = axpy,
+    .scores = scores,
+    .accum = accum,
 };
 #else
 /* ISO C wants something in every translation unit. */

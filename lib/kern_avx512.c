@@ -1,4 +1,4 @@
-/* kern_avx512: the matmul, dot and axpy for x86 with AVX-512F, the same tiling as
+/* kern_avx512: the matmul and attention's inner loops for x86 with AVX-512F, the same tiling as
  * kern_avx2.c (read that file's notes) with 16-float vectors and 4x4 tiles, which
  * 32 zmm registers hold. The weights are widened to f32 rather than fed to
  * VDPBF16PS: that instruction would round x to bf16 too, an error of 2^-9 per
@@ -107,32 +107,53 @@ static AVX512 void matmul_bf16(float *y, const float *x, const void *w, size_t n
     matmul(y, x, w, ST_BF16, n, in, out, o0, o1);
 }
 
-static AVX512 float dot(const float *a, const float *b, size_t n) {
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    size_t k = 0;
-    for (; k + 32 <= n; k += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
+/* Two accumulators: a 128-float row is 8 vectors, two chains of four FMAs. */
+static AVX512 void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++) {
+        const float *kr = k + t * stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        size_t j = 0;
+        for (; j + 32 <= hd; j += 32) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(kr + j), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j + 16), _mm512_loadu_ps(kr + j + 16), a1);
+        }
+        for (; j + 16 <= hd; j += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(kr + j), a0);
+        float r = hsum(_mm512_add_ps(a0, a1));
+        for (; j < hd; j++) r += q[j] * kr[j];
+        s[t] = r;
     }
-    for (; k + 16 <= n; k += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
-    float s = hsum(_mm512_add_ps(s0, s1));
-    for (; k < n; k++) s += a[k] * b[k];
-    return s;
 }
 
-static AVX512 void axpy(float *y, float a, const float *x, size_t n) {
-    __m512 av = _mm512_set1_ps(a);
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        _mm512_storeu_ps(y + k, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + k), _mm512_loadu_ps(y + k)));
-    for (; k < n; k++) y[k] += a * x[k];
+/* o in registers, 128 floats at a time, while the n rows of V stream past. */
+static AVX512 void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
+    size_t j = 0;
+    for (; j + 128 <= hd; j += 128) {
+        __m512 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) r[i] = _mm512_loadu_ps(o + j + 16 * i);
+        for (size_t t = 0; t < n; t++) {
+            __m512 pt = _mm512_set1_ps(p[t]);
+            const float *vr = v + t * stride + j;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) r[i] = _mm512_fmadd_ps(pt, _mm512_loadu_ps(vr + 16 * i), r[i]);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) _mm512_storeu_ps(o + j + 16 * i, r[i]);
+    }
+    for (; j + 16 <= hd; j += 16) {
+        __m512 r = _mm512_loadu_ps(o + j);
+        for (size_t t = 0; t < n; t++) r = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_loadu_ps(v + t * stride + j), r);
+        _mm512_storeu_ps(o + j, r);
+    }
+    for (; j < hd; j++)
+        for (size_t t = 0; t < n; t++) o[j] += p[t] * v[t * stride + j];
 }
 
 const kern_ops kern_avx512 = {
     .name = "avx512",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .dot = dot,
-    .axpy = axpy,
+    .scores = scores,
+    .accum = accum,
 };
 #else
 /* ISO C wants something in every translation unit. */

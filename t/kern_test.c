@@ -144,24 +144,37 @@ static void test_matmul_variants(const kern_ops **v, size_t nv) {
         }
 }
 
-static void test_dot_axpy(const kern_ops **v, size_t nv) {
-    static const size_t lens[] = {0, 1, 3, 8, 15, 16, 17, 31, 33, 64, 128, 1000};
-    for (size_t s = 0; s < sizeof lens / sizeof *lens; s++) {
-        size_t n = lens[s];
-        float *a = rand_vec(n), *b = rand_vec(n), *y0 = rand_vec(n), *y1 = malloc((n ? n : 1) * 4);
-        double mag = 0;
-        for (size_t i = 0; i < n; i++) mag += fabs((double)a[i] * b[i]);
-        float want = v[0]->dot(a, b, n);
-        for (size_t k = 1; k < nv; k++) {
-            check(close_to(v[k]->dot(a, b, n), want, 1e-6 * mag), "%s dot n=%zu", v[k]->name, n);
-            memcpy(y1, y0, n * 4);
-            v[k]->axpy(y1, 0.37f, a, n);
-            int ok = 1;
-            for (size_t i = 0; i < n; i++) ok &= close_to(y1[i], y0[i] + 0.37 * a[i], 1e-6);
-            check(ok, "%s axpy n=%zu", v[k]->name, n);
+static void test_scores_accum(const kern_ops **v, size_t nv) {
+    static const size_t dims[] = {1, 3, 8, 15, 16, 17, 31, 33, 64, 100, 128, 130, 256};
+    for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+        for (size_t n = 1; n <= 33; n += 8) {
+            size_t hd = dims[d], stride = hd + 5;
+            float *q = rand_vec(hd), *kv = rand_vec(n * stride), *p = rand_vec(n), *o0 = rand_vec(hd);
+            float *want = malloc(n * 4), *got = malloc(n * 4), *ow = malloc(hd * 4), *og = malloc(hd * 4);
+            v[0]->scores(want, q, kv, n, stride, hd);
+            memcpy(ow, o0, hd * 4);
+            v[0]->accum(ow, p, kv, n, stride, hd);
+            for (size_t k = 1; k < nv; k++) {
+                v[k]->scores(got, q, kv, n, stride, hd);
+                int ok = 1;
+                for (size_t t = 0; t < n; t++) {
+                    double mag = 0;
+                    for (size_t j = 0; j < hd; j++) mag += fabs((double)q[j] * kv[t * stride + j]);
+                    ok &= close_to(got[t], want[t], 1e-6 * mag);
+                }
+                check(ok, "%s scores n=%zu hd=%zu", v[k]->name, n, hd);
+                memcpy(og, o0, hd * 4);
+                v[k]->accum(og, p, kv, n, stride, hd);
+                ok = 1;
+                for (size_t j = 0; j < hd; j++) {
+                    double mag = fabs(o0[j]);
+                    for (size_t t = 0; t < n; t++) mag += fabs((double)p[t] * kv[t * stride + j]);
+                    ok &= close_to(og[j], ow[j], 1e-6 * mag);
+                }
+                check(ok, "%s accum n=%zu hd=%zu", v[k]->name, n, hd);
+            }
+            free(q), free(kv), free(p), free(o0), free(want), free(got), free(ow), free(og);
         }
-        free(a), free(b), free(y0), free(y1);
-    }
 }
 
 /* ---- the pool: same bits on 1, 2 and 3 threads ---- */
@@ -725,7 +738,7 @@ int main(int argc, char **argv) {
     printf(" (best %s)\n", kern_best()->name);
     test_convert();
     test_matmul_variants(v, nv);
-    test_dot_axpy(v, nv);
+    test_scores_accum(v, nv);
     test_pool(v, nv);
     test_rope();
     test_attention(v, nv);
