@@ -4,8 +4,8 @@
  * The few loops that carry the time (the matmul, and attention's scores and weighted
  * sum of V) come in ISA variants behind one table, kern_ops: the generic C one is always
  * built and is the reference the tests hold the others to; kern_best() picks one at run
- * time, the only place that asks the CPU what it supports. The rest (norms, RoPE, SwiGLU) is
- * plain C: it is a rounding error next to the matmuls.
+ * time, the only place that asks the CPU what it supports. The rest (norms, RoPE,
+ * SwiGLU) is plain C: it is a rounding error next to the matmuls.
  *
  * Numerics follow HF transformers run in float32 (not its bf16 casts): RMSNorm as
  * w * (x * rsqrt(mean(x^2) + eps)), RoPE angles as f32 pos * f32 inv_freq, softmax in
@@ -58,8 +58,8 @@ void kern_rope(float *x, const float *cos, const float *sin, size_t n, size_t he
 
 /* out[n, n_heads*hd] = causal GQA attention of q[n, n_heads*hd] at positions pos0+i over
  * K/V rows [0, pos0+i] of kc, vc (rows of n_kv_heads*hd; q head h reads kv head
- * h / (n_heads/n_kv_heads)), scale 1/sqrt(hd), softmax in f32. (i, head) pairs are split
- * over p's threads. out must not overlap q, kc or vc. */
+ * h / (n_heads/n_kv_heads)), scale 1/sqrt(hd), softmax in f32. (position, kv head)
+ * pairs are split over p's threads. out must not overlap q, kc or vc. */
 void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, const float *kc,
                     const float *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
                     size_t hd);
