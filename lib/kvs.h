@@ -59,11 +59,62 @@ int sess_push_tokens(session *s, const int32_t *ids, size_t n, char *err, size_t
 /* Record the final hidden state (dim) of the last position. */
 int sess_set_hidden(session *s, const float *h, char *err, size_t errlen);
 
+/* Roll back to n positions (n <= kv.n), dropping the hidden state unless it is n's; on disk
+ * at the next commit. (Lowering kv.n by hand below `committed` does the same.) */
+int sess_trim(session *s, size_t n, char *err, size_t errlen);
+
 /* Make positions [committed, kv.n) and the hidden state durable (see docs/kvstore.md). On
  * failure (ENOSPC, ...) the session on disk stays at its last commit. */
 int sess_commit(session *s, char *err, size_t errlen);
 
 /* Free memory and release the lock. Uncommitted positions are dropped. */
 void sess_close(session *s);
+
+/* The store as a whole, for the kvstore program. m == NULL in sess_open takes the shape
+ * from the session's header (no model needed to read, trim or copy a session). */
+
+/* One session as its log describes it, without reading a row. */
+typedef struct {
+    char name[129];
+    uint8_t fingerprint[32];
+    int n_layers;
+    size_t kv_dim, dim;
+    size_t n;           /* positions */
+    size_t blocks;      /* leading blocks (16 positions each) */
+    size_t tail;        /* positions after them, in the session file */
+    int has_hidden, encrypted;
+    size_t file_bytes;  /* the session file */
+    size_t garbage;     /* bytes after its last valid record (an interrupted commit) */
+    size_t block_bytes; /* the block files it uses (shared ones counted in full) */
+    int64_t mtime;      /* last commit, seconds since the epoch */
+} kvs_info;
+
+/* Names of the store's sessions, sorted; free with kvs_list_free. */
+int kvs_list(kvs_store *st, char ***names, size_t *count, char *err, size_t errlen);
+void kvs_list_free(char **names, size_t count);
+int kvs_stat(kvs_store *st, const char *name, kvs_info *info, char *err, size_t errlen);
+/* Roll session name back to n positions (takes its lock). */
+int kvs_trim(kvs_store *st, const char *name, size_t n, char *err, size_t errlen);
+/* A new session newname sharing name's blocks (refused if newname exists). */
+int kvs_fork(kvs_store *st, const char *name, const char *newname, char *err, size_t errlen);
+/* Remove a session (refused while a writer holds it); its blocks stay for gc. */
+int kvs_rm(kvs_store *st, const char *name, char *err, size_t errlen);
+
+typedef struct {
+    size_t blocks_kept, blocks_dropped, bytes_kept, bytes_dropped, tmp_dropped;
+} kvs_gc_stats;
+/* Drop blocks no session references, least recently used first, until the store fits
+ * max_size bytes (max_size < 0: drop them all), and every file in tmp/. */
+int kvs_gc(kvs_store *st, long long max_size, kvs_gc_stats *gs, char *err, size_t errlen);
+
+/* Check every checksum of session name (NULL: every session and every block file),
+ * calling report(ctx, "what: why") for each problem. Returns the number of problems, or
+ * -1 if the check could not run. */
+long kvs_verify(kvs_store *st, const char *name, void (*report)(void *ctx, const char *msg), void *ctx,
+                char *err, size_t errlen);
+
+/* One portable file holding session name and its blocks; import refuses an existing name. */
+int kvs_export(kvs_store *st, const char *name, const char *path, char *err, size_t errlen);
+int kvs_import(kvs_store *st, const char *path, const char *name, char *err, size_t errlen);
 
 #endif
