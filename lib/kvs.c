@@ -751,7 +751,7 @@ static int log_load(kvs_sess *P, session *s, const uint8_t *d, const logstate *l
     size_t n = ls->n, kd = ls->kv_dim, rb = kd * sizeof(float);
     if (rows_reserve(s, n + 1) < 0 || tokens_reserve(s, n + 1) < 0 || names_reserve(P, ls->k + 1) < 0)
         return seterr(err, errlen, "%s: out of memory for %zu positions", P->name, n);
-    memcpy(P->names, ls->bname, ls->k * HASH);
+    if (ls->k) memcpy(P->names, ls->bname, ls->k * HASH);
     P->k = P->log_k = ls->k;
     for (size_t i = 0; i * KVS_BLOCK < n; i++) {
         if (!uses_block(ls, i) || (!blocks && whole_block(ls, i))) continue;
@@ -1083,7 +1083,7 @@ __attribute__((weak)) int sess_open(kvs_store *st, const char *name, const model
 __attribute__((weak)) int sess_push_tokens(session *s, const int32_t *ids, size_t n, char *err, size_t errlen) {
     if (n > s->kv.n) return seterr(err, errlen, "session: %zu tokens but only %zu cached positions", n, s->kv.n);
     if (tokens_reserve(s, s->kv.n + 1) < 0) return seterr(err, errlen, "session: out of memory");
-    memcpy(s->tokens + s->kv.n - n, ids, n * sizeof *ids);
+    if (n) memcpy(s->tokens + s->kv.n - n, ids, n * sizeof *ids); /* ids may be NULL when n is 0 */
     return 0;
 }
 
