@@ -29,9 +29,9 @@ for rep in $(seq "$REPS"); do
     "$tmp/bw" "$T" >> "$tmp/bw.txt"
     for m in 0.6b 0.6b-f32; do
         dir=build/models/$m
-        rm -f "$tmp/s.kv"
-        echo "$prompt" | bin/prefill -m "$dir" -k "$tmp/s.kv" -t "$T" -v 2>> "$tmp/$m.pp" >/dev/null
-        bin/decode -m "$dir" -k "$tmp/s.kv" -t "$T" -n 128 --temp 0 -v < /dev/null 2>> "$tmp/$m.tg" >/dev/null
+        rm -rf "$tmp/store"   # a fresh store: no prefix reuse between repetitions
+        echo "$prompt" | bin/prefill -m "$dir" --store "$tmp/store" -k bench -t "$T" -v 2>> "$tmp/$m.pp" >/dev/null
+        bin/decode -m "$dir" --store "$tmp/store" -k bench -t "$T" -n 128 --temp 0 -v < /dev/null 2>> "$tmp/$m.tg" >/dev/null
     done
 done
 bw=$(median < "$tmp/bw.txt")
