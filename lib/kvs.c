@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -634,18 +635,18 @@ static int block_check(const kvs_store *st, uint8_t *b, size_t n, const uint8_t 
 
 /* Load block name (child of parent) and copy its positions [from, to) to rows
  * base+from.. of s->kv and s->tokens. Returns 0, 1 if the block does not exist, -1. */
-static int block_load(kvs_sess *P, session *s, const uint8_t name[HASH], const uint8_t parent[HASH], size_t base,
-                      size_t from, size_t to, char *err, size_t errlen) {
+static int block_load(const kvs_store *st, uint8_t **scr, size_t *cap, session *s, const uint8_t name[HASH],
+                      const uint8_t parent[HASH], size_t base, size_t from, size_t to, char *err, size_t errlen) {
     char path[PATH_MAX];
     size_t n;
-    if (block_path(path, P->st, name) < 0) return seterr(err, errlen, "%s: path too long", P->st->dir);
-    int r = slurp(path, &P->scratch, &P->scratch_cap, &n);
+    if (block_path(path, st, name) < 0) return seterr(err, errlen, "%s: path too long", st->dir);
+    int r = slurp(path, scr, cap, &n);
     char hex[65];
     hexname(hex, name);
     if (r > 0) return seterr(err, errlen, "block %s: missing", hex), 1;
     if (r < 0) return seterr(err, errlen, "block %s: %s", hex, strerror(errno));
     const uint8_t *tok, *rows;
-    if (block_check(P->st, P->scratch, n, name, parent, s->kv.n_layers, s->kv.kv_dim, &tok, &rows, err, errlen) < 0)
+    if (block_check(st, *scr, n, name, parent, s->kv.n_layers, s->kv.kv_dim, &tok, &rows, err, errlen) < 0)
         return -1;
     size_t kd = s->kv.kv_dim, rb = kd * sizeof(float);
     for (size_t j = from; j < to; j++) s->tokens[base + j] = (int32_t)le32(tok + 4 * j);
@@ -744,6 +745,45 @@ static const uint8_t *open_box(kvs_sess *P, uint32_t kind, const uint8_t *p, siz
     return P->scratch;
 }
 
+/* The blocks of a load, shared by its threads: each takes the next block index. */
+typedef struct {
+    kvs_sess *P;
+    session *s;
+    const logstate *ls;
+    int blocks;
+    size_t next;        /* the next block to load (atomic) */
+    pthread_mutex_t mu; /* guards bad and err */
+    size_t bad;         /* lowest block that failed, SIZE_MAX if none */
+    char err[400];
+} loadjob;
+
+static void *load_blocks(void *arg) {
+    loadjob *j = arg;
+    const logstate *ls = j->ls;
+    uint8_t *scr = NULL;
+    size_t cap = 0, n = ls->n;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i * KVS_BLOCK >= n) break;
+        if (!uses_block(ls, i) || (!j->blocks && whole_block(ls, i))) continue;
+        size_t to = n - i * KVS_BLOCK < KVS_BLOCK ? n - i * KVS_BLOCK : KVS_BLOCK;
+        /* a partial block (after a TRIM) supplies only its positions not re-appended since */
+        size_t from = 0;
+        while (from < to && ls->src[i * KVS_BLOCK + from]) from++;
+        size_t stop = from;
+        while (stop < to && !ls->src[i * KVS_BLOCK + stop]) stop++;
+        char e[400];
+        if (block_load(j->P->st, &scr, &cap, j->s, ls->bname[i], i ? ls->bname[i - 1] : j->P->h0, i * KVS_BLOCK, from,
+                       stop, e, sizeof e)) {
+            pthread_mutex_lock(&j->mu);
+            if (i < j->bad) j->bad = i, snprintf(j->err, sizeof j->err, "%s", e); /* the first bad one, whatever the timing */
+            pthread_mutex_unlock(&j->mu);
+        }
+    }
+    free(scr);
+    return NULL;
+}
+
 /* Pass 2: copy every position's token and rows, and the hidden state, into s. With
  * blocks 0, whole blocks are left unread (fork and export need only the tail). */
 static int log_load(kvs_sess *P, session *s, const uint8_t *d, const logstate *ls, int blocks, char *err,
@@ -753,21 +793,21 @@ static int log_load(kvs_sess *P, session *s, const uint8_t *d, const logstate *l
         return seterr(err, errlen, "%s: out of memory for %zu positions", P->name, n);
     if (ls->k) memcpy(P->names, ls->bname, ls->k * HASH);
     P->k = P->log_k = ls->k;
-    for (size_t i = 0; i * KVS_BLOCK < n; i++) {
-        if (!uses_block(ls, i) || (!blocks && whole_block(ls, i))) continue;
-        size_t to = n - i * KVS_BLOCK < KVS_BLOCK ? n - i * KVS_BLOCK : KVS_BLOCK;
-        const uint8_t *parent = i ? ls->bname[i - 1] : P->h0;
-        /* a partial block (after a TRIM) supplies only its positions not re-appended since */
-        size_t from = 0;
-        while (from < to && ls->src[i * KVS_BLOCK + from]) from++;
-        size_t stop = from;
-        while (stop < to && !ls->src[i * KVS_BLOCK + stop]) stop++;
-        if (block_load(P, s, ls->bname[i], parent, i * KVS_BLOCK, from, stop, err, errlen)) {
-            char e2[256];
-            snprintf(e2, sizeof e2, "%s", err);
-            return seterr(err, errlen, "%s: %s", P->name, e2);
-        }
-    }
+    loadjob j = {.P = P, .s = s, .ls = ls, .blocks = blocks, .bad = SIZE_MAX};
+    pthread_mutex_init(&j.mu, NULL);
+    /* blocks are independent and their checksums cost more than reading them: one
+     * thread per core (up to 16), each with its own buffer */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nt = (size_t)(cores < 1 ? 1 : cores > 16 ? 16 : cores), nblk = (n + KVS_BLOCK - 1) / KVS_BLOCK;
+    if (nt > nblk / 4) nt = nblk / 4 ? nblk / 4 : 1;
+    pthread_t th[16];
+    size_t started = 0;
+    for (; started + 1 < nt; started++)
+        if (pthread_create(&th[started], NULL, load_blocks, &j)) break;
+    load_blocks(&j);
+    for (size_t t = 0; t < started; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j.mu);
+    if (j.bad != SIZE_MAX) return seterr(err, errlen, "%s: %s", P->name, j.err);
     for (size_t p = 0; p < n;) {
         if (!ls->src[p]) {
             p++;
@@ -1138,7 +1178,7 @@ long sess_reuse_prefix(session *s, const int32_t *ids, size_t n, char *err, size
         const uint8_t *parent = P->k ? P->names[P->k - 1] : P->h0;
         chain_next(h, parent, ids + got);
         char e2[256];
-        int r = block_load(P, s, h, parent, base + got, 0, KVS_BLOCK, e2, sizeof e2);
+        int r = block_load(P->st, &P->scratch, &P->scratch_cap, s, h, parent, base + got, 0, KVS_BLOCK, e2, sizeof e2);
         if (r) {
             /* missing: compute from here. Corrupt: compute, and let the commit replace it. */
             if (r < 0 && P->force_from > P->k) P->force_from = P->k;

@@ -109,6 +109,24 @@ static int holds(const session *s, const int32_t *ids, size_t n) {
     return 1;
 }
 
+/* hex of block i's name for ids under model m (the hash chain of docs/kvstore.md) */
+static void block_hex(char hex[65], const model *m, const int32_t *ids, int i) {
+    uint8_t h[32], dt[4] = {0};
+    crypto_generichash_state cs;
+    crypto_generichash_init(&cs, NULL, 0, 32);
+    crypto_generichash_update(&cs, (const uint8_t *)"qwen3-pipe kv 1", 15);
+    crypto_generichash_update(&cs, m->fingerprint, 32);
+    crypto_generichash_update(&cs, dt, 4);
+    crypto_generichash_final(&cs, h, 32);
+    for (int b = 0; b <= i; b++) {
+        uint8_t in[32 + 64];
+        memcpy(in, h, 32);
+        for (int j = 0; j < 16; j++) put_le32(in + 32 + 4 * j, (uint32_t)ids[16 * b + j]);
+        crypto_generichash(h, 32, in, sizeof in, NULL, 0);
+    }
+    sodium_bin2hex(hex, 65, h, 32);
+}
+
 static size_t count_blocks(const char *dir) {
     char p[4096];
     size_t n = 0;
@@ -565,6 +583,18 @@ static int t_corrupt(const char *dir) {
           "record: %s", last);
     CHECK(kvs_verify(st, "nosuch", count_report, last, err, sizeof err) < 0 && strstr(err, "nosuch: no such session"),
           "%s", err);
+    /* blocks loaded by several threads, all corrupt: the error names the first */
+    int32_t big[300];
+    make_ids(big, 300, 8, 0);
+    if (write_session(st, "big", &m1, big, 300)) return 1;
+    for (int i = 0; i < 18; i++) {
+        block_hex(hex, &m1, big, i);
+        snprintf(path, sizeof path, "%s/blocks/%.2s/%s", dir, hex, hex);
+        CHECK(patch(path, 200, &x, 1) == 0, "patch %s", path);
+    }
+    block_hex(hex, &m1, big, 0);
+    snprintf(want, sizeof want, "big: block %s: checksum mismatch", hex);
+    CHECK(sess_open(st, "big", &m1, &s, SESS_READ, err, sizeof err) < 0 && !strcmp(err, want), "big: %s", err);
     kvs_close(st);
     return 0;
 }
@@ -704,23 +734,8 @@ static int t_gc(const char *dir) {
     char p[4400];
     snprintf(p, sizeof p, "%s/sessions/x.kvs", dir);
     /* blocks 2 and 3 of b are b's own: age block 2 */
-    uint8_t h[32], h0[32];
-    crypto_generichash_state cs;
-    uint8_t dt[4] = {0};
-    crypto_generichash_init(&cs, NULL, 0, 32);
-    crypto_generichash_update(&cs, (const uint8_t *)"qwen3-pipe kv 1", 15);
-    crypto_generichash_update(&cs, m1.fingerprint, 32);
-    crypto_generichash_update(&cs, dt, 4);
-    crypto_generichash_final(&cs, h0, 32);
-    memcpy(h, h0, 32);
     char hex[65], old[4400];
-    for (int i = 0; i < 3; i++) {
-        uint8_t in[32 + 64];
-        memcpy(in, h, 32);
-        for (int j = 0; j < 16; j++) put_le32(in + 32 + 4 * j, (uint32_t)b[16 * i + j]);
-        crypto_generichash(h, 32, in, sizeof in, NULL, 0);
-    }
-    sodium_bin2hex(hex, sizeof hex, h, 32);
+    block_hex(hex, &m1, b, 2);
     snprintf(old, sizeof old, "%s/blocks/%.2s/%s", dir, hex, hex);
     struct timespec tv[2] = {{1000000, 0}, {1000000, 0}};
     CHECK(utimensat(AT_FDCWD, old, tv, 0) == 0, "age %s: %s", old, strerror(errno));
