@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,14 +250,14 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--no-think")) no_think = 1;
     sample_defaults(&o.so, no_think);
     int c;
-    char *end, err[512];
+    char err[512];
+    long v;
     while ((c = getopt_long(argc, argv, "m:k:n:t:vh", lo, NULL)) != -1) {
         switch (c) {
         case 'm': dir = optarg; break;
         case 'k': o.session = optarg; break;
         case 'n':
-            o.max_tokens = strtol(optarg, &end, 10);
-            if (*optarg == 0 || *end || o.max_tokens < 1) {
+            if (parse_long(optarg, 1, LONG_MAX, &o.max_tokens) < 0) {
                 fprintf(stderr, "%s: -n: want a positive token count, not '%s'\n", prog, optarg);
                 return EXIT_USAGE;
             }
@@ -272,11 +273,11 @@ int main(int argc, char **argv) {
         case O_STORE: o.store = optarg; break;
         case O_KEY: o.key = optarg; break;
         case 't':
-            o.threads = (int)strtol(optarg, &end, 10);
-            if (*optarg == 0 || *end || o.threads < 1 || o.threads > 1024) {
+            if (parse_long(optarg, 1, 1024, &v) < 0) {
                 fprintf(stderr, "%s: -t: want a thread count 1..1024, not '%s'\n", prog, optarg);
                 return EXIT_USAGE;
             }
+            o.threads = (int)v;
             break;
         case O_BACKEND: o.backend = optarg; break;
         case 'h': fputs(usage, stdout); return EXIT_OK;

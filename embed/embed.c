@@ -49,16 +49,13 @@ int main(int argc, char **argv) {
         return EXIT_USAGE;
     }
     dir = model_dir(dir);
-    FILE *in = stdin;
-    const char *inname = "stdin";
-    if (optind < argc && strcmp(argv[optind], "-")) {
-        inname = argv[optind];
-        if (!(in = fopen(inname, "rb"))) {
-            fprintf(stderr, "%s: %s: %s\n", prog, inname, strerror(errno));
-            return EXIT_DATA;
-        }
-    }
+    const char *inname;
     char err[512];
+    FILE *in = open_input(optind < argc ? argv[optind] : NULL, &inname, err, sizeof err);
+    if (!in) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return EXIT_DATA;
+    }
     model *m = model_open(dir, err, sizeof err);
     if (!m) {
         fprintf(stderr, "%s: %s\n", prog, err);

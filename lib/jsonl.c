@@ -184,3 +184,32 @@ int json_put_str(buf *out, const char *s, size_t n) {
     if (buf_append(out, s + start, n - start) < 0) return -1;
     return buf_putc(out, '"');
 }
+
+long jsonl_run(FILE *in, FILE *outf, jsonl_fn one, void (*report)(void *ctx, const char *msg), void *ctx) {
+    char *line = NULL, err[512], msg[600];
+    size_t lcap = 0, lineno = 0;
+    ssize_t len;
+    long failed = 0;
+    buf out = {0};
+    while ((len = getline(&line, &lcap, in)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        out.len = 0;
+        if (one(ctx, line, (size_t)len, &out, err, sizeof err) < 0) {
+            failed++;
+            out.len = 0;
+            snprintf(msg, sizeof msg, "line %zu: %s", lineno, err);
+            buf_append(&out, "{\"error\": ", 10);
+            json_put_str(&out, msg, strlen(msg));
+            buf_printf(&out, ", \"line\": %zu}", lineno);
+            report(ctx, msg);
+        }
+        if (buf_putc(&out, '\n') < 0 || fwrite(out.data, 1, out.len, outf) != out.len) {
+            failed = -1;
+            break;
+        }
+    }
+    free(line);
+    buf_free(&out);
+    return failed;
+}

@@ -36,4 +36,12 @@ int jsonl_str(const jsonl_doc *d, const cJSON *item, buf *out, char *err, size_t
  * as \u00xx, everything else raw UTF-8. -1 if out of memory. */
 int json_put_str(buf *out, const char *s, size_t n);
 
+/* A JSON Lines batch: for each line of in (newline and CR stripped), one(ctx, line, len,
+ * out, err, errlen) appends the answer object to out; a line it fails gets
+ * {"error": "line N: why", "line": N} in its place and report(ctx, "line N: why") is
+ * called, and the batch goes on. Answers are written to outf one per line, in order.
+ * Returns the number of failed lines, or -1 if writing failed. */
+typedef int (*jsonl_fn)(void *ctx, const char *line, size_t len, buf *out, char *err, size_t errlen);
+long jsonl_run(FILE *in, FILE *outf, jsonl_fn one, void (*report)(void *ctx, const char *msg), void *ctx);
+
 #endif

@@ -152,6 +152,26 @@ const char *model_dir(const char *given) {
     return DEFAULT_MODEL;
 }
 
+FILE *open_input(const char *path, const char **name, char *err, size_t errlen) {
+    if (!path || !strcmp(path, "-")) {
+        *name = "stdin";
+        return stdin;
+    }
+    *name = path;
+    FILE *f = fopen(path, "rb");
+    if (!f) seterr(err, errlen, "%s: %s", path, strerror(errno));
+    return f;
+}
+
+int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
 double now_sec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

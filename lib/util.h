@@ -42,6 +42,13 @@ int cache_dir(char *out, size_t outlen, char *err, size_t errlen);
  * else the tiny model the build generated (DEFAULT_MODEL, set by the Makefile). */
 const char *model_dir(const char *given);
 
+/* What a filter reads: the file at path, or stdin when path is NULL or "-". *name gets
+ * what to call it in messages ("stdin" or path). NULL with err if it cannot be opened. */
+FILE *open_input(const char *path, const char **name, char *err, size_t errlen);
+
+/* *out = s as a whole decimal integer in [lo, hi]; -1 if s is anything else. */
+int parse_long(const char *s, long lo, long hi, long *out);
+
 /* Seconds on the monotonic clock, for timings. */
 double now_sec(void);
 

@@ -219,7 +219,7 @@ int main(int argc, char **argv) {
         {"key", required_argument, 0, O_KEY},
         {0, 0, 0, 0}};
     int c;
-    char *end;
+    long v;
     while ((c = getopt_long(argc, argv, "m:k:t:vh", lo, NULL)) != -1) {
         switch (c) {
         case 'm': dir = optarg; break;
@@ -227,11 +227,11 @@ int main(int argc, char **argv) {
         case O_ALL: o.all_logits = 1; break;
         case 'v': o.verbose = 1; break;
         case 't':
-            o.threads = (int)strtol(optarg, &end, 10);
-            if (*optarg == 0 || *end || o.threads < 1 || o.threads > 1024) {
+            if (parse_long(optarg, 1, 1024, &v) < 0) {
                 fprintf(stderr, "%s: -t: want a thread count 1..1024, not '%s'\n", prog, optarg);
                 return EXIT_USAGE;
             }
+            o.threads = (int)v;
             break;
         case O_BACKEND: o.backend = optarg; break;
         case O_STORE: o.store = optarg; break;
@@ -253,16 +253,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: --backend: '%s' is not one of: %s\n", prog, o.backend, backend_names());
         return EXIT_USAGE;
     }
-    FILE *in = stdin;
-    const char *inname = "stdin";
-    if (optind < argc && strcmp(argv[optind], "-")) {
-        inname = argv[optind];
-        if (!(in = fopen(inname, "rb"))) {
-            fprintf(stderr, "%s: %s: %s\n", prog, inname, strerror(errno));
-            return EXIT_DATA;
-        }
-    }
+    const char *inname;
     char err[512];
+    FILE *in = open_input(optind < argc ? argv[optind] : NULL, &inname, err, sizeof err);
+    if (!in) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return EXIT_DATA;
+    }
     int rc = EXIT_DATA;
     backend_opts bo = {o.threads, 512};
     kvs_store *st = NULL;

@@ -154,14 +154,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: one input file at most\n%s", prog, usage);
         return EXIT_USAGE;
     }
-    FILE *in = stdin;
-    const char *inname = "stdin";
-    if (optind < argc && strcmp(argv[optind], "-")) {
-        inname = argv[optind];
-        if (!(in = fopen(inname, "rb"))) {
-            fprintf(stderr, "%s: %s: %s\n", prog, inname, strerror(errno));
-            return EXIT_DATA;
-        }
+    const char *inname;
+    FILE *in = open_input(optind < argc ? argv[optind] : NULL, &inname, err, sizeof err);
+    if (!in) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return EXIT_DATA;
     }
     int32_t *hist = NULL;
     size_t n_hist = 0;

@@ -126,8 +126,15 @@ out:
 }
 
 /* One --jsonl line into out (a JSON object, no newline). Returns 0, or -1 with err. */
-static int jsonl_one(const opts *o, const tok *t, const char *line, size_t len, buf *out, char *err,
-                     size_t errlen) {
+/* --jsonl: one line in, one object out (called by jsonl_run, lib/jsonl.h). */
+typedef struct {
+    const opts *o;
+    const tok *t;
+} batch;
+
+static int jsonl_one(void *ctx, const char *line, size_t len, buf *out, char *err, size_t errlen) {
+    const opts *o = ((const batch *)ctx)->o;
+    const tok *t = ((const batch *)ctx)->t;
     static int32_t *ids;
     static size_t cap;
     static buf text, rendered;
@@ -179,32 +186,14 @@ done:
     return rc;
 }
 
+static void batch_report(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "%s: %s\n", prog, msg);
+}
+
 static int run_jsonl(const opts *o, const tok *t, FILE *in) {
-    char *line = NULL, err[512];
-    size_t lcap = 0, lineno = 0;
-    ssize_t len;
-    int failed = 0;
-    buf out = {0};
-    while ((len = getline(&line, &lcap, in)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        out.len = 0;
-        if (jsonl_one(o, t, line, (size_t)len, &out, err, sizeof err) < 0) {
-            failed = 1;
-            out.len = 0;
-            char msg[600];
-            snprintf(msg, sizeof msg, "line %zu: %s", lineno, err);
-            buf_append(&out, "{\"error\": ", 10);
-            json_put_str(&out, msg, strlen(msg));
-            buf_printf(&out, ", \"line\": %zu}", lineno);
-            fprintf(stderr, "%s: %s\n", prog, msg);
-        }
-        buf_putc(&out, '\n');
-        if (fwrite(out.data, 1, out.len, stdout) != out.len) break;
-    }
-    free(line);
-    buf_free(&out);
-    return failed ? EXIT_DATA : EXIT_OK;
+    batch b = {o, t};
+    return jsonl_run(in, stdout, jsonl_one, batch_report, &b) == 0 ? EXIT_OK : EXIT_DATA;
 }
 
 static volatile sig_atomic_t stop_flag;
