@@ -2,7 +2,8 @@
  * and pool.h's threads. Everything a layer needs is allocated once at open, sized for
  * max_batch positions; a layer writes its K and V straight into the cache rows (after
  * the k norm and RoPE, as HF caches them), so nothing is copied or allocated per token.
- * Decode is the same code with n = 1. */
+ * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
+ * kern_matmul_w dispatches on each weight's type, with scratch for 8da4w's activations. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ typedef struct {
     float *att;   /* (B, n_heads*head_dim) attention output */
     float *hb;    /* (B, hidden_dim) gate, then silu(gate)*up */
     float *hb2;   /* (B, hidden_dim) up */
+    void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
     float *inv_freq;     /* (head_dim/2) */
     float rope_scale;
     float *cos, *sin;    /* (B, head_dim/2) for positions rope_pos0 .. + rope_n */
@@ -39,7 +41,11 @@ static void widen_all(float *dst, weight w, size_t n) {
         dst[i] = w.dtype == ST_F32 ? ((const float *)w.data)[i] : w.dtype == ST_F16 ? kern_f16(h[i]) : kern_bf16(h[i]);
 }
 
-static int dtype_ok(weight w) { return w.dtype == ST_F32 || w.dtype == ST_F16 || w.dtype == ST_BF16; }
+/* Norms are never quantized (only linear weights and the embedding are); any weight may be. */
+static int dtype_ok(weight w) {
+    return weight_q(w) != WQ_NONE || w.dtype == ST_F32 || w.dtype == ST_F16 || w.dtype == ST_BF16;
+}
+static int norm_ok(weight w) { return weight_q(w) == WQ_NONE && dtype_ok(w); }
 
 static void cpu_close(void *ctx) {
     cpu *c = ctx;
@@ -51,6 +57,7 @@ static void cpu_close(void *ctx) {
     free(c->att);
     free(c->hb);
     free(c->hb2);
+    free(c->qscratch);
     free(c->inv_freq);
     free(c->cos);
     free(c->sin);
@@ -79,12 +86,15 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
     const weight *check[] = {&m->embed, &m->final_norm, &m->lm_head};
     for (size_t i = 0; i < sizeof check / sizeof *check; i++)
         if (!dtype_ok(*check[i])) goto dtype;
+    if (!norm_ok(m->final_norm)) goto dtype;
     for (int l = 0; l < cf->n_layers; l++) {
         const layer_weights *lw = &m->layers[l];
         const weight *ws[] = {&lw->attn_norm, &lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->q_norm,
                               &lw->k_norm, &lw->ffn_norm, &lw->w_gate, &lw->w_up, &lw->w_down};
         for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
             if (!dtype_ok(*ws[i])) goto dtype;
+        if (!norm_ok(lw->attn_norm) || !norm_ok(lw->ffn_norm) || !norm_ok(lw->q_norm) || !norm_ok(lw->k_norm))
+            goto dtype;
     }
     if (!(c = calloc(1, sizeof *c))) goto oom;
     c->m = m;
@@ -97,6 +107,12 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         !(c->hb2 = falloc(B * hidden)) || !(c->inv_freq = falloc(hd / 2)) || !(c->cos = falloc(B * hd / 2)) ||
         !(c->sin = falloc(B * hd / 2)))
         goto oom;
+    size_t widest = dim > qdim ? dim : qdim;
+    widest = widest > hidden ? widest : hidden;
+    if (posix_memalign(&c->qscratch, 64, kern_qscratch(B, widest))) {
+        c->qscratch = NULL;
+        goto oom;
+    }
     for (int l = 0; l < cf->n_layers; l++) {
         const layer_weights *lw = &m->layers[l];
         float *nl = c->norms + (size_t)l * npl;
@@ -118,8 +134,13 @@ oom:
     seterr(err, errlen, "cpu backend: out of memory");
     return NULL;
 dtype:
-    seterr(err, errlen, "cpu backend: weights must be F32, F16 or BF16");
+    seterr(err, errlen, "cpu backend: weights must be F32, F16 or BF16 (or quantized, norms excepted)");
     return NULL;
+}
+
+/* y = x @ W^T for any weight type (see kern_matmul_w). */
+static void mm(cpu *c, float *y, const float *x, weight w, size_t n, size_t in, size_t out) {
+    kern_matmul_w(c->k, c->pool, y, x, w, n, in, out, c->qscratch);
 }
 
 /* One decoder layer over x (n, dim) at positions kv->n .. kv->n+n-1 (see backend.h). */
@@ -137,9 +158,9 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
 
     /* attention */
     kern_rmsnorm(c->xb, x, norms, n, dim, cf->rms_eps);
-    kern_matmul(k, c->pool, c->q, c->xb, w->wq, n, dim, qdim);
-    kern_matmul(k, c->pool, kr, c->xb, w->wk, n, dim, kv_dim);
-    kern_matmul(k, c->pool, vr, c->xb, w->wv, n, dim, kv_dim);
+    mm(c, c->q, c->xb, w->wq, n, dim, qdim);
+    mm(c, kr, c->xb, w->wk, n, dim, kv_dim);
+    mm(c, vr, c->xb, w->wv, n, dim, kv_dim);
     kern_rmsnorm(c->q, c->q, norms + 2 * dim, n * nh, hd, cf->rms_eps); /* per head, before RoPE */
     kern_rmsnorm(kr, kr, norms + 2 * dim + hd, n * nkv, hd, cf->rms_eps);
     if (c->rope_pos0 != pos0 || c->rope_n != n) { /* once per forward, shared by the layers */
@@ -150,15 +171,15 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     kern_rope(c->q, c->cos, c->sin, n, nh, half);
     kern_rope(kr, c->cos, c->sin, n, nkv, half);
     kern_attention(k, c->pool, c->att, c->q, kv->k[l], kv->v[l], pos0, n, nh, nkv, hd);
-    kern_matmul(k, c->pool, c->xb, c->att, w->wo, n, qdim, dim);
+    mm(c, c->xb, c->att, w->wo, n, qdim, dim);
     kern_add(x, c->xb, n * dim);
 
     /* SwiGLU MLP */
     kern_rmsnorm(c->xb, x, norms + dim, n, dim, cf->rms_eps);
-    kern_matmul(k, c->pool, c->hb, c->xb, w->w_gate, n, dim, hidden);
-    kern_matmul(k, c->pool, c->hb2, c->xb, w->w_up, n, dim, hidden);
+    mm(c, c->hb, c->xb, w->w_gate, n, dim, hidden);
+    mm(c, c->hb2, c->xb, w->w_up, n, dim, hidden);
     kern_swiglu(c->hb, c->hb, c->hb2, n * hidden);
-    kern_matmul(k, c->pool, c->xb, c->hb, w->w_down, n, hidden, dim);
+    mm(c, c->xb, c->hb, w->w_down, n, hidden, dim);
     kern_add(x, c->xb, n * dim);
     return 0;
 }
@@ -180,7 +201,7 @@ static int cpu_logits(void *ctx, const float *x, size_t n, float *logits, char *
     for (size_t i = 0; i < n; i += c->max_batch) {
         size_t nb = n - i < c->max_batch ? n - i : c->max_batch;
         kern_rmsnorm(c->xb, x + i * dim, c->final_norm, nb, dim, cf->rms_eps);
-        kern_matmul(c->k, c->pool, logits + i * vocab, c->xb, c->m->lm_head, nb, dim, vocab);
+        mm(c, logits + i * vocab, c->xb, c->m->lm_head, nb, dim, vocab);
     }
     return 0;
 }

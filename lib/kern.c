@@ -3,8 +3,11 @@
  * the thread pool. See kern.h for the numerics. */
 #include "kern.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
+
+#include "quant.h"
 
 /* The ISA variants (kern_avx2.c, kern_avx512.c) exist only on x86. */
 #if defined(__x86_64__) || defined(__i386__)
@@ -96,9 +99,105 @@ static void accum(float *o, const float *p, const float *v, size_t n, size_t str
         for (size_t j = 0; j < hd; j++) o[j] += p[t] * v[t * stride + j];
 }
 
+/* ---- quantized weights: the reference kernels (quant.h has the layouts) ---- */
+
+/* Q8: y = scale * sum x*q, four partial sums as dot_f32; the scale once per row. */
+static void qmatmul_q8(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                       size_t out, size_t o0, size_t o1) {
+    (void)xq;
+    for (size_t o = o0; o < o1; o++) {
+        const int8_t *q = (const int8_t *)w->data + o * in;
+        float sc = ((const float *)w->scales)[o];
+        for (size_t i = 0; i < n; i++) {
+            const float *xi = x + i * in;
+            float s[4] = {0};
+            size_t k = 0;
+            for (; k + 4 <= in; k += 4)
+                for (int j = 0; j < 4; j++) s[j] += xi[k + j] * (float)q[k + j];
+            for (; k < in; k++) s[0] += xi[k] * (float)q[k];
+            y[i * out + o] = sc * ((s[0] + s[1]) + (s[2] + s[3]));
+        }
+    }
+}
+
+/* Q4: y = sum x * (q*d), d the f16 group scale; q*d is exact in f32 (4 + 11 bits), so
+ * this is the f32 matmul of the dequantized weight, four partial sums. */
+static void qmatmul_q4(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                       size_t out, size_t o0, size_t o1) {
+    (void)xq;
+    size_t ng = in / w->group;
+    for (size_t o = o0; o < o1; o++) {
+        const uint8_t *nib = (const uint8_t *)w->data + o * in / 2;
+        const uint16_t *d = (const uint16_t *)w->scales + o * ng;
+        for (size_t i = 0; i < n; i++) {
+            const float *xi = x + i * in;
+            float s[4] = {0};
+            for (size_t k = 0; k < in; k += 4)
+                for (int j = 0; j < 4; j++)
+                    s[j] += xi[k + j] * ((float)quant_nib(nib, k + j) * kern_f16(d[(k + j) / w->group]));
+            y[i * out + o] = (s[0] + s[1]) + (s[2] + s[3]);
+        }
+    }
+}
+
+/* 8DA4W, torchao's math with integer dot products: y = sx * sum_g s_g * G_g, G_g =
+ * sum_{k in g} (xq_k - zp) * q_k exact in int32, groups summed in f32 in order. Equal to
+ * F.linear((xq-zp)*sx, q*s) up to the order of f32 rounding. */
+static void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                          size_t out, size_t o0, size_t o1) {
+    (void)x;
+    size_t ng = in / 32;
+    for (size_t o = o0; o < o1; o++) {
+        const uint8_t *nib = (const uint8_t *)w->data + o * in / 2;
+        const float *sg = (const float *)w->scales + o * ng;
+        for (size_t i = 0; i < n; i++) {
+            const int8_t *q = xq->q + i * in;
+            int32_t zp = xq->zp[i];
+            float acc = 0;
+            for (size_t g = 0; g < ng; g++) {
+                int32_t G = 0;
+                for (size_t k = g * 32; k < g * 32 + 32; k++) G += (q[k] - zp) * quant_nib(nib, k);
+                acc += sg[g] * (float)G;
+            }
+            y[i * out + o] = xq->scale[i] * acc;
+        }
+    }
+}
+
+/* Half to even for |v| < 2^22: 1.5*2^23 + v has no fraction bits, and the add rounds to
+ * nearest even (the build never enables -ffast-math, which could fold this away). */
+static float rne(float v) { return (v + 12582912.0f) - 12582912.0f; }
+
+void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t in) {
+    float mn = 0, mx = 0, bad = 0;
+    for (size_t k = 0; k < in; k++) {
+        mn = fminf(mn, x[k]);
+        mx = fmaxf(mx, x[k]);
+        bad += x[k] * 0; /* NaN if any x is NaN or infinite */
+    }
+    if (bad != 0 || bad != bad) {
+        memset(q, 0, in);
+        *scale = NAN;
+        *zp = 0;
+        return;
+    }
+    float s = fmaxf((mx - mn) / 255.0f, FLT_MIN), id = 1.0f / s;
+    float z = -128.0f - rne(fmaxf(mn / s, -1e6f));
+    int32_t zi = (int32_t)(z < -128 ? -128 : z > 127 ? 127 : z);
+    for (size_t k = 0; k < in; k++) {
+        float v = x[k] * id;
+        v = v > 512 ? 512 : v < -512 ? -512 : v; /* clamp(rne(v)) as rne of the clamped v */
+        int32_t t = (int32_t)rne(v) + zi;
+        q[k] = (int8_t)(t < -128 ? -128 : t > 127 ? 127 : t);
+    }
+    *scale = s;
+    *zp = zi;
+}
+
 static const kern_ops kern_generic = {
     .name = "generic",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
 };
@@ -144,6 +243,58 @@ void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w,
     /* waking threads costs more than a tiny matmul; each row's result does not depend on
      * who computes it, so this changes nothing but the time */
     pool_run(n * in * out < 32768 ? NULL : p, matmul_task, &j);
+}
+
+kern_qmatmul_fn *kern_qref(wq_type t) { return t < WQ_N ? kern_generic.qmatmul[t] : NULL; }
+
+typedef struct {
+    kern_qmatmul_fn *fn;
+    float *y;
+    const float *x;
+    const kern_xq *xq;
+    const qweight *w;
+    size_t n, in, out;
+} qmatmul_job;
+
+static void qmatmul_task(void *arg, int i, int nt) {
+    const qmatmul_job *j = arg;
+    size_t lo, hi;
+    pool_split(j->out, 16, i, nt, &lo, &hi);
+    if (lo < hi) j->fn(j->y, j->x, j->xq, j->w, j->n, j->in, j->out, lo, hi);
+}
+
+static size_t up64(size_t x) { return (x + 63) / 64 * 64; }
+
+size_t kern_qscratch(size_t n, size_t in) { return up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)); }
+
+/* k's kernel for t, else the best variant below k that has one (generic has all). */
+static kern_qmatmul_fn *qfn(const kern_ops *k, wq_type t) {
+    if (k->qmatmul[t]) return k->qmatmul[t];
+    const kern_ops *v[4];
+    size_t nv = kern_variants(v, 4), i = nv;
+    while (i > 0 && v[i - 1] != k) i--;
+    for (i = i ? i - 1 : nv; i-- > 0;)
+        if (v[i]->qmatmul[t]) return v[i]->qmatmul[t];
+    return kern_generic.qmatmul[t];
+}
+
+void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight wt, size_t n,
+                   size_t in, size_t out, void *scratch) {
+    if (weight_q(wt) == WQ_NONE) {
+        kern_matmul(k, p, y, x, wt, n, in, out);
+        return;
+    }
+    const qweight *w = wt.data;
+    kern_xq xq = {0};
+    if (w->q == WQ_8DA4W) {
+        uint8_t *s = scratch;
+        xq.q = (int8_t *)s;
+        xq.scale = (float *)(s + up64(n * in));
+        xq.zp = (int32_t *)(s + up64(n * in) + up64(n * sizeof(float)));
+        for (size_t i = 0; i < n; i++) kern_quant_act(xq.q + i * in, xq.scale + i, xq.zp + i, x + i * in, in);
+    }
+    qmatmul_job j = {qfn(k, w->q), y, x, &xq, w, n, in, out};
+    pool_run(n * in * out < 32768 ? NULL : p, qmatmul_task, &j);
 }
 
 void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps) {

@@ -23,9 +23,27 @@
  * y[n,out] = x[n,in] @ W[out,in]^T, but only output columns [o0, o1) of each row of y. */
 typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, size_t in,
                             size_t out, size_t o0, size_t o1);
+
+/* Activations quantized per token for 8da4w, as torchao's
+ * _apply_int8_act_asym_per_token_quant_dequant: row i is (q[i*in ..], scale[i], zp[i]) and
+ * stands for x' = (q - zp) * scale. A row holding a NaN or an Inf gets scale NaN, so its
+ * outputs are NaN (defined behaviour, the same in every variant). */
+typedef struct {
+    int8_t *q;
+    float *scale;
+    int32_t *zp;
+} kern_xq;
+
+/* The same contract as kern_matmul_fn for a quantized weight w: x f32 for Q8 and Q4, xq
+ * for 8DA4W (x is then unused). */
+typedef void kern_qmatmul_fn(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
+                             size_t in, size_t out, size_t o0, size_t o1);
 typedef struct {
     const char *name;
     kern_matmul_fn *matmul[3];
+    /* [wq_type]; NULL where the variant has none (kern_matmul_w then takes the best
+     * variant below it that has one; generic has them all) */
+    kern_qmatmul_fn *qmatmul[WQ_N];
     /* s[t] = q[hd] . k[t*stride .. +hd] for t < n (attention scores of n keys) */
     void (*scores)(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd);
     /* o[hd] += sum over t < n of p[t] * v[t*stride .. +hd] (probabilities times values) */
@@ -42,6 +60,23 @@ size_t kern_variants(const kern_ops **v, size_t max);
  * over p's threads (p may be NULL). y must not overlap x. */
 void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                  size_t in, size_t out);
+
+/* Bytes of scratch kern_matmul_w needs for n rows of in inputs (8da4w's int8 activations). */
+size_t kern_qscratch(size_t n, size_t in);
+
+/* kern_matmul for any weight: F32/F16/BF16 is exactly kern_matmul; a quantized weight
+ * goes to k's qmatmul (8da4w first quantizes x into scratch, kern_qscratch(n, in) bytes,
+ * 64-byte aligned). */
+void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
+                   size_t in, size_t out, void *scratch);
+
+/* One row x[in] to int8 per torchao (quant.h): min_neg = min(min x, 0), max_pos = max(max x, 0),
+ * s = max((max_pos - min_neg) / 255, FLT_MIN), zp = clamp(-128 - rne(min_neg / s), -128, 127),
+ * q = clamp(rne(x * (1/s)) + zp, -128, 127); all f32. */
+void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t in);
+
+/* The generic (reference) kernel for quantization type t, for tests. */
+kern_qmatmul_fn *kern_qref(wq_type t);
 
 /* y[n,dim] = w * (x * rsqrt(mean(x^2) + eps)) row by row; y may be x. The per-head q/k
  * norm is the same call over (n*heads, head_dim). */

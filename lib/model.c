@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant.h"
 #include "util.h"
 
 /* Bounds well past any Qwen3 (dim 5120, 64 layers, vocab 151936), low enough that every
@@ -299,8 +300,25 @@ fail:
     return NULL;
 }
 
+model *model_open_q(const char *dir, const char *scheme, void (*progress)(void *, size_t, size_t), void *pctx,
+                    char *err, size_t errlen) {
+    int s = quant_scheme_find(scheme ? scheme : "none");
+    if (s < 0) return seterr(err, errlen, "quantization '%s': not one of %s", scheme, quant_names()), NULL;
+    model *m = model_open(dir, err, errlen);
+    if (m && quant_apply(m, s, progress, pctx, err, errlen) < 0) {
+        model_close(m);
+        return NULL;
+    }
+    return m;
+}
+
 void model_close(model *m) {
     if (!m) return;
+    if (m->qmap) {
+        mapped f = {m->qmap, m->qmap_size};
+        unmap_file(&f);
+    }
+    free(m->qw);
     st_close(m->st);
     free(m->layers);
     free(m->dir);
@@ -331,6 +349,20 @@ static float f16_f32(uint16_t h) {
 }
 
 float weight_get(weight w, size_t i) {
+    const qweight *q = w.data;
+    size_t r = 0, k = 0;
+    if (weight_q(w) != WQ_NONE) r = i / q->in, k = i % q->in;
+    switch (weight_q(w)) {
+    case WQ_NONE: break;
+    case WQ_Q8:
+    case WQ_E8: return (float)((const int8_t *)q->data)[i] * ((const float *)q->scales)[r];
+    case WQ_Q4:
+        return (float)quant_nib((const uint8_t *)q->data + r * q->in / 2, k) *
+               f16_f32(((const uint16_t *)q->scales)[r * (q->in / q->group) + k / q->group]);
+    default:
+        return (float)quant_nib((const uint8_t *)q->data + r * q->in / 2, k) *
+               ((const float *)q->scales)[r * (q->in / 32) + k / 32];
+    }
     switch (w.dtype) {
     case ST_F32: return ((const float *)w.data)[i];
     case ST_F16: return f16_f32(((const uint16_t *)w.data)[i]);
@@ -344,8 +376,15 @@ int model_embed(const model *m, const int32_t *ids, size_t n, float *out, char *
     for (size_t t = 0; t < n; t++) {
         if (ids[t] < 0 || ids[t] >= m->cfg.vocab_size)
             return seterr(err, errlen, "token id %d out of range [0, %d)", (int)ids[t], m->cfg.vocab_size);
-        const uint8_t *row = (const uint8_t *)m->embed.data + (size_t)ids[t] * dim * st_dtype_size(m->embed.dtype);
         float *o = out + t * dim;
+        if (weight_q(m->embed) == WQ_E8) { /* torchao's dequantize: q * scale in f32 */
+            const qweight *qw = m->embed.data;
+            const int8_t *q = (const int8_t *)qw->data + (size_t)ids[t] * dim;
+            float sc = ((const float *)qw->scales)[ids[t]];
+            for (size_t j = 0; j < dim; j++) o[j] = (float)q[j] * sc;
+            continue;
+        }
+        const uint8_t *row = (const uint8_t *)m->embed.data + (size_t)ids[t] * dim * st_dtype_size(m->embed.dtype);
         if (m->embed.dtype == ST_F32) memcpy(o, row, dim * sizeof *o);
         else if (m->embed.dtype == ST_BF16)
             for (size_t j = 0; j < dim; j++) o[j] = bf16_f32(((const uint16_t *)row)[j]);

@@ -1,7 +1,9 @@
 /* model: a Qwen3 checkpoint as the forward pass sees it: the config (config.json, every
  * size 0.6B-32B; head_dim is read, never derived from hidden/heads), and each weight as a
  * typed pointer into the mapped safetensors (F32, F16 or BF16), shape-checked against
- * the config. Tied checkpoints use the embedding as lm_head. */
+ * the config. Tied checkpoints use the embedding as lm_head. With a quantization scheme
+ * (model_open_q, quant.h) the linear weights (and for 8da4w the embedding) point into a
+ * cache file of quantized weights instead, mapped read-only like the checkpoint. */
 #ifndef MODEL_H
 #define MODEL_H
 
@@ -32,10 +34,36 @@ typedef struct {
     int yarn_truncate;                     /* 1 unless "truncate": false */
 } qwen_config;
 
+/* A weight: dtype F32/F16/BF16 elements, row-major, at data; or quantized by quant.c into
+ * the cache file (quant.h gives the exact layouts and math), in which case dtype is
+ * WQ_DTYPE(type) (past st.h's codes, so code that knows only F32/F16/BF16 refuses it)
+ * and data points at a qweight that holds the arrays:
+ *   WQ_Q8    int8 [rows, in], f32 scale per row              (w8a16: x stays f32)
+ *   WQ_Q4    int4 [rows, in] in blocks of 32, f16 scale per `group` (32 or 128)
+ *   WQ_8DA4W int4 [rows, in] in blocks of 32, f32 scale per 32 (torchao), x int8 per token
+ *   WQ_E8    int8 [rows, in], f32 scale per row (8da4w's embedding; never a matmul)
+ * (Two fields only, so that {dtype, data} initializers elsewhere stay complete.) */
+typedef enum { WQ_NONE, WQ_Q8, WQ_Q4, WQ_8DA4W, WQ_E8, WQ_N } wq_type;
+#define WQ_DTYPE(t) ((st_dtype)(ST_OTHER + (t)))
+
 typedef struct {
-    st_dtype dtype;  /* ST_F32, ST_F16 or ST_BF16 */
-    const void *data;
+    wq_type q;
+    const void *data;   /* the quantized values */
+    const void *scales; /* f32 [rows] (Q8, E8), f16 [rows, in/group] (Q4), f32 [rows, in/32] (8DA4W) */
+    const float *wsum;  /* 8DA4W: [rows] sum over groups of scale * sum(q): the zero point's term */
+    size_t group;       /* elements per scale (Q4: 32 or 128; 8DA4W: 32) */
+    size_t in;          /* elements per row */
+} qweight;
+
+typedef struct {
+    st_dtype dtype;   /* ST_F32, ST_F16, ST_BF16, or WQ_DTYPE(t) */
+    const void *data; /* elements, or the qweight */
 } weight;
+
+/* The quantization type of w (WQ_NONE for F32/F16/BF16). */
+static inline wq_type weight_q(weight w) {
+    return w.dtype > ST_OTHER && w.dtype < WQ_DTYPE(WQ_N) ? (wq_type)(w.dtype - ST_OTHER) : WQ_NONE;
+}
 
 typedef struct {
     weight attn_norm;   /* (dim) */
@@ -60,6 +88,10 @@ typedef struct {
     uint8_t fingerprint[32]; /* BLAKE2b of config.json and the safetensors headers */
     st_file *st;
     char *dir;
+    int scheme;         /* quant_scheme (quant.h); 0 = the checkpoint as it is */
+    void *qmap;         /* the mapped cache file of quantized weights, or NULL */
+    size_t qmap_size;
+    qweight *qw;        /* the quantized weights' descriptors (weights point at them) */
 } model;
 
 /* Parse dir/config.json. Missing or absurd fields are errors naming the field. */
@@ -67,12 +99,21 @@ int cfg_load(const char *dir, qwen_config *c, char *err, size_t errlen);
 
 /* Open the model in dir: config, weights (mapped, checked), fingerprint. NULL on error. */
 model *model_open(const char *dir, char *err, size_t errlen);
+/* The same, with the weights in quantization scheme `scheme` (a quant.h name: "none",
+ * "bf16", "q8", "q4", "q4g128", "8da4w"). The quantized weights come from a cache file
+ * (cache_dir()/quant-<BLAKE2b of model fingerprint, scheme, format version>.bin), built
+ * here once if missing (temp file, fsync, rename) and mapped read-only, so every process
+ * shares one copy. progress (may be NULL) is called while building with the elements
+ * done of total. NULL on error (unknown scheme, a non-finite weight, I/O). */
+model *model_open_q(const char *dir, const char *scheme,
+                    void (*progress)(void *pctx, size_t done, size_t total), void *pctx, char *err,
+                    size_t errlen);
 void model_close(model *m);
 
 /* out[n, dim] = rows ids[0..n) of the embedding, as f32. -1 if an id is out of range. */
 int model_embed(const model *m, const int32_t *ids, size_t n, float *out, char *err, size_t errlen);
 
-/* Element i of a weight as f32 (slow; for tests and one-off use). */
+/* Element i of a weight as f32, dequantized if quantized (slow; for tests and one-off use). */
 float weight_get(weight w, size_t i);
 
 #endif
