@@ -700,7 +700,7 @@ static int block_put(kvs_sess *P, const session *s, size_t i, char *err, size_t 
     if (!fresh && errno != EEXIST) return seterr(err, errlen, "%s: %s", dir, strerror(errno));
     if (fresh) sync_parent(dir);
     int e = put_file(st, path, b, n, 0);
-    return e ? seterr(err, errlen, "%s: write block %s: %s", P->name, hex, strerror(e)) : 0;
+    return e ? seterr(err, errlen, "%s: write: %s (block %s)", P->name, strerror(e), hex) : 0;
 }
 
 /* ---- the session in memory ---- */
@@ -1756,6 +1756,10 @@ int kvs_import(kvs_store *st, const char *path, const char *name, char *err, siz
         off += (size_t)bl;
     }
     free(bn);
+    if (off != end) {
+        seterr(err, errlen, "%s: %zu bytes after its last block", path, end - off);
+        goto done;
+    }
     char sp[PATH_MAX];
     path_of(sp, st, "%s/sessions/%s.kvs%s", name, "");
     int e = put_file(st, sp, img, (size_t)ilen, 1);

@@ -52,7 +52,7 @@ ks() { "$BIN/kvstore" --store "$TMP/s" "$@"; }
 }
 
 @test "kvs: a write failing at any point of a commit (ENOSPC hook): the error, then the previous commit" {
-    run kt enospc "$TMP/s"
+    run kt enospc "$TMP/s" "${KVS_ENOSPC_STEP:-97}"
     echo "$output"
     [ "$status" -eq 0 ]
 }
