@@ -1111,16 +1111,13 @@ done:
     return rc;
 }
 
-/* weak: lib/sess.c defines the same two names until the store replaces it; a program that
- * links both (prefill, decode today) then gets sess.c's, one that links only this file
- * gets these. Drop the attribute when sess.c goes. */
-__attribute__((weak)) int sess_open(kvs_store *st, const char *name, const model *m, session *s, int mode, char *err,
-                                    size_t errlen) {
+int sess_open(kvs_store *st, const char *name, const model *m, session *s, int mode, char *err,
+              size_t errlen) {
     if (mode != SESS_READ && mode != SESS_WRITE) return seterr(err, errlen, "%s: bad open mode %d", name, mode);
     return open_impl(st, name, m, s, mode, 1, err, errlen);
 }
 
-__attribute__((weak)) int sess_push_tokens(session *s, const int32_t *ids, size_t n, char *err, size_t errlen) {
+int sess_push_tokens(session *s, const int32_t *ids, size_t n, char *err, size_t errlen) {
     if (n > s->kv.n) return seterr(err, errlen, "session: %zu tokens but only %zu cached positions", n, s->kv.n);
     if (tokens_reserve(s, s->kv.n + 1) < 0) return seterr(err, errlen, "session: out of memory");
     if (n) memcpy(s->tokens + s->kv.n - n, ids, n * sizeof *ids); /* ids may be NULL when n is 0 */
