@@ -265,7 +265,7 @@ static void qmatmul_task(void *arg, int i, int nt) {
 
 static size_t up64(size_t x) { return (x + 63) / 64 * 64; }
 
-size_t kern_qscratch(size_t n, size_t in) { return up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)); }
+size_t kern_qscratch(size_t n, size_t in) { return 2 * up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)); }
 
 /* k's kernel for t, else the best variant below k that has one (generic has all). */
 static kern_qmatmul_fn *qfn(const kern_ops *k, wq_type t) {
@@ -289,9 +289,11 @@ void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight 
     if (w->q == WQ_8DA4W) {
         uint8_t *s = scratch;
         xq.q = (int8_t *)s;
-        xq.scale = (float *)(s + up64(n * in));
-        xq.zp = (int32_t *)(s + up64(n * in) + up64(n * sizeof(float)));
+        xq.u = s + up64(n * in);
+        xq.scale = (float *)(s + 2 * up64(n * in));
+        xq.zp = (int32_t *)(s + 2 * up64(n * in) + up64(n * sizeof(float)));
         for (size_t i = 0; i < n; i++) kern_quant_act(xq.q + i * in, xq.scale + i, xq.zp + i, x + i * in, in);
+        for (size_t i = 0; i < n * in; i++) xq.u[i] = (uint8_t)(xq.q[i] + 128);
     }
     qmatmul_job j = {qfn(k, w->q), y, x, &xq, w, n, in, out};
     pool_run(n * in * out < 32768 ? NULL : p, qmatmul_task, &j);

@@ -30,6 +30,7 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
  * outputs are NaN (defined behaviour, the same in every variant). */
 typedef struct {
     int8_t *q;
+    uint8_t *u;    /* q + 128, the unsigned operand x86's maddubs wants */
     float *scale;
     int32_t *zp;
 } kern_xq;

@@ -162,9 +162,185 @@ static AVX2 void accum(float *o, const float *p, const float *v, size_t n, size_
         for (size_t t = 0; t < n; t++) o[j] += p[t] * v[t * stride + j];
 }
 
+/* ---- quantized weights (quant.h has the layouts; kern.c the reference kernels) ----
+ * The same walk as matmul() above: slabs of W that stay in L2, tiles of QX rows of x by
+ * QW rows of W, the next tile prefetched. Only the inner step differs per type. */
+
+enum { QX = 3, QW = 3 };
+
+/* Q8 (w8a16): 8 weights widened int8 -> f32 per step; y = scale * dot, as the reference. */
+INLINE AVX2 void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx,
+                         int nw) {
+    __m256 acc[QX][QW];
+    const int8_t *q = (const int8_t *)w->data + o * in;
+#pragma GCC unroll 3
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
+    const char *next = (const char *)(q + (size_t)nw * in);
+    size_t k = 0;
+    for (; k + 8 <= in; k += 8) {
+        if (k % 64 == 0)
+            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * in + k, _MM_HINT_T0);
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) {
+            __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + (size_t)b * in + k))));
+#pragma GCC unroll 3
+            for (int a = 0; a < nx; a++)
+                acc[a][b] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)a * in + k), wv, acc[a][b]);
+        }
+    }
+#pragma GCC unroll 3
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) {
+            float s = hsum(acc[a][b]);
+            for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * (float)q[(size_t)b * in + j];
+            y[(size_t)a * ldy + b] = ((const float *)w->scales)[o + (size_t)b] * s;
+        }
+}
+
+/* 16 bytes of int4 (32 weights) -> the signed values, elements 0..15 in the low lane and
+ * 16..31 in the high one (the Q4_0 nibble order). */
+INLINE AVX2 __m256i nibbles(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_sub_epi8(_mm256_and_si256(b, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
+}
+
+/* Q4 (w4a16): per 32-block, the 32 weights widened to f32 and scaled by the block's f16
+ * scale (q*d is exact), then FMA'd into f32 accumulators: the f32 matmul of the
+ * dequantized weight, as the reference. */
+INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx,
+                         int nw) {
+    __m256 acc[QX][QW];
+    size_t ng = in / w->group, rb = in / 2;
+    const uint8_t *q = (const uint8_t *)w->data + o * rb;
+    const uint16_t *d = (const uint16_t *)w->scales + o * ng;
+#pragma GCC unroll 3
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
+    const char *next = (const char *)(q + (size_t)nw * rb);
+    for (size_t k = 0; k < in; k += 32) {
+        if (k % 128 == 0)
+            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + k / 2, _MM_HINT_T0);
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) {
+            __m256i v = nibbles(q + (size_t)b * rb + k / 2);
+            __m256 sc = _mm256_set1_ps(kern_f16(d[(size_t)b * ng + k / w->group]));
+            __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+            __m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), sc);
+            __m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), sc);
+            __m256 w2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), sc);
+            __m256 w3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), sc);
+#pragma GCC unroll 3
+            for (int a = 0; a < nx; a++) {
+                const float *xa = x + (size_t)a * in + k;
+                __m256 t = _mm256_fmadd_ps(_mm256_loadu_ps(xa), w0, acc[a][b]);
+                t = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 8), w1, t);
+                t = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 16), w2, t);
+                acc[a][b] = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 24), w3, t);
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = hsum(acc[a][b]);
+}
+
+/* 8DA4W: integer dot products. x comes as u = xq + 128 (unsigned, maddubs' first
+ * operand) and Z = 128 + zp; per 32-block maddubs(u, q) - maddubs(Z, q) is, pair by pair,
+ * sum (xq - zp) * q exactly (|.| <= 255*8*2 fits int16), madd widens it to 8 int32 lane
+ * sums, and those are scaled by the block's f32 scale into f32 accumulators. So each
+ * group's integer sum is exact and only the f32 adds are ordered differently from the
+ * reference. TODO: AVX-512 VNNI / AVX-VNNI (vpdpbusd) would fuse maddubs+madd; no
+ * machine here to test it on. */
+INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in,
+                            int nx, int nw) {
+    __m256 acc[QX][QW];
+    __m256i zv[QX];
+    size_t ng = in / 32, rb = in / 2;
+    const uint8_t *q = (const uint8_t *)w->data + o * rb;
+    const float *sg = (const float *)w->scales + o * ng;
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 3
+    for (int a = 0; a < nx; a++) {
+        zv[a] = _mm256_set1_epi8((char)(uint8_t)(128 + xq->zp[a]));
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
+    }
+    const char *next = (const char *)(q + (size_t)nw * rb);
+    for (size_t g = 0; g < ng; g++) {
+        if (g % 4 == 0)
+            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) {
+            __m256i qv = nibbles(q + (size_t)b * rb + g * 16);
+            __m256 sc = _mm256_broadcast_ss(sg + (size_t)b * ng + g);
+#pragma GCC unroll 3
+            for (int a = 0; a < nx; a++) {
+                __m256i u = _mm256_loadu_si256((const __m256i *)(xq->u + (size_t)a * in + g * 32));
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, qv), _mm256_maddubs_epi16(zv[a], qv));
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+                acc[a][b] = _mm256_fmadd_ps(f, sc, acc[a][b]);
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 3
+        for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = xq->scale[a] * hsum(acc[a][b]);
+}
+
+/* The slab/tile walk of matmul() for quantized weights; t is a constant after inlining. */
+INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
+                         size_t in, size_t out, size_t o0, size_t o1) {
+    size_t rowb = t == WQ_Q8 ? in : in / 2, slab = SLAB / rowb / QW * QW;
+    if (slab < QW) slab = QW;
+    for (size_t s0 = o0; s0 < o1; s0 += slab) {
+        size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
+        for (size_t i = 0; i < n; i += QX) {
+            int nx = n - i < QX ? (int)(n - i) : QX;
+            kern_xq xi = {0};
+            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i};
+            for (size_t o = s0; o < s1; o += QW) {
+                int nw = s1 - o < QW ? (int)(s1 - o) : QW;
+                float *yt = y + i * out + o;
+                const float *xt = x ? x + i * in : NULL;
+                switch (nx * 8 + nw) {
+#define T(A, B)                                                                                    \
+    case A * 8 + B:                                                                                \
+        if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
+        else if (t == WQ_Q4) tile_q4(yt, out, xt, w, o, in, A, B);                                 \
+        else tile_8da4w(yt, out, &xi, w, o, in, A, B);                                             \
+        break;
+                    T(1, 1) T(1, 2) T(1, 3) T(2, 1) T(2, 2) T(2, 3) T(3, 1) T(3, 2) T(3, 3)
+#undef T
+                }
+            }
+        }
+    }
+}
+
+static AVX2 void qmatmul_q8(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                            size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_Q8, y, x, xq, w, n, in, out, o0, o1);
+}
+static AVX2 void qmatmul_q4(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                            size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_Q4, y, x, xq, w, n, in, out, o0, o1);
+}
+static AVX2 void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
+                               size_t in, size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_8DA4W, y, x, xq, w, n, in, out, o0, o1);
+}
+
 const kern_ops kern_avx2 = {
     .name = "avx2",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
 };

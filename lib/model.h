@@ -50,7 +50,6 @@ typedef struct {
     wq_type q;
     const void *data;   /* the quantized values */
     const void *scales; /* f32 [rows] (Q8, E8), f16 [rows, in/group] (Q4), f32 [rows, in/32] (8DA4W) */
-    const float *wsum;  /* 8DA4W: [rows] sum over groups of scale * sum(q): the zero point's term */
     size_t group;       /* elements per scale (Q4: 32 or 128; 8DA4W: 32) */
     size_t in;          /* elements per row */
 } qweight;

@@ -7,7 +7,7 @@
  *
  * File layout (little-endian): a 4096-byte header page, then for each quantized weight in
  * a fixed order (layer 0 wq wk wv wo gate up down, layer 1 ..., lm_head, embed) its arrays
- * (values, scales, row sums), each 64-byte aligned. The order and sizes follow from the
+ * (values, scales), each 64-byte aligned. The order and sizes follow from the
  * config and the scheme alone, so the reader recomputes them (plan()) and checks that the
  * file is exactly that long; the header names magic, version, scheme, the source model's
  * fingerprint and the size. */
@@ -121,25 +121,19 @@ int quant_row_q4(uint8_t *nib, uint16_t *scales, const float *w, size_t in, size
     return 0;
 }
 
-int quant_row_8da4w(uint8_t *nib, float *scales, float *wsum, const float *w, size_t in) {
+int quant_row_8da4w(uint8_t *nib, float *scales, const float *w, size_t in) {
     if (!finite_row(w, in)) return -1;
     memset(nib, 0, in / 2);
-    double ws = 0;
     for (size_t g = 0; g < in / 32; g++) {
         const float *wg = w + g * 32;
         /* choose_qparams_affine SYMMETRIC: max(-min(min,0), max(max,0)) / ((7 - -8) / 2) */
         float s = fmaxf(amax_of(wg, 32) / 7.5f, FLT_MIN), id = 1.0f / s;
-        int sum = 0;
         for (size_t k = 0; k < 32; k++) {
             float v = rne(wg[k] * id);
-            int q = (int)(v > 7 ? 7 : v < -8 ? -8 : v);
-            put_nib(nib, g * 32 + k, q);
-            sum += q;
+            put_nib(nib, g * 32 + k, (int)(v > 7 ? 7 : v < -8 ? -8 : v));
         }
         scales[g] = s;
-        ws += (double)s * sum;
     }
-    *wsum = (float)ws;
     return 0;
 }
 
@@ -205,19 +199,17 @@ static size_t up(size_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
 /* Point sl->w into base (the file) at *off, advancing *off; base NULL just sizes. */
 static void place(const slot *sl, uint8_t *base, size_t *off) {
     qweight w = {.q = sl->q, .group = sl->group, .in = sl->in};
-    size_t r = sl->rows, in = sl->in, vals, sc = 0, ws = 0;
+    size_t r = sl->rows, in = sl->in, vals, sc = 0;
     switch (sl->q) {
     case WQ_NONE: vals = r * in * 2; break;
     case WQ_Q8: case WQ_E8: vals = r * in, sc = r * 4; break;
     case WQ_Q4: vals = r * in / 2, sc = r * (in / sl->group) * 2; break;
-    default: vals = r * in / 2, sc = r * (in / 32) * 4, ws = r * 4; w.group = 32; break;
+    default: vals = r * in / 2, sc = r * (in / 32) * 4; w.group = 32; break;
     }
     w.data = base + *off;
     *off = up(*off + vals);
     w.scales = sc ? base + *off : NULL;
     *off = up(*off + sc);
-    w.wsum = ws ? (const float *)(base + *off) : NULL;
-    *off = up(*off + ws);
     if (!base) return;
     if (sl->q == WQ_NONE) { /* plain BF16 in the file */
         *sl->w = (weight){ST_BF16, w.data};
@@ -254,8 +246,7 @@ static int fill(const slot *sl, float *row, void (*progress)(void *, size_t, siz
             rc = quant_row_q4((uint8_t *)w->data + i * in / 2, (uint16_t *)w->scales + i * ng, row, in, w->group);
             break;
         default:
-            rc = quant_row_8da4w((uint8_t *)w->data + i * in / 2, (float *)w->scales + i * ng, (float *)w->wsum + i,
-                                 row, in);
+            rc = quant_row_8da4w((uint8_t *)w->data + i * in / 2, (float *)w->scales + i * ng, row, in);
             break;
         }
         if (rc < 0) return seterr(err, errlen, "%s: row %zu holds a NaN or an infinity", sl->name, i);

@@ -42,12 +42,12 @@ enum { QUANT_VERSION = 1 };
 /* One row w[in] into a scheme's storage (in must be a multiple of 32, or of group):
  *   q8:     q[in] int8, *scale                              (returns 0)
  *   q4:     nib[in/2], scales f16 [in/group]
- *   8da4w:  nib[in/2], scales f32 [in/32], *wsum = sum_g s_g * sum(q_g) (double, then f32)
+ *   8da4w:  nib[in/2], scales f32 [in/32]
  *   e8:     q[in] int8, *scale (torchao int8 per-row embedding)
  * Each returns -1 if w holds a NaN or an Inf. */
 int quant_row_q8(int8_t *q, float *scale, const float *w, size_t in);
 int quant_row_q4(uint8_t *nib, uint16_t *scales, const float *w, size_t in, size_t group);
-int quant_row_8da4w(uint8_t *nib, float *scales, float *wsum, const float *w, size_t in);
+int quant_row_8da4w(uint8_t *nib, float *scales, const float *w, size_t in);
 int quant_row_e8(int8_t *q, float *scale, const float *w, size_t in);
 
 /* Element k of a row of int4 blocks, as the signed value q in [-8, 7]. */

@@ -166,7 +166,182 @@ static int cmd_bench(const char *dir, const char *scheme, int threads, size_t np
     return 0;
 }
 
+/* ---- kernels ---- */
+
+/* A random weight of type t (group g) quantized from f32 rows; zero_groups blanks some
+ * groups; big scales the values. qw's arrays are malloc'd (free with free_qw). */
+static void make_qw(qweight *qw, wq_type t, size_t g, size_t out, size_t in, int zero_groups, float big) {
+    float *row = xmalloc(in * sizeof *row);
+    size_t ng = in / (t == WQ_Q4 ? g : 32);
+    *qw = (qweight){.q = t, .group = t == WQ_Q8 ? 0 : t == WQ_Q4 ? g : 32, .in = in};
+    void *data = xmalloc(t == WQ_Q8 ? out * in : out * in / 2);
+    void *sc = xmalloc(t == WQ_Q8 ? out * 4 : t == WQ_Q4 ? out * ng * 2 : out * ng * 4);
+    for (size_t o = 0; o < out; o++) {
+        for (size_t k = 0; k < in; k++) {
+            row[k] = unif() * big;
+            if (zero_groups && (k / 32 + o) % 3 == 0) row[k] = 0;
+        }
+        if (t == WQ_Q8) quant_row_q8((int8_t *)data + o * in, (float *)sc + o, row, in);
+        else if (t == WQ_Q4) quant_row_q4((uint8_t *)data + o * in / 2, (uint16_t *)sc + o * ng, row, in, g);
+        else quant_row_8da4w((uint8_t *)data + o * in / 2, (float *)sc + o * ng, row, in);
+    }
+    qw->data = data, qw->scales = sc;
+    free(row);
+}
+
+static void free_qw(qweight *qw) {
+    free((void *)qw->data);
+    free((void *)qw->scales);
+}
+
+/* |error| allowed for y[i][o]: 2e-6 * the sum of |terms| (f32 rounding, any order). */
+static double bound(const float *x, const kern_xq *xq, const qweight *qw, size_t i, size_t o, size_t in) {
+    weight w = {WQ_DTYPE(qw->q), qw};
+    double s = 0;
+    for (size_t k = 0; k < in; k++) {
+        double xv = qw->q == WQ_8DA4W ? ((double)xq->q[i * in + k] - xq->zp[i]) * xq->scale[i] : x[i * in + k];
+        s += fabs(xv * weight_get(w, o * in + k));
+    }
+    return 2e-6 * s + 1e-37;
+}
+
+static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t in, size_t out, int kind) {
+    static const char *kinds[] = {"random", "zero groups", "huge", "tiny", "nan/inf"};
+    qweight qw;
+    float big = kind == 2 ? 1e15f : kind == 3 ? 1e-15f : 1;
+    make_qw(&qw, t, g, out, in, kind == 1, big);
+    float *x = xmalloc(n * in * sizeof *x), *want = xmalloc(n * out * sizeof *want),
+          *got = xmalloc(n * out * sizeof *got);
+    for (size_t i = 0; i < n * in; i++) x[i] = unif() * big;
+    if (kind == 1)
+        for (size_t k = 0; k < in; k++) x[k] = 0; /* an all-zero row */
+    if (kind == 4 && n > 1) {
+        x[in + in / 3] = NAN;                 /* row 1: a NaN */
+        if (n > 2) x[2 * in + 1] = INFINITY;  /* row 2: an Inf */
+    }
+    int8_t *q = xmalloc(n * in);
+    uint8_t *u = xmalloc(n * in);
+    float *sc = xmalloc(n * sizeof *sc);
+    int32_t *zp = xmalloc(n * sizeof *zp);
+    kern_xq xq = {q, u, sc, zp};
+    for (size_t i = 0; i < n; i++) kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
+    for (size_t i = 0; i < n * in; i++) u[i] = (uint8_t)(q[i] + 128);
+    kern_qref(t)(want, x, &xq, &qw, n, in, out, 0, out);
+    for (size_t i = 0; i < n * out; i++) got[i] = 12345;
+    size_t o0 = out > 2 ? 1 : 0, o1 = out > 2 ? out - 1 : out;
+    v->qmatmul[t](got, x, &xq, &qw, n, in, out, o0, o1);
+    int bad = 0;
+    for (size_t i = 0; i < n && !bad; i++)
+        for (size_t o = 0; o < out && !bad; o++) {
+            float a = got[i * out + o], b = want[i * out + o];
+            if (o < o0 || o >= o1) bad = a != 12345;
+            else if (!isfinite(b)) bad = isnan(a) != isnan(b) || isinf(a) != isinf(b) || (isinf(a) && a != b);
+            else bad = !(fabs((double)a - b) <= bound(x, &xq, &qw, i, o, in));
+            if (bad)
+                fprintf(stderr, "%s %d g%zu %s n=%zu in=%zu out=%zu: y[%zu][%zu] = %.9g, reference %.9g\n", v->name, t, g,
+                        kinds[kind], n, in, out, i, o, a, b);
+        }
+    CHECK(!bad, "kernel mismatch");
+    if (t == WQ_8DA4W && kind == 4 && n > 2) /* defined: a non-finite x row gives NaN outputs */
+        CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "8da4w: NaN/Inf rows not NaN");
+    free_qw(&qw);
+    free(x), free(want), free(got), free(q), free(u), free(sc), free(zp);
+}
+
+static void test_roundtrip(void) {
+    enum { IN = 256 };
+    float w[IN];
+    int8_t q8[IN];
+    uint8_t nib[IN / 2];
+    uint16_t h[IN / 32];
+    float s, s4[IN / 32];
+    for (int trial = 0; trial < 200; trial++) {
+        float big = trial % 4 == 0 ? 1e-30f : trial % 4 == 1 ? 1e30f : 1;
+        for (size_t k = 0; k < IN; k++) w[k] = unif() * big * (trial % 5 == 0 && k < 64 ? 0 : 1);
+        double e8 = 0, e4 = 0, e84 = 0, ee = 0;
+        quant_row_q8(q8, &s, w, IN);
+        for (size_t k = 0; k < IN; k++) e8 = fmax(e8, fabs(w[k] - q8[k] * (double)s) - s * 0.500002);
+        quant_row_q4(nib, h, w, IN, 32);
+        for (size_t k = 0; k < IN; k++) {
+            double d = fabs((double)kern_f16(h[k / 32]));
+            /* Q4_0's rule maps the largest |w| to -8, so a value as large of the other sign
+             * clips at +7: a whole step; f16 rounding of d (subnormal: 2^-25) adds a little */
+            e4 = fmax(e4, fabs(w[k] - quant_nib(nib, k) * (double)kern_f16(h[k / 32])) - d * (1 + 8 * 0x1p-11) - 8 * 0x1p-25);
+        }
+        quant_row_8da4w(nib, s4, w, IN);
+        for (size_t k = 0; k < IN; k++) e84 = fmax(e84, fabs(w[k] - quant_nib(nib, k) * (double)s4[k / 32]) - s4[k / 32] * 0.500002);
+        quant_row_e8(q8, &s, w, IN); /* |w * (1/s)| reaches 127.5: its rounding is 2^-17 of s */
+        for (size_t k = 0; k < IN; k++) ee = fmax(ee, fabs(w[k] - q8[k] * (double)s) - s * (0.5 + 0x1p-16));
+        CHECK(e8 <= 0 && e4 <= 0 && e84 <= 0 && ee <= 0, "round trip, trial %d: excess %g %g %g %g", trial, e8, e4, e84, ee);
+    }
+    w[3] = NAN;
+    CHECK(quant_row_q8(q8, &s, w, IN) < 0 && quant_row_q4(nib, h, w, IN, 32) < 0 && quant_row_8da4w(nib, s4, w, IN) < 0,
+          "a NaN weight is refused");
+    w[3] = INFINITY;
+    CHECK(quant_row_e8(q8, &s, w, IN) < 0, "an infinite weight is refused");
+}
+
+static void test_act(void) {
+    enum { IN = 96 };
+    float x[IN];
+    int8_t q[IN];
+    float s;
+    int32_t zp;
+    for (int trial = 0; trial < 500; trial++) {
+        float big = trial % 3 == 0 ? 1e-20f : trial % 3 == 1 ? 1e20f : 3;
+        for (size_t k = 0; k < IN; k++) x[k] = (unif() + (trial % 7 == 0 ? 1.0f : trial % 7 == 1 ? -1.0f : 0)) * big;
+        if (trial % 11 == 0) memset(x, 0, sizeof x);
+        kern_quant_act(q, &s, &zp, x, IN);
+        double worst = 0;
+        for (size_t k = 0; k < IN; k++) worst = fmax(worst, fabs(x[k] - (q[k] - zp) * (double)s) - s * 0.500002);
+        CHECK(zp >= -128 && zp <= 127 && s > 0 && worst <= 0, "act quant, trial %d: zp %d s %g excess %g", trial,
+              (int)zp, s, worst);
+    }
+    x[5] = INFINITY;
+    kern_quant_act(q, &s, &zp, x, IN);
+    CHECK(isnan(s), "act quant: an Inf gives scale NaN");
+}
+
+static void test_f16(void) {
+    for (int i = 0; i < 100000; i++) {
+        float f = ldexpf(unif(), (int)(next() % 40) - 30);
+        uint16_t h = quant_f16(f);
+        double e = fabs((double)kern_f16(h) - f), e1 = fabs((double)kern_f16((uint16_t)(h + 1)) - f),
+               e0 = fabs((double)kern_f16((uint16_t)(h - 1)) - f);
+        if (isnan(e1)) e1 = INFINITY; /* 0x7fff+1, 0-1: NaN patterns, not neighbours */
+        if (isnan(e0) || (h & 0x7fff) == 0) e0 = INFINITY;
+        CHECK(e <= e1 && e <= e0, "f16 of %.9g: %#x is not the nearest", f, h);
+    }
+}
+
+static int cmd_kernels(void) {
+    const kern_ops *v[4];
+    size_t nv = kern_variants(v, 4);
+    printf("variants:");
+    for (size_t i = 0; i < nv; i++) printf(" %s", v[i]->name);
+    printf("\n");
+    test_roundtrip();
+    test_act();
+    test_f16();
+    static const size_t ns[] = {1, 2, 3, 4, 7}, ins[] = {32, 96, 128, 384}, outs[] = {1, 2, 5, 17, 64};
+    const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}};
+    for (size_t vi = 0; vi < nv; vi++)
+        for (size_t ti = 0; ti < 4; ti++) {
+            if (!v[vi]->qmatmul[types[ti].t]) continue;
+            for (size_t a = 0; a < 5; a++)
+                for (size_t b = 0; b < 4; b++)
+                    for (size_t c = 0; c < 5; c++)
+                        for (int kind = 0; kind < 5; kind++) {
+                            if (ins[b] % (types[ti].g ? types[ti].g : 1)) continue;
+                            test_kernel(v[vi], types[ti].t, types[ti].g, ns[a], ins[b], outs[c], kind);
+                        }
+        }
+    printf("%d checks, %d failures\n", checks, fails);
+    return fails ? EXIT_DATA : 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "kernels")) return cmd_kernels();
     if (argc >= 5 && !strcmp(argv[1], "logits")) return cmd_logits(argv[2], argv[3], atof(argv[4]));
     if (argc >= 4 && !strcmp(argv[1], "bench"))
         return cmd_bench(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? (size_t)atol(argv[5]) : 512,
