@@ -9,10 +9,10 @@
  *       the logits of every position of a fixed 24-token prompt with SCHEME against the
  *       checkpoint as it is (scheme none): cosine of every row >= MINCOS, and the quantized
  *       model built once, then reopened from the cache file. Prints the worst cosine.
- *   quant_test fixture FIXDIR MODELDIR
+ *   quant_test fixture FIXDIR MODELDIR [TOL]
  *       8da4w against torchao (t/gen_8da4w_fixture.py): the int4 values and scales of the
  *       tensors it recorded, exactly; then the logits of its prompt against torchao's
- *       fake-quant reference (max|diff| <= tol * max|logit|, tol in the fixture).
+ *       fake-quant reference: max|diff| <= TOL (1e-4) * max|logit| on every row.
  *   quant_test bench MODELDIR SCHEME [THREADS [PROMPT [GEN]]]
  *       prefill PROMPT (512) positions, then decode GEN (64) one by one; prints one line:
  *       "scheme S threads T pp P tok/s D tg G tok/s D" (the benchmark scripts parse it).
@@ -164,6 +164,80 @@ static int cmd_bench(const char *dir, const char *scheme, int threads, size_t np
     free(ids), free(x), free(lg);
     runner_close(&r);
     return 0;
+}
+
+/* ---- torchao fixture ---- */
+
+static void next_rec(FILE *f, const char *name, npy *a, npy_dtype t) {
+    char err[512];
+    int got = npy_read(f, a, 0, err, sizeof err);
+    if (got <= 0) die(name, got < 0 ? err : "fewer records than gen_8da4w_fixture.py writes");
+    if (a->dtype != t) die(name, "a record's dtype is not what gen_8da4w_fixture.py writes");
+}
+
+static int cmd_fixture(const char *fixdir, const char *modeldir, double tol) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/8da4w.npy", fixdir);
+    FILE *f = fopen(path, "rb");
+    if (!f) die(path, "cannot open");
+    npy ids = {0}, sub = {0}, want = {0}, scale = {0}, q = {0}, sc = {0};
+    next_rec(f, path, &ids, NPY_I32);
+    next_rec(f, path, &sub, NPY_I32);
+    next_rec(f, path, &want, NPY_F32);
+    next_rec(f, path, &scale, NPY_F32);
+    runner r;
+    runner_open(&r, modeldir, "8da4w", 0, ids.count);
+    const layer_weights *L = r.m->layers;
+    const struct { const char *name; weight w; } t[] = {
+        {"layers.0.q_proj", L[0].wq}, {"layers.0.k_proj", L[0].wk}, {"layers.0.down_proj", L[0].w_down},
+        {"layers.1.gate_proj", L[1].w_gate}, {"lm_head", r.m->lm_head}, {"embed_tokens", r.m->embed},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        next_rec(f, path, &q, NPY_I32);
+        next_rec(f, path, &sc, NPY_F32);
+        const qweight *qw = t[i].w.data;
+        int e8 = weight_q(t[i].w) == WQ_E8;
+        CHECK(weight_q(t[i].w) == (i == 5 ? WQ_E8 : WQ_8DA4W), "%s: not quantized as 8da4w wants", t[i].name);
+        size_t rows = q.shape[0], in = q.shape[1], ng = sc.shape[1], qbad = 0, sbad = 0;
+        CHECK(in == qw->in && ng == (e8 ? 1 : in / 32), "%s: shape", t[i].name);
+        for (size_t o = 0; o < rows; o++)
+            for (size_t k = 0; k < in; k++) {
+                int ours = e8 ? ((const int8_t *)qw->data)[o * in + k] : quant_nib((const uint8_t *)qw->data + o * in / 2, k);
+                qbad += ours != ((const int32_t *)q.data)[o * in + k];
+            }
+        for (size_t j = 0; j < rows * ng; j++) {
+            float a = ((const float *)qw->scales)[j], b = ((const float *)sc.data)[j];
+            sbad += memcmp(&a, &b, 4) != 0;
+        }
+        CHECK(!qbad && !sbad, "%s: %zu of %zu values and %zu of %zu scales differ from torchao's", t[i].name, qbad,
+              rows * in, sbad, rows * ng);
+        printf("%s: %zu values, %zu scales equal to torchao's: %s\n", t[i].name, rows * in, rows * ng,
+               !qbad && !sbad ? "yes" : "NO");
+    }
+    fclose(f);
+    size_t P = ids.count, K = sub.count;
+    float *x = xmalloc(P * r.dim * sizeof *x), *lg = xmalloc(P * r.vocab * sizeof *lg);
+    feed(&r, ids.data, P, x, lg, 1);
+    double worst = 0, worst_cos = 1;
+    for (size_t i = 0; i < P; i++) {
+        double md = 0, ab = 0, aa = 0, bb = 0, scale_i = ((const float *)scale.data)[i];
+        for (size_t j = 0; j < K; j++) {
+            double a = lg[i * r.vocab + (size_t)((const int32_t *)sub.data)[j]], b = ((const float *)want.data)[i * K + j];
+            md = fmax(md, fabs(a - b));
+            if (a != a) md = INFINITY;
+            ab += a * b, aa += a * a, bb += b * b;
+        }
+        worst = fmax(worst, md / scale_i);
+        worst_cos = fmin(worst_cos, ab / sqrt(aa * bb));
+        CHECK(md <= tol * scale_i, "logits row %zu: max|diff| %.3g > %g * max|logit| %.3g", i, md, tol, scale_i);
+    }
+    printf("logits of %zu positions against torchao's fake-quant reference: max|diff| / max|logit| %.3g, "
+           "worst cosine %.9f\n", P, worst, worst_cos);
+    free(x), free(lg);
+    runner_close(&r);
+    npy_free(&ids), npy_free(&sub), npy_free(&want), npy_free(&scale), npy_free(&q), npy_free(&sc);
+    printf("%d checks, %d failures\n", checks, fails);
+    return fails ? EXIT_DATA : 0;
 }
 
 /* ---- kernels ---- */
@@ -342,6 +416,7 @@ static int cmd_kernels(void) {
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "kernels")) return cmd_kernels();
+    if (argc >= 4 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2], argv[3], argc > 4 ? atof(argv[4]) : 1e-4);
     if (argc >= 5 && !strcmp(argv[1], "logits")) return cmd_logits(argv[2], argv[3], atof(argv[4]));
     if (argc >= 4 && !strcmp(argv[1], "bench"))
         return cmd_bench(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? (size_t)atol(argv[5]) : 512,
