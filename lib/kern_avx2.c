@@ -228,7 +228,7 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w,
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) {
             __m256i v = nibbles(q + (size_t)b * rb + k / 2);
-            __m256 sc = _mm256_set1_ps(kern_f16(d[(size_t)b * ng + k / w->group]));
+            __m256 sc = _mm256_set1_ps(_cvtsh_ss(d[(size_t)b * ng + k / w->group])); /* F16C, inline */
             __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
             __m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), sc);
             __m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), sc);
