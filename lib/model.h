@@ -84,7 +84,8 @@ typedef struct {
     layer_weights *layers; /* n_layers */
     weight final_norm;  /* (dim) */
     weight lm_head;     /* (vocab_size, dim); = embed when tied */
-    uint8_t fingerprint[32]; /* BLAKE2b of config.json and the safetensors headers */
+    uint8_t fingerprint[32]; /* BLAKE2b of config.json and the safetensors headers; when
+                              * quantized, BLAKE2b of that, the scheme and its version */
     st_file *st;
     char *dir;
     int scheme;         /* quant_scheme (quant.h); 0 = the checkpoint as it is */
@@ -103,7 +104,9 @@ model *model_open(const char *dir, char *err, size_t errlen);
  * (cache_dir()/quant-<BLAKE2b of model fingerprint, scheme, format version>.bin), built
  * here once if missing (temp file, fsync, rename) and mapped read-only, so every process
  * shares one copy. progress (may be NULL) is called while building with the elements
- * done of total. NULL on error (unknown scheme, a non-finite weight, I/O). */
+ * done of total. A scheme that changes any weight changes m->fingerprint (sessions of
+ * one scheme are not another's); "bf16" of a BF16 checkpoint changes nothing. NULL on
+ * error (unknown scheme, a non-finite weight, I/O). */
 model *model_open_q(const char *dir, const char *scheme,
                     void (*progress)(void *pctx, size_t done, size_t total), void *pctx, char *err,
                     size_t errlen);

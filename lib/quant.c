@@ -395,6 +395,16 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
     for (size_t i = 0; i < nv; i++) place(&v[i], (uint8_t *)f.data, &off);
     m->qmap = (void *)f.data;
     m->qmap_size = f.size;
+    /* other weights compute other K/V and logits: the model's identity (what saved
+     * sessions are keyed by) becomes BLAKE2b(source fingerprint, scheme, version) */
+    crypto_generichash_state hs;
+    uint8_t ver[4];
+    put_le32(ver, QUANT_VERSION);
+    crypto_generichash_init(&hs, NULL, 0, sizeof m->fingerprint);
+    crypto_generichash_update(&hs, m->fingerprint, sizeof m->fingerprint);
+    crypto_generichash_update(&hs, (const uint8_t *)names[s], strlen(names[s]) + 1);
+    crypto_generichash_update(&hs, ver, 4);
+    crypto_generichash_final(&hs, m->fingerprint, sizeof m->fingerprint);
     free(v);
     free(layers0);
     return 0;
