@@ -208,15 +208,18 @@ INLINE AVX2 __m256i nibbles(const uint8_t *p) {
     return _mm256_sub_epi8(_mm256_and_si256(b, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
 }
 
-/* Q4 (w4a16): per 32-block, the 32 weights widened to f32 and scaled by the block's f16
- * scale (q*d is exact), then FMA'd into f32 accumulators: the f32 matmul of the
- * dequantized weight, as the reference. */
+/* Q4 (w4a16): per 32-block, the 32 weights widened to f32 already scaled: bytes zero-
+ * extended to int32 lanes straight from memory, the low nibble masked and the high one
+ * shifted down, and (v - 8) * d as fma(v, d, -8d), which is exact (v*d has 4 + 11
+ * significant bits). Then FMA'd into f32 accumulators: the f32 matmul of the dequantized
+ * weight, as the reference. */
 INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx,
                          int nw) {
     __m256 acc[QX][QW];
     size_t ng = in / w->group, rb = in / 2;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const uint16_t *d = (const uint16_t *)w->scales + o * ng;
+    const __m256i m15 = _mm256_set1_epi32(15);
 #pragma GCC unroll 3
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
@@ -227,13 +230,15 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w,
             for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + k / 2, _MM_HINT_T0);
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) {
-            __m256i v = nibbles(q + (size_t)b * rb + k / 2);
-            __m256 sc = _mm256_set1_ps(_cvtsh_ss(d[(size_t)b * ng + k / w->group])); /* F16C, inline */
-            __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-            __m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), sc);
-            __m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), sc);
-            __m256 w2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), sc);
-            __m256 w3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), sc);
+            const uint8_t *p = q + (size_t)b * rb + k / 2;
+            float ds = _cvtsh_ss(d[(size_t)b * ng + k / w->group]); /* F16C, inline */
+            __m256 sc = _mm256_set1_ps(ds), m8 = _mm256_set1_ps(-8 * ds);
+            __m256i a0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+            __m256i a1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+            __m256 w0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(a0, m15)), sc, m8);
+            __m256 w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(a1, m15)), sc, m8);
+            __m256 w2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(a0, 4)), sc, m8);
+            __m256 w3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(a1, 4)), sc, m8);
 #pragma GCC unroll 3
             for (int a = 0; a < nx; a++) {
                 const float *xa = x + (size_t)a * in + k;

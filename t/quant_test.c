@@ -414,7 +414,49 @@ static int cmd_kernels(void) {
     return fails ? EXIT_DATA : 0;
 }
 
+/* Decode-shaped matmuls (1 x 1024 -> 3072 and 3072 -> 1024, weights ~0.6B-layer sized,
+ * 64 MiB of copies so each call streams from DRAM) per type, interleaved, best of 7. */
+static int cmd_mmbench(int threads, int hot) {
+    char err[256];
+    pool *p = pool_new(threads, err, sizeof err);
+    if (!p) die("pool", err);
+    const kern_ops *k = kern_best();
+    enum { IN = 1024, OUT = 3072, COPIES = 24 };
+    const struct { const char *name; wq_type t; size_t g; size_t bytes; } ty[] = {
+        {"bf16", WQ_NONE, 0, IN * 2}, {"q8", WQ_Q8, 0, IN + 4}, {"q4", WQ_Q4, 32, IN / 2 + IN / 16},
+        {"8da4w", WQ_8DA4W, 32, IN / 2 + IN / 8}};
+    qweight qw[4][COPIES];
+    uint16_t *bf[COPIES];
+    for (int c = 0; c < COPIES; c++) {
+        bf[c] = xmalloc((size_t)OUT * IN * 2);
+        for (size_t i = 0; i < (size_t)OUT * IN; i++) bf[c][i] = quant_bf16(unif());
+        for (int t = 1; t < 4; t++) make_qw(&qw[t][c], ty[t].t, ty[t].g, OUT, IN, 0, 1);
+    }
+    float *x = xmalloc(IN * sizeof *x), *y = xmalloc(OUT * sizeof *y);
+    void *scratch = xmalloc(kern_qscratch(1, IN));
+    for (size_t i = 0; i < IN; i++) x[i] = unif();
+    double best[4] = {1e9, 1e9, 1e9, 1e9};
+    for (int round = 0; round < 7; round++)
+        for (int t = 0; t < 4; t++) {
+            double t0 = now_sec();
+            for (int r = 0; r < COPIES; r++) {
+                int c = hot ? 0 : r; /* hot: one copy, from the caches: the kernel's compute speed */
+                weight w = t ? (weight){WQ_DTYPE(ty[t].t), &qw[t][c]} : (weight){ST_BF16, bf[c]};
+                kern_matmul_w(k, p, y, x, w, 1, IN, OUT, scratch);
+            }
+            double dt = (now_sec() - t0) / COPIES;
+            if (dt < best[t]) best[t] = dt;
+        }
+    for (int t = 0; t < 4; t++)
+        printf("%s %s 1x%dx%d threads %d%s: %.1f us, %.1f GB/s of weights\n", k->name, ty[t].name, IN, OUT, threads,
+               hot ? " hot" : "",
+               best[t] * 1e6, (double)ty[t].bytes * OUT / best[t] / 1e9);
+    pool_free(p);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "mmbench")) return cmd_mmbench(argc > 2 ? atoi(argv[2]) : 2, argc > 3 && !strcmp(argv[3], "hot"));
     if (argc >= 2 && !strcmp(argv[1], "kernels")) return cmd_kernels();
     if (argc >= 4 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2], argv[3], argc > 4 ? atof(argv[4]) : 1e-4);
     if (argc >= 5 && !strcmp(argv[1], "logits")) return cmd_logits(argv[2], argv[3], atof(argv[4]));
