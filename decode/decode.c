@@ -23,6 +23,7 @@
 #include "backend.h"
 #include "ids.h"
 #include "model.h"
+#include "quant.h"
 #include "npy.h"
 #include "sample.h"
 #include "kvs.h"
@@ -44,6 +45,8 @@ static const char usage[] =
     "      --sampler CMD     choose tokens with CMD (run by /bin/sh): it reads a logits .npy\n"
     "                        record per step on stdin and answers one id line on stdout\n"
     "  -t, --threads N       threads (default: one per core)\n"
+    "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128 or 8da4w;\n"
+    "                      quantized once into a cache file that every later run maps\n"
     "  -v, --verbose         report tokens and speed on stderr\n"
     "      --backend NAME    where the layers run (default cpu)\n"
     "In-process sampling (the same flags and defaults as `sample`):\n"
@@ -230,17 +233,17 @@ out:
 
 int main(int argc, char **argv) {
     opts o = {.backend = "cpu", .max_tokens = 512};
-    const char *dir = NULL;
+    const char *dir = NULL, *quant = "none";
     int no_think = 0;
-    enum { O_STOP = 256, O_SAMPLER, O_BACKEND, O_STORE, O_KEY, O_SAMPLE_BASE = 512 };
+    enum { O_STOP = 256, O_SAMPLER, O_BACKEND, O_STORE, O_KEY, O_QUANT, O_SAMPLE_BASE = 512 };
     struct option lo[64] = {
         {"model", required_argument, 0, 'm'},       {"session", required_argument, 0, 'k'},
         {"max-tokens", required_argument, 0, 'n'},  {"stop", required_argument, 0, O_STOP},
         {"sampler", required_argument, 0, O_SAMPLER}, {"threads", required_argument, 0, 't'},
         {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},           {"store", required_argument, 0, O_STORE},
-        {"key", required_argument, 0, O_KEY}};
-    size_t nlo = 11;
+        {"key", required_argument, 0, O_KEY},       {"quant", required_argument, 0, O_QUANT}};
+    size_t nlo = 12;
     for (size_t i = 0; sample_flags[i].name; i++, nlo++)
         lo[nlo] = (struct option){sample_flags[i].name, sample_flags[i].has_arg ? required_argument : no_argument,
                                   0, O_SAMPLE_BASE + (int)i};
@@ -272,6 +275,13 @@ int main(int argc, char **argv) {
         case 'v': o.verbose = 1; break;
         case O_STORE: o.store = optarg; break;
         case O_KEY: o.key = optarg; break;
+        case O_QUANT:
+            if (quant_scheme_find(optarg) < 0) {
+                fprintf(stderr, "%s: --quant: '%s' is not one of: %s\n", prog, optarg, quant_names());
+                return EXIT_USAGE;
+            }
+            quant = optarg;
+            break;
         case 't':
             if (parse_long(optarg, 1, 1024, &v) < 0) {
                 fprintf(stderr, "%s: -t: want a thread count 1..1024, not '%s'\n", prog, optarg);
@@ -310,7 +320,7 @@ int main(int argc, char **argv) {
     session s;
     void *ctx = NULL;
     backend_opts bo = {o.threads, 1};
-    model *m = model_open(model_dir(dir), err, sizeof err);
+    model *m = model_open_q(model_dir(dir), quant, isatty(2) ? progress_bar : NULL, stderr, err, sizeof err);
     if (!m) goto done;
     /* Read stdin before opening the session: in `prefill -k S | sample | decode -k S` the
      * token arrives only after prefill has saved S (see prefill.c). */

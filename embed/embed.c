@@ -8,9 +8,11 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ids.h"
 #include "model.h"
+#include "quant.h"
 #include "npy.h"
 #include "util.h"
 
@@ -25,14 +27,17 @@ static const char usage[] =
     "  -m, --model DIR   Qwen3 model directory (config.json, *.safetensors);\n"
     "                    default $QWEN_MODEL, else the built-in tiny model\n"
     "      --no-ids      write only the embeddings record\n"
+    "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128 or 8da4w;\n"
+    "                      quantized once into a cache file that every later run maps\n"
     "  -h, --help        this help\n";
 
 int main(int argc, char **argv) {
-    const char *dir = NULL;
+    const char *dir = NULL, *quant = "none";
     int no_ids = 0;
-    enum { O_NOIDS = 256 };
+    enum { O_NOIDS = 256, O_QUANT };
     static const struct option lo[] = {{"model", required_argument, 0, 'm'},
                                        {"no-ids", no_argument, 0, O_NOIDS},
+        {"quant", required_argument, 0, O_QUANT},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     int c;
@@ -40,6 +45,13 @@ int main(int argc, char **argv) {
         switch (c) {
         case 'm': dir = optarg; break;
         case O_NOIDS: no_ids = 1; break;
+        case O_QUANT:
+            if (quant_scheme_find(optarg) < 0) {
+                fprintf(stderr, "%s: --quant: '%s' is not one of: %s\n", prog, optarg, quant_names());
+                return EXIT_USAGE;
+            }
+            quant = optarg;
+            break;
         case 'h': fputs(usage, stdout); return EXIT_OK;
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
@@ -56,7 +68,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", prog, err);
         return EXIT_DATA;
     }
-    model *m = model_open(dir, err, sizeof err);
+    model *m = model_open_q(dir, quant, isatty(2) ? progress_bar : NULL, stderr, err, sizeof err);
     if (!m) {
         fprintf(stderr, "%s: %s\n", prog, err);
         return EXIT_DATA;

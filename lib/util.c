@@ -172,6 +172,16 @@ int parse_long(const char *s, long lo, long hi, long *out) {
     return 0;
 }
 
+void progress_bar(void *ctx, size_t done, size_t total) {
+    FILE *f = ctx;
+    int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
+    char bar[41];
+    for (int i = 0; i < 40; i++) bar[i] = i < pct * 40 / 100 ? '#' : '.';
+    bar[40] = 0;
+    fprintf(f, "\rquantizing [%s] %3d%%%s", bar, pct, done >= total ? "\n" : "");
+    fflush(f);
+}
+
 double now_sec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -49,6 +49,11 @@ FILE *open_input(const char *path, const char **name, char *err, size_t errlen);
 /* *out = s as a whole decimal integer in [lo, hi]; -1 if s is anything else. */
 int parse_long(const char *s, long lo, long hi, long *out);
 
+/* A progress callback for long work (model_open_q's quantizing): draws "what: 42%" on the
+ * terminal stream ctx (a FILE *), rewriting the line; prints a newline when done == total.
+ * Programs pass it only when that stream is a terminal. */
+void progress_bar(void *ctx, size_t done, size_t total);
+
 /* Seconds on the monotonic clock, for timings. */
 double now_sec(void);
 

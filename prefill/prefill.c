@@ -13,10 +13,12 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "ids.h"
 #include "model.h"
+#include "quant.h"
 #include "npy.h"
 #include "kvs.h"
 #include "util.h"
@@ -37,6 +39,8 @@ static const char usage[] =
     "      --all-logits    write logits for every position: one record (n, vocab) per sequence\n"
     "                      (computes every position: no prefix reuse)\n"
     "  -t, --threads N     threads (default: one per core)\n"
+    "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128 or 8da4w;\n"
+    "                      quantized once into a cache file that every later run maps\n"
     "  -v, --verbose       report positions (computed and reused) and speed on stderr\n"
     "      --backend NAME  where the layers run (default cpu)\n"
     "  -h, --help          this help\n";
@@ -209,14 +213,15 @@ static int read_text(run *r, const opts *o, FILE *in, char *err, size_t errlen) 
 
 int main(int argc, char **argv) {
     opts o = {.backend = "cpu"};
-    const char *dir = NULL;
-    enum { O_ALL = 256, O_BACKEND, O_STORE, O_KEY };
+    const char *dir = NULL, *quant = "none";
+    enum { O_ALL = 256, O_BACKEND, O_STORE, O_KEY, O_QUANT };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'},    {"session", required_argument, 0, 'k'},
         {"all-logits", no_argument, 0, O_ALL},   {"threads", required_argument, 0, 't'},
         {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},        {"store", required_argument, 0, O_STORE},
         {"key", required_argument, 0, O_KEY},
+        {"quant", required_argument, 0, O_QUANT},
         {0, 0, 0, 0}};
     int c;
     long v;
@@ -236,6 +241,13 @@ int main(int argc, char **argv) {
         case O_BACKEND: o.backend = optarg; break;
         case O_STORE: o.store = optarg; break;
         case O_KEY: o.key = optarg; break;
+        case O_QUANT:
+            if (quant_scheme_find(optarg) < 0) {
+                fprintf(stderr, "%s: --quant: '%s' is not one of: %s\n", prog, optarg, quant_names());
+                return EXIT_USAGE;
+            }
+            quant = optarg;
+            break;
         case 'h': fputs(usage, stdout); return EXIT_OK;
         default: fputs(usage, stderr); return EXIT_USAGE;
         }
@@ -263,7 +275,8 @@ int main(int argc, char **argv) {
     int rc = EXIT_DATA;
     backend_opts bo = {o.threads, 512};
     kvs_store *st = NULL;
-    if (!(r.m = model_open(model_dir(dir), err, sizeof err))) goto done;
+    if (!(r.m = model_open_q(model_dir(dir), quant, isatty(2) ? progress_bar : NULL, stderr, err, sizeof err)))
+        goto done;
     if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_model;
     if (sess_open(st, o.session, r.m, &r.s, SESS_WRITE, err, sizeof err) < 0) goto done_store;
     if (!(r.ctx = r.b->open(r.m, &bo, err, sizeof err))) goto done_sess;

@@ -153,3 +153,24 @@ print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
     [ "$status" -eq 2 ]
     [[ "${lines[0]}" == "prefill: -k SESSION is required" ]]
 }
+
+@test "pipeline: --quant runs every scheme through embed, prefill and decode; a bad scheme is a usage error" {
+    ids=$(ref 0.6b-2l short ids)
+    want=$(ref 0.6b-2l short generated | cut -d' ' -f1-4)
+    for q in none bf16 q8 q4 8da4w; do
+        got=$(set -o pipefail; echo "$ids" | "$BIN/embed" -m "$MODELS/0.6b-2l" --quant $q |
+              "$BIN/prefill" -m "$MODELS/0.6b-2l" --quant $q -k q-$q | "$BIN/sample" --greedy |
+              "$BIN/decode" -m "$MODELS/0.6b-2l" --quant $q -k q-$q -n 4 --temp 0 --stop 999999 | tr '\n' ' ')
+        echo "$q: $got (f32 reference: $want)"
+        [ "$(echo $got | wc -w)" -eq 4 ]
+        # the weight formats that keep every bf16 weight exactly give HF's tokens
+        case $q in none|bf16) [ "$(echo $got)" = "$want" ] ;; esac
+    done
+    # a session made with one scheme is another model for the others
+    run bash -c "echo 9707 | '$BIN/prefill' -m '$MODELS/0.6b-2l' --quant q8 -k q-none"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"made by a different model"* ]]
+    run "$BIN/prefill" --quant q5 -k x
+    [ "$status" -eq 2 ]
+    [ "$output" = "prefill: --quant: 'q5' is not one of: none, bf16, q8, q4, q4g128, 8da4w" ]
+}
