@@ -15,10 +15,12 @@
  *       fake-quant reference: max|diff| <= TOL (1e-4) * max|logit| on every row.
  *   quant_test bench MODELDIR SCHEME [THREADS [PROMPT [GEN]]]
  *       prefill PROMPT (512) positions, then decode GEN (64) one by one; prints one line:
- *       "scheme S threads T pp P tok/s D tg G tok/s D" (the benchmark scripts parse it).
+ *       "scheme S threads T pp P X tok/s tg G Y tok/s cpu ms/token pp A tg B" (the benchmark
+ *       scripts parse it; cpu ms are this process's CPU time, all threads, per token).
  * Exit 1 on any failure. */
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +147,14 @@ static int cmd_logits(const char *dir, const char *scheme, double mincos) {
     return fails ? EXIT_DATA : 0;
 }
 
+/* CPU seconds of this process (all threads): on a shared machine, what the work costs
+ * whatever else runs. */
+static double cpu_sec(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 static int cmd_bench(const char *dir, const char *scheme, int threads, size_t np, size_t ng) {
     runner r;
     runner_open(&r, dir, scheme, threads, np);
@@ -154,13 +164,14 @@ static int cmd_bench(const char *dir, const char *scheme, int threads, size_t np
     if (kv_reserve(&r.kv, np + ng + 1) < 0) die("kv", "out of memory");
     feed(&r, ids, 8, x, lg, 0); /* warm up: page in the weights */
     r.kv.n = 0;
-    double t0 = now_sec();
+    double t0 = now_sec(), c0 = cpu_sec();
     feed(&r, ids, np, x, lg, 0);
-    double t1 = now_sec();
+    double t1 = now_sec(), c1 = cpu_sec();
     for (size_t i = 0; i < ng; i++) feed(&r, ids + np + i, 1, x, lg, 0);
-    double t2 = now_sec();
-    printf("scheme %s threads %d pp %zu %.2f tok/s tg %zu %.2f tok/s\n", scheme, threads, np, (double)np / (t1 - t0),
-           ng, (double)ng / (t2 - t1));
+    double t2 = now_sec(), c2 = cpu_sec();
+    printf("scheme %s threads %d pp %zu %.2f tok/s tg %zu %.2f tok/s cpu ms/token pp %.1f tg %.1f\n", scheme, threads,
+           np, (double)np / (t1 - t0), ng, (double)ng / (t2 - t1), 1e3 * (c1 - c0) / (double)np,
+           1e3 * (c2 - c1) / (double)ng);
     free(ids), free(x), free(lg);
     runner_close(&r);
     return 0;
