@@ -166,14 +166,14 @@ static AVX2 void accum(float *o, const float *p, const float *v, size_t n, size_
  * The same walk as matmul() above: slabs of W that stay in L2, tiles of QX rows of x by
  * QW rows of W, the next tile prefetched. Only the inner step differs per type. */
 
-enum { QX = 3, QW = 3 };
+enum { QX = 4, QW = 3 };
 
 /* Q8 (w8a16): 8 weights widened int8 -> f32 per step; y = scale * dot, as the reference. */
 INLINE AVX2 void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx,
                          int nw) {
     __m256 acc[QX][QW];
     const int8_t *q = (const int8_t *)w->data + o * in;
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
@@ -185,12 +185,12 @@ INLINE AVX2 void tile_q8(float *y, size_t ldy, const float *x, const qweight *w,
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) {
             __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + (size_t)b * in + k))));
-#pragma GCC unroll 3
+#pragma GCC unroll 4
             for (int a = 0; a < nx; a++)
                 acc[a][b] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)a * in + k), wv, acc[a][b]);
         }
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) {
@@ -220,7 +220,7 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w,
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const uint16_t *d = (const uint16_t *)w->scales + o * ng;
     const __m256i m15 = _mm256_set1_epi32(15);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
@@ -239,7 +239,7 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w,
             __m256 w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(a1, m15)), sc, m8);
             __m256 w2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(a0, 4)), sc, m8);
             __m256 w3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(a1, 4)), sc, m8);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
                 const float *xa = x + (size_t)a * in + k;
                 __m256 t = _mm256_fmadd_ps(_mm256_loadu_ps(xa), w0, acc[a][b]);
@@ -249,7 +249,7 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w,
             }
         }
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = hsum(acc[a][b]);
@@ -270,7 +270,7 @@ INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweig
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const float *sg = (const float *)w->scales + o * ng;
     const __m256i ones = _mm256_set1_epi16(1);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++) {
         zv[a] = _mm256_set1_epi8((char)(uint8_t)(128 + xq->zp[a]));
 #pragma GCC unroll 3
@@ -284,7 +284,7 @@ INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweig
         for (int b = 0; b < nw; b++) {
             __m256i qv = nibbles(q + (size_t)b * rb + g * 16);
             __m256 sc = _mm256_broadcast_ss(sg + (size_t)b * ng + g);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
                 __m256i u = _mm256_loadu_si256((const __m256i *)(xq->u + (size_t)a * in + g * 32));
                 __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, qv), _mm256_maddubs_epi16(zv[a], qv));
@@ -293,7 +293,7 @@ INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweig
             }
         }
     }
-#pragma GCC unroll 3
+#pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = xq->scale[a] * hsum(acc[a][b]);
@@ -321,7 +321,7 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
         else if (t == WQ_Q4) tile_q4(yt, out, xt, w, o, in, A, B);                                 \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B);                                             \
         break;
-                    T(1, 1) T(1, 2) T(1, 3) T(2, 1) T(2, 2) T(2, 3) T(3, 1) T(3, 2) T(3, 3)
+                    T(1, 1) T(1, 2) T(1, 3) T(2, 1) T(2, 2) T(2, 3) T(3, 1) T(3, 2) T(3, 3) T(4, 1) T(4, 2) T(4, 3)
 #undef T
                 }
             }
