@@ -166,7 +166,9 @@ static AVX2 void accum(float *o, const float *p, const float *v, size_t n, size_
  * The same walk as matmul() above: slabs of W that stay in L2, tiles of QX rows of x by
  * QW rows of W, the next tile prefetched. Only the inner step differs per type. */
 
-enum { QX = 4, QW = 3 };
+/* QX x 3 tiles for prefill; one row of x (decode) takes 4 rows of W at a time, more
+ * independent streams for the same registers */
+enum { QX = 4, QW = 4 };
 
 /* Q8 (w8a16): 8 weights widened int8 -> f32 per step; y = scale * dot, as the reference. */
 INLINE AVX2 void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx,
@@ -302,16 +304,16 @@ INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweig
 /* The slab/tile walk of matmul() for quantized weights; t is a constant after inlining. */
 INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                          size_t in, size_t out, size_t o0, size_t o1) {
-    size_t rowb = t == WQ_Q8 ? in : in / 2, slab = SLAB / rowb / QW * QW;
-    if (slab < QW) slab = QW;
+    size_t rowb = t == WQ_Q8 ? in : in / 2, qw = n == 1 ? 4 : 3, slab = SLAB / rowb / 12 * 12;
+    if (slab < 12) slab = 12;
     for (size_t s0 = o0; s0 < o1; s0 += slab) {
         size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
         for (size_t i = 0; i < n; i += QX) {
             int nx = n - i < QX ? (int)(n - i) : QX;
             kern_xq xi = {0};
             if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i};
-            for (size_t o = s0; o < s1; o += QW) {
-                int nw = s1 - o < QW ? (int)(s1 - o) : QW;
+            for (size_t o = s0; o < s1; o += qw) {
+                int nw = s1 - o < qw ? (int)(s1 - o) : (int)qw;
                 float *yt = y + i * out + o;
                 const float *xt = x ? x + i * in : NULL;
                 switch (nx * 8 + nw) {
@@ -321,7 +323,7 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
         else if (t == WQ_Q4) tile_q4(yt, out, xt, w, o, in, A, B);                                 \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B);                                             \
         break;
-                    T(1, 1) T(1, 2) T(1, 3) T(2, 1) T(2, 2) T(2, 3) T(3, 1) T(3, 2) T(3, 3) T(4, 1) T(4, 2) T(4, 3)
+                    T(1, 1) T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(3, 1) T(3, 2) T(3, 3) T(4, 1) T(4, 2) T(4, 3)
 #undef T
                 }
             }
