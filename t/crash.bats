@@ -17,7 +17,6 @@ teardown() {
     rm -rf "$TMP"
 }
 
-MODELS=$PWD/build/models
 SEED=${CRASH_SEED:-1}
 DEC_TRIALS=${CRASH_DECODE_TRIALS:-150} PRE_TRIALS=${CRASH_PREFILL_TRIALS:-50} SCALE=""
 case ${BIN:-bin} in
@@ -61,8 +60,8 @@ kill_after() {
     wait "$pid" 2>/dev/null || true
 }
 
-# Run trials FIRST..LAST step W (one worker's share) of TRIAL_FN, stopping at the first
-# failure; each trial prints one line of facts to $TMP/facts.W.
+# worker TRIAL_FN W COUNT: trials W, W+WORKERS, ... below COUNT, one after another,
+# stopping at the first that fails; each prints one line of facts to $TMP/facts.W.
 worker() {
     local fn=$1 w=$2 i
     for ((i = w; i < $3; i += WORKERS)); do
@@ -173,7 +172,7 @@ dec_full() {
 }
 
 # --- prefill --------------------------------------------------------------------------
-# A trial: an empty store, `prefill` of PS sequences (one commit each, 168 positions in
+# A trial: an empty store, `prefill` of 6 sequences (one commit each, 168 positions in
 # all, crossing 10 block boundaries), kill -9 at the trial's moment. Then verify passes,
 # the session ends at a sequence boundary holding exactly those sequences' ids, at least
 # as many as the logits records prefill wrote (a sequence's record is written only after
@@ -271,7 +270,8 @@ for n in (10, 45): print(" ".join(str(r.randrange(151000)) for _ in range(n)))' 
         [ "${#lines[@]}" -eq 1 ]
         enospc_line prefill "$output"
         fails=$((fails + 1))
-        # at its last commit: the first sequence, verified, nothing after the last record
+        # at its last commit: the first sequence, verified, the partial commit cut away
+        [ "$(stat -c %s "$TMP/st/sessions/s.kvs")" -eq "$(stat -c %s "$TMP/tpl/sessions/s.kvs")" ]
         [ "$("$BIN/kvstore" --store "$TMP/st" tokens s)" = "$(head -1 "$TMP/seqs")" ]
         [ "$("$BIN/kvstore" --store "$TMP/st" verify s)" = "0 problems" ]
         "$BIN/kvstore" --store "$TMP/st" info s | grep -q '^positions   10$'
