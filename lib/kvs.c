@@ -1275,7 +1275,7 @@ int kvs_list(kvs_store *st, char ***names, size_t *count, char *err, size_t errl
         (*names)[(*count)++] = nm;
     }
     closedir(d);
-    qsort(*names, *count, sizeof **names, cmp_str);
+    if (*count) qsort(*names, *count, sizeof **names, cmp_str); /* (names may be NULL when empty) */
     return 0;
 }
 
@@ -1430,7 +1430,7 @@ static int list_blocks(kvs_store *st, blockfile **out, size_t *count, char *err,
         closedir(d);
     }
     closedir(top);
-    qsort(*out, *count, sizeof **out, cmp_name);
+    if (*count) qsort(*out, *count, sizeof **out, cmp_name);
     return 0;
 }
 
@@ -1473,7 +1473,7 @@ int kvs_gc(kvs_store *st, long long max_size, kvs_gc_stats *gs, char *err, size_
     int rc = -1;
     if (list_blocks(st, &bl, &nb, err, errlen) < 0 || mark_referenced(st, bl, nb, &total, err, errlen) < 0) goto done;
     for (size_t i = 0; i < nb; i++) total += bl[i].size;
-    qsort(bl, nb, sizeof *bl, cmp_age); /* least recently used first */
+    if (nb) qsort(bl, nb, sizeof *bl, cmp_age); /* least recently used first */
     for (size_t i = 0; i < nb; i++) {
         char p[PATH_MAX];
         if (bl[i].referenced || (max_size >= 0 && total <= (size_t)max_size)) {

@@ -59,6 +59,7 @@ typedef struct {
     float *x, *logits;
     size_t x_cap, logits_cap;
     size_t pending; /* rows of logits computed but not yet written (see flush) */
+    int feed_failed; /* the error came from the model or the store, not from the input */
     size_t fed;     /* positions computed by this run */
     size_t reused;  /* positions found in the store instead */
     double secs;    /* time spent in forward() */
@@ -89,7 +90,17 @@ static int grow(float **p, size_t *cap, size_t n) {
 
 /* Run n positions whose embeddings are r->x (n, dim) and ids are ids (NULL = unknown),
  * reusing the leading blocks the store holds, and commit them. */
+static int feed_run(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen);
+
+/* feed_run, remembering that a failure is the model's or the store's (messages then name
+ * the session, not the input). */
 static int feed(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen) {
+    if (feed_run(r, o, ids, n, err, errlen) == 0) return 0;
+    r->feed_failed = 1;
+    return -1;
+}
+
+static int feed_run(run *r, const opts *o, const int32_t *ids, size_t n, char *err, size_t errlen) {
     size_t vocab = (size_t)r->m->cfg.vocab_size, dim = (size_t)r->m->cfg.dim, skip = 0;
     if (n == 0) return 0;
     if (flush(r, o, err, errlen) < 0) return -1;
@@ -292,7 +303,8 @@ int main(int argc, char **argv) {
         ok = read_text(&r, &o, in, err, sizeof err);
     }
     if (ok < 0) {
-        fprintf(stderr, "%s: %s: %s\n", prog, inname, err);
+        if (r.feed_failed) fprintf(stderr, "%s: %s\n", prog, err);
+        else fprintf(stderr, "%s: %s: %s\n", prog, inname, err);
         err[0] = 0;
     } else if (flush(&r, &o, err, sizeof err) < 0 || fflush(stdout) == EOF || ferror(stdout)) {
         snprintf(err, sizeof err, "stdout: %s", strerror(errno));
