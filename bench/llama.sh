@@ -53,6 +53,7 @@ while read -r size name dir quant gt; do
     fi
     # first use of --quant writes the quantized cache beside the model: not timed
     if [ "$quant" != - ] && [ "$has_quant" = 1 ]; then
+        rm -rf "$tmp/warm"
         echo 1 | bin/prefill -m "build/models/$dir" --quant "$quant" --store "$tmp/warm" -k warm -t "$T" > /dev/null
     fi
 done < "$tmp/rows"
