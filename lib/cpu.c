@@ -20,6 +20,7 @@ typedef struct {
      * widen them): [l] -> attn (dim), ffn (dim), q (head_dim), k (head_dim) */
     float *norms;
     float *final_norm; /* (dim) */
+    float *norm_bias;  /* [l] -> attn (dim), ffn (dim): msModelSlim's anti-outlier bias, or NULL */
     /* scratch, (max_batch, ...) each */
     float *xb;    /* (B, dim) normed input, then a projection back to dim */
     float *q;     /* (B, n_heads*head_dim) */
@@ -52,6 +53,7 @@ static void cpu_close(void *ctx) {
     if (!c) return;
     pool_free(c->pool);
     free(c->norms);
+    free(c->norm_bias);
     free(c->xb);
     free(c->q);
     free(c->att);
@@ -109,7 +111,17 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         goto oom;
     size_t widest = dim > qdim ? dim : qdim;
     widest = widest > hidden ? widest : hidden;
-    if (posix_memalign(&c->qscratch, 64, kern_qscratch(B, widest))) {
+    size_t qs = kern_qscratch(B, widest);
+    for (int l = 0; l <= cf->n_layers; l++) { /* WQ_FMT weights say what scratch they need */
+        const layer_weights *lw = &m->layers[l < cf->n_layers ? l : 0];
+        const weight *ws[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
+        for (size_t i = 0; i < 7; i++) {
+            const weight *w = l < cf->n_layers ? ws[i] : &m->lm_head;
+            const qweight *q = w->data;
+            if (weight_q(*w) == WQ_FMT && q->fmt->scratch && q->fmt->scratch(q, B) > qs) qs = q->fmt->scratch(q, B);
+        }
+    }
+    if (posix_memalign(&c->qscratch, 64, qs)) {
         c->qscratch = NULL;
         goto oom;
     }
@@ -122,6 +134,13 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         widen_all(nl + 2 * dim + hd, lw->k_norm, hd);
     }
     c->final_norm = c->norms + npl * (size_t)cf->n_layers;
+    for (int l = 0; l < cf->n_layers; l++) {
+        const layer_weights *lw = &m->layers[l];
+        if (!lw->attn_norm_bias.data && !lw->ffn_norm_bias.data) continue;
+        if (!c->norm_bias && !(c->norm_bias = calloc(2 * dim * (size_t)cf->n_layers, sizeof(float)))) goto oom;
+        if (lw->attn_norm_bias.data) widen_all(c->norm_bias + 2 * dim * (size_t)l, lw->attn_norm_bias, dim);
+        if (lw->ffn_norm_bias.data) widen_all(c->norm_bias + 2 * dim * (size_t)l + dim, lw->ffn_norm_bias, dim);
+    }
     widen_all(c->final_norm, m->final_norm, dim);
     kern_rope_freqs(cf, c->inv_freq, &c->rope_scale);
     if (!(c->pool = pool_new(o->n_threads, err, errlen))) {
@@ -143,6 +162,11 @@ static void mm(cpu *c, float *y, const float *x, weight w, size_t n, size_t in, 
     kern_matmul_w(c->k, c->pool, y, x, w, n, in, out, c->qscratch);
 }
 
+/* x[n,dim] += b[dim] on every row (the anti-outlier norm bias). */
+static void add_rows(float *x, const float *b, size_t n, size_t dim) {
+    for (size_t i = 0; i < n; i++) kern_add(x + i * dim, b, dim);
+}
+
 /* One decoder layer over x (n, dim) at positions kv->n .. kv->n+n-1 (see backend.h). */
 static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, size_t errlen) {
     const qwen_config *cf = &c->m->cfg;
@@ -156,8 +180,11 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     float *kr = kv->k[l] + pos0 * kv_dim, *vr = kv->v[l] + pos0 * kv_dim;
     const kern_ops *k = c->k;
 
+    const float *bias = c->norm_bias ? c->norm_bias + 2 * dim * (size_t)l : NULL;
+
     /* attention */
     kern_rmsnorm(c->xb, x, norms, n, dim, cf->rms_eps);
+    if (bias) add_rows(c->xb, bias, n, dim);
     mm(c, c->q, c->xb, w->wq, n, dim, qdim);
     mm(c, kr, c->xb, w->wk, n, dim, kv_dim);
     mm(c, vr, c->xb, w->wv, n, dim, kv_dim);
@@ -176,6 +203,7 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
 
     /* SwiGLU MLP */
     kern_rmsnorm(c->xb, x, norms + dim, n, dim, cf->rms_eps);
+    if (bias) add_rows(c->xb, bias + dim, n, dim);
     mm(c, c->hb, c->xb, w->w_gate, n, dim, hidden);
     mm(c, c->hb2, c->xb, w->w_up, n, dim, hidden);
     kern_swiglu(c->hb, c->hb, c->hb2, n * hidden);

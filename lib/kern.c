@@ -265,6 +265,22 @@ static void qmatmul_task(void *arg, int i, int nt) {
 
 static size_t up64(size_t x) { return (x + 63) / 64 * 64; }
 
+/* A WQ_FMT weight: the format's own matmul, output rows split over the threads. */
+typedef struct {
+    const qweight *w;
+    float *y;
+    const float *x;
+    const void *scratch;
+    size_t n, out;
+} fmt_job;
+
+static void fmt_task(void *arg, int i, int nt) {
+    const fmt_job *j = arg;
+    size_t lo, hi;
+    pool_split(j->out, 16, i, nt, &lo, &hi);
+    if (lo < hi) j->w->fmt->matmul(j->y, j->x, j->scratch, j->w, j->n, j->out, lo, hi);
+}
+
 size_t kern_qscratch(size_t n, size_t in) { return 2 * up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)); }
 
 /* k's kernel for t, else the best variant below k that has one (generic has all). */
@@ -285,6 +301,12 @@ void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight 
         return;
     }
     const qweight *w = wt.data;
+    if (w->q == WQ_FMT) {
+        if (w->fmt->prep) w->fmt->prep(w, x, n, scratch);
+        fmt_job fj = {w, y, x, scratch, n, out};
+        pool_run(n * in * out < 32768 ? NULL : p, fmt_task, &fj);
+        return;
+    }
     kern_xq xq = {0};
     if (w->q == WQ_8DA4W) {
         uint8_t *s = scratch;

@@ -67,7 +67,8 @@ size_t kern_qscratch(size_t n, size_t in);
 
 /* kern_matmul for any weight: F32/F16/BF16 is exactly kern_matmul; a quantized weight
  * goes to k's qmatmul (8da4w first quantizes x into scratch, kern_qscratch(n, in) bytes,
- * 64-byte aligned). */
+ * 64-byte aligned); a WQ_FMT weight to its format's prep and matmul (scratch: at least
+ * w->fmt->scratch(w, n) bytes, 64-byte aligned). */
 void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                    size_t in, size_t out, void *scratch);
 

@@ -210,7 +210,7 @@ int cfg_load(const char *dir, qwen_config *c, char *err, size_t errlen) {
 }
 
 /* Point w at tensor name, which must be F32/F16/BF16, shaped [d0] (d1 == 0) or [d0, d1]. */
-static int bind(const model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
+int model_bind(const model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
     const st_tensor *t = st_find(m->st, name);
     if (!t) return seterr(err, errlen, "tensor %s: missing", name);
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
@@ -253,36 +253,22 @@ static int bind_layer(model *m, int l, char *err, size_t errlen) {
     for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
         char name[128];
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, t[i].name);
-        if (bind(m, name, t[i].d0, t[i].d1, t[i].w, err, errlen) < 0) return -1;
+        if (model_bind(m, name, t[i].d0, t[i].d1, t[i].w, err, errlen) < 0) return -1;
     }
     return 0;
 }
 
-model *model_open(const char *dir, char *err, size_t errlen) {
-    model *m = calloc(1, sizeof *m);
+int model_open_hf_base(model *m, const char *dir, char *err, size_t errlen) {
     size_t len = 0;
-    char *json = NULL;
-    if (!m || !(m->dir = strdup(dir))) {
-        seterr(err, errlen, "%s: out of memory", dir);
-        goto fail;
+    char *json = read_config(dir, &len, err, errlen);
+    if (!json || cfg_parse(json, len, &m->cfg, err, errlen) < 0 || !(m->st = st_open(dir, err, errlen))) {
+        free(json);
+        return -1;
     }
-    if (!(json = read_config(dir, &len, err, errlen)) || cfg_parse(json, len, &m->cfg, err, errlen) < 0 ||
-        !(m->st = st_open(dir, err, errlen)))
-        goto fail;
-    const qwen_config *c = &m->cfg;
-    size_t V = (size_t)c->vocab_size, dim = (size_t)c->dim;
-    if (!(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {
-        seterr(err, errlen, "%s: out of memory", dir);
-        goto fail;
+    if (!(m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers))) {
+        free(json);
+        return seterr(err, errlen, "%s: out of memory", dir);
     }
-    if (bind(m, "model.embed_tokens.weight", V, dim, &m->embed, err, errlen) < 0 ||
-        bind(m, "model.norm.weight", dim, 0, &m->final_norm, err, errlen) < 0)
-        goto fail;
-    for (int l = 0; l < c->n_layers; l++)
-        if (bind_layer(m, l, err, errlen) < 0) goto fail;
-    /* tied: any lm_head.weight in the file is ignored, as mlx-lm and ExecuTorch do */
-    if (c->tie_embeddings) m->lm_head = m->embed;
-    else if (bind(m, "lm_head.weight", V, dim, &m->lm_head, err, errlen) < 0) goto fail;
     /* identity = the config's exact bytes and every header: any change to either is
      * another model as far as saved sessions are concerned */
     uint8_t hh[32];
@@ -293,11 +279,54 @@ model *model_open(const char *dir, char *err, size_t errlen) {
     crypto_generichash_update(&hs, hh, sizeof hh);
     crypto_generichash_final(&hs, m->fingerprint, sizeof m->fingerprint);
     free(json);
+    return 0;
+}
+
+/* A Hugging Face directory: config.json and F32/F16/BF16 safetensors. */
+static int open_hf(model *m, const char *dir, char *err, size_t errlen) {
+    if (model_open_hf_base(m, dir, err, errlen) < 0) return -1;
+    const qwen_config *c = &m->cfg;
+    size_t V = (size_t)c->vocab_size, dim = (size_t)c->dim;
+    if (model_bind(m, "model.embed_tokens.weight", V, dim, &m->embed, err, errlen) < 0 ||
+        model_bind(m, "model.norm.weight", dim, 0, &m->final_norm, err, errlen) < 0)
+        return -1;
+    for (int l = 0; l < c->n_layers; l++)
+        if (bind_layer(m, l, err, errlen) < 0) return -1;
+    /* tied: any lm_head.weight in the file is ignored, as mlx-lm and ExecuTorch do */
+    if (c->tie_embeddings) m->lm_head = m->embed;
+    else if (model_bind(m, "lm_head.weight", V, dim, &m->lm_head, err, errlen) < 0) return -1;
+    return 0;
+}
+
+/* The layouts model_open knows besides a Hugging Face directory, asked in this order. */
+static const model_format *const formats[] = {
+    NULL,
+};
+
+const char *model_formats(void) {
+    static char names[256];
+    if (!names[0]) {
+        strcpy(names, "safetensors (Hugging Face)");
+        for (size_t i = 0; formats[i]; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), ", %s", formats[i]->name);
+    }
+    return names;
+}
+
+model *model_open(const char *dir, char *err, size_t errlen) {
+    model *m = calloc(1, sizeof *m);
+    if (!m || !(m->dir = strdup(dir))) {
+        seterr(err, errlen, "%s: out of memory", dir);
+        model_close(m);
+        return NULL;
+    }
+    for (size_t i = 0; formats[i] && !m->format; i++)
+        if (formats[i]->detect(dir)) m->format = formats[i];
+    if ((m->format ? m->format->open(m, dir, err, errlen) : open_hf(m, dir, err, errlen)) < 0) {
+        model_close(m);
+        return NULL;
+    }
     return m;
-fail:
-    free(json);
-    model_close(m);
-    return NULL;
 }
 
 model *model_open_q(const char *dir, const char *scheme, void (*progress)(void *, size_t, size_t), void *pctx,
@@ -314,6 +343,7 @@ model *model_open_q(const char *dir, const char *scheme, void (*progress)(void *
 
 void model_close(model *m) {
     if (!m) return;
+    if (m->format && m->format->close) m->format->close(m);
     if (m->qmap) {
         mapped f = {m->qmap, m->qmap_size};
         unmap_file(&f);
@@ -354,6 +384,12 @@ float weight_get(weight w, size_t i) {
     if (weight_q(w) != WQ_NONE) r = i / q->in, k = i % q->in;
     switch (weight_q(w)) {
     case WQ_NONE: break;
+    case WQ_FMT: {
+        float *row = malloc(q->in * sizeof *row), v = NAN;
+        if (row) q->fmt->row(q, r, row), v = row[k];
+        free(row);
+        return v;
+    }
     case WQ_Q8:
     case WQ_E8: return (float)((const int8_t *)q->data)[i] * ((const float *)q->scales)[r];
     case WQ_Q4:
@@ -377,6 +413,11 @@ int model_embed(const model *m, const int32_t *ids, size_t n, float *out, char *
         if (ids[t] < 0 || ids[t] >= m->cfg.vocab_size)
             return seterr(err, errlen, "token id %d out of range [0, %d)", (int)ids[t], m->cfg.vocab_size);
         float *o = out + t * dim;
+        if (weight_q(m->embed) == WQ_FMT) {
+            const qweight *qw = m->embed.data;
+            qw->fmt->row(qw, (size_t)ids[t], o);
+            continue;
+        }
         if (weight_q(m->embed) == WQ_E8) { /* torchao's dequantize: q * scale in f32 */
             const qweight *qw = m->embed.data;
             const int8_t *q = (const int8_t *)qw->data + (size_t)ids[t] * dim;

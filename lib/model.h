@@ -43,8 +43,10 @@ typedef struct {
  *   WQ_8DA4W int4 [rows, in] in blocks of 32, f32 scale per 32 (torchao), x int8 per token
  *   WQ_E8    int8 [rows, in], f32 scale per row (8da4w's embedding; never a matmul)
  * (Two fields only, so that {dtype, data} initializers elsewhere stay complete.) */
-typedef enum { WQ_NONE, WQ_Q8, WQ_Q4, WQ_8DA4W, WQ_E8, WQ_N } wq_type;
+typedef enum { WQ_NONE, WQ_Q8, WQ_Q4, WQ_8DA4W, WQ_E8, WQ_FMT, WQ_N } wq_type;
 #define WQ_DTYPE(t) ((st_dtype)(ST_OTHER + (t)))
+
+typedef struct wfmt wfmt;
 
 typedef struct {
     wq_type q;
@@ -52,7 +54,28 @@ typedef struct {
     const void *scales; /* f32 [rows] (Q8, E8), f16 [rows, in/group] (Q4), f32 [rows, in/32] (8DA4W) */
     size_t group;       /* elements per scale (Q4: 32 or 128; 8DA4W: 32) */
     size_t in;          /* elements per row */
+    const wfmt *fmt;    /* WQ_FMT: the format's math (below); aux is its per-weight descriptor */
+    const void *aux;
 } qweight;
+
+/* WQ_FMT: a weight as another runtime's checkpoint stores it (MLX affine, GGUF blocks,
+ * msModelSlim W8A8..., ...). Such a format defines its own arithmetic, so it brings it,
+ * as plain C, exact to its definition; the CPU backend calls it through kern_matmul_w.
+ * in = q->in, out = the weight's rows. */
+struct wfmt {
+    const char *name;
+    /* Bytes of scratch prep needs for n rows of x (0 if it needs none). */
+    size_t (*scratch)(const qweight *w, size_t n);
+    /* Once per matmul, before the output rows are split over threads (e.g. quantize x
+     * per token into scratch). May be NULL. */
+    void (*prep)(const qweight *w, const float *x, size_t n, void *scratch);
+    /* y[n,out] = x[n,in] @ W^T as the format defines it, output columns [o0, o1) only;
+     * scratch as prep left it. Called from several threads at once on disjoint columns. */
+    void (*matmul)(float *y, const float *x, const void *scratch, const qweight *w, size_t n, size_t out,
+                   size_t o0, size_t o1);
+    /* Row r dequantized to f32 out[in] (embedding lookup, weight_get, tests). */
+    void (*row)(const qweight *w, size_t r, float *out);
+};
 
 typedef struct {
     st_dtype dtype;   /* ST_F32, ST_F16, ST_BF16, or WQ_DTYPE(t) */
@@ -73,6 +96,9 @@ typedef struct {
     weight q_norm;      /* (head_dim) */
     weight k_norm;      /* (head_dim) */
     weight ffn_norm;    /* (dim) post_attention_layernorm */
+    /* (dim) or absent (data NULL): the bias msModelSlim's anti-outlier pass adds to the
+     * norms (y = rmsnorm(x) * w + b) */
+    weight attn_norm_bias, ffn_norm_bias;
     weight w_gate;      /* (hidden_dim, dim) */
     weight w_up;        /* (hidden_dim, dim) */
     weight w_down;      /* (dim, hidden_dim) */
@@ -92,7 +118,32 @@ typedef struct {
     void *qmap;         /* the mapped cache file of quantized weights, or NULL */
     size_t qmap_size;
     qweight *qw;        /* the quantized weights' descriptors (weights point at them) */
+    const struct model_format *format; /* NULL: a Hugging Face safetensors directory */
+    void *fmt_ctx;      /* the format's own state (freed by format->close) */
 } model;
+
+/* A checkpoint layout other than a Hugging Face safetensors directory (GGUF, MLX,
+ * msModelSlim, torchao export, an ax-llm directory). model_open asks each in turn
+ * (model.c's table) whether path is one of its, and lets the first that says yes fill m:
+ * cfg, every weight (F32/F16/BF16, or WQ_FMT with the format's own math), fingerprint. */
+typedef struct model_format {
+    const char *name;
+    /* 1 if path is this format (cheap: a file name, a magic, a config key), else 0 */
+    int (*detect)(const char *path);
+    /* fill m (m->dir is set); 0, or -1 with err naming the file or tensor */
+    int (*open)(model *m, const char *path, char *err, size_t errlen);
+    void (*close)(model *m); /* frees m->fmt_ctx; may be NULL */
+} model_format;
+
+/* Helpers for formats that are safetensors directories underneath (MLX, msModelSlim,
+ * torchao): read dir/config.json into m->cfg, open the safetensors, allocate m->layers,
+ * and set m->fingerprint from the config and headers, as model_open does. */
+int model_open_hf_base(model *m, const char *dir, char *err, size_t errlen);
+/* Point w at a F32/F16/BF16 tensor name shaped [d0] (d1 == 0) or [d0, d1] (model_open's
+ * own binder: missing, dtype and shape are errors naming the tensor). */
+int model_bind(const model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen);
+/* The format names model_open knows, for --help ("safetensors, gguf, ..."). */
+const char *model_formats(void);
 
 /* Parse dir/config.json. Missing or absurd fields are errors naming the field. */
 int cfg_load(const char *dir, qwen_config *c, char *err, size_t errlen);

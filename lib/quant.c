@@ -353,6 +353,7 @@ out:
 int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void *pctx, char *err, size_t errlen) {
     if (s < 0 || s >= QS_N) return seterr(err, errlen, "quantize: no scheme %d", s);
     if (s == QS_NONE) return 0;
+    if (m->format) return seterr(err, errlen, "quantize %s: %s is a %s checkpoint, already in its own format", names[s], m->dir, m->format->name);
     const qwen_config *c = &m->cfg;
     size_t g = s == QS_Q4G128 ? 128 : 32;
     if (s != QS_BF16 && ((size_t)c->dim % g || (size_t)c->hidden_dim % g || (size_t)c->n_heads * c->head_dim % g))
