@@ -229,10 +229,11 @@ static int by_name(const void *a, const void *b) {
     return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
 }
 
-/* Names of the shards in dir/model.safetensors.index.json, sorted (shard order: HF names
- * them model-0000k-of-0000n), with the weight_map kept for the cross-check. */
-static int read_index(const char *path, cJSON **index, shard **shards, size_t *n_shards, char *err, size_t errlen) {
-    const char *fn = "model.safetensors.index.json";
+/* Names of the shards in the index file fn (dir/model.safetensors.index.json), sorted
+ * (shard order: HF names them model-0000k-of-0000n), with the weight_map kept for the
+ * cross-check. */
+static int read_index(const char *path, const char *fn, cJSON **index, shard **shards, size_t *n_shards, char *err,
+                      size_t errlen) {
     mapped m;
     if (map_file(path, &m, err, errlen) < 0) return -1;
     *index = cJSON_ParseWithLength((const char *)m.data, m.size);
@@ -268,22 +269,21 @@ static int read_index(const char *path, cJSON **index, shard **shards, size_t *n
 
 /* The index and the headers agree: each weight_map entry is a tensor of the shard it names.
  * Tensors the map does not list are kept; nothing depends on the map being complete. */
-static int check_index(const st_file *f, const cJSON *index, char *err, size_t errlen) {
+static int check_index(const st_file *f, const char *fn, const cJSON *index, char *err, size_t errlen) {
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(index, "weight_map"), *e;
     cJSON_ArrayForEach(e, wm) if (!st_find(f, e->string))
-        return seterr(err, errlen, "model.safetensors.index.json: tensor %s: not in %s", e->string, e->valuestring);
+        return seterr(err, errlen, "%s: tensor %s: not in %s", fn, e->string, e->valuestring);
     return 0;
 }
 
 /* A tensor that the index places in another shard than the one holding it. */
-static int check_placement(const cJSON *index, const shard *s, const st_tensor *t, size_t n, char *err,
-                           size_t errlen) {
+static int check_placement(const char *fn, const cJSON *index, const shard *s, const st_tensor *t, size_t n,
+                           char *err, size_t errlen) {
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(index, "weight_map");
     for (size_t i = 0; i < n; i++) {
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(wm, t[i].name);
         if (e && strcmp(e->valuestring, s->name))
-            return seterr(err, errlen, "model.safetensors.index.json: tensor %s: in %s, not in %s", t[i].name,
-                          s->name, e->valuestring);
+            return seterr(err, errlen, "%s: tensor %s: in %s, not in %s", fn, t[i].name, s->name, e->valuestring);
     }
     return 0;
 }
@@ -298,22 +298,25 @@ static const char *shard_of(const st_file *f, const st_tensor *t) {
     return "?";
 }
 
-st_file *st_open(const char *dir, char *err, size_t errlen) {
+st_file *st_open(const char *dir, char *err, size_t errlen) { return st_open_named(dir, "model.safetensors", err, errlen); }
+
+st_file *st_open_named(const char *dir, const char *base, char *err, size_t errlen) {
     st_file *f = calloc(1, sizeof *f);
     cJSON *index = NULL, **hdrs = NULL;
-    size_t n_hdrs = 0, pl = strlen(dir) + 64;
-    char *path = malloc(pl);
+    size_t n_hdrs = 0, pl = strlen(dir) + strlen(base) + 64;
+    char *path = malloc(pl), idx[256];
     if (!f || !path) goto oom;
-    snprintf(path, pl, "%s/model.safetensors.index.json", dir);
+    snprintf(idx, sizeof idx, "%s.index.json", base);
+    snprintf(path, pl, "%s/%s", dir, idx);
     if (access(path, F_OK) == 0) {
-        if (read_index(path, &index, &f->shards, &f->n_shards, err, errlen) < 0) goto fail;
+        if (read_index(path, idx, &index, &f->shards, &f->n_shards, err, errlen) < 0) goto fail;
     } else {
-        snprintf(path, pl, "%s/model.safetensors", dir);
+        snprintf(path, pl, "%s/%s", dir, base);
         if (access(path, F_OK) < 0) {
-            seterr(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
+            seterr(err, errlen, "%s: no %s or %s", dir, base, idx);
             goto fail;
         }
-        if (!(f->shards = calloc(1, sizeof *f->shards)) || !(f->shards[0].name = strdup("model.safetensors"))) goto oom;
+        if (!(f->shards = calloc(1, sizeof *f->shards)) || !(f->shards[0].name = strdup(base))) goto oom;
         f->n_shards = 1;
     }
     if (!(hdrs = calloc(f->n_shards, sizeof *hdrs))) goto oom;
@@ -330,7 +333,7 @@ st_file *st_open(const char *dir, char *err, size_t errlen) {
         size_t n = 0;
         st_tensor *t = f->tensors + f->n_tensors;
         if (parse_shard(&f->shards[i], hdrs[i], t, &n, err, errlen) < 0 ||
-            (index && check_placement(index, &f->shards[i], t, n, err, errlen) < 0))
+            (index && check_placement(idx, index, &f->shards[i], t, n, err, errlen) < 0))
             goto fail;
         for (size_t j = 0; j < n; j++) { /* own the names before the tree goes */
             size_t l = strlen(t[j].name) + 1;
@@ -348,7 +351,7 @@ st_file *st_open(const char *dir, char *err, size_t errlen) {
             else seterr(err, errlen, "tensor %s: in both %s and %s", f->tensors[i].name, a, b);
             goto fail;
         }
-    if (index && check_index(f, index, err, errlen) < 0) goto fail;
+    if (index && check_index(f, idx, index, err, errlen) < 0) goto fail;
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, NULL, 0, sizeof f->header_hash);
     for (size_t i = 0; i < f->n_shards; i++)

@@ -25,6 +25,9 @@ typedef struct st_file st_file;
 
 /* Open dir/model.safetensors, or every shard of dir/model.safetensors.index.json. */
 st_file *st_open(const char *dir, char *err, size_t errlen);
+/* The same for another file name: dir/<base>.index.json and its shards, else dir/<base>
+ * (msModelSlim writes quant_model_weight_w8a8.safetensors, ...). */
+st_file *st_open_named(const char *dir, const char *base, char *err, size_t errlen);
 void st_close(st_file *f);
 
 /* The tensor called name, or NULL. */
