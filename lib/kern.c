@@ -23,6 +23,17 @@ static int has_f16c(void) {
 }
 #endif
 
+/* The AArch64 variants (kern_neon.c): Advanced SIMD is in every AArch64 CPU; the
+ * dot-product extension (SDOT) is asked of the kernel's hwcaps. */
+#if defined(__aarch64__)
+#define KERN_ARM 1
+#include <sys/auxv.h>
+extern const kern_ops kern_neon, kern_neon_dot;
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#endif
+
 float kern_bf16(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;
@@ -210,6 +221,10 @@ size_t kern_variants(const kern_ops **v, size_t max) {
     if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
         v[n++] = &kern_avx2;
     if (n < max && __builtin_cpu_supports("avx512f")) v[n++] = &kern_avx512;
+#endif
+#ifdef KERN_ARM
+    if (n < max) v[n++] = &kern_neon;
+    if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) v[n++] = &kern_neon_dot;
 #endif
     return n;
 }

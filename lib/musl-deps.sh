@@ -15,15 +15,40 @@
 # installed last because the Makefile checks for it alone. Sources are unpacked and
 # built in a temporary directory beside MUSL_PREFIX (outside git), removed on success
 # and kept, with its logs, on failure.
+#
+# ARCH=aarch64 (on an x86 host) cross-builds the same three libraries for aarch64 into
+# MUSL_PREFIX (default ~/.cache/qwen3-pipe/musl-aarch64), and musl itself first: Debian
+# has no aarch64 musl for an amd64 host short of multiarch (dpkg --add-architecture
+# arm64, a second package index, musl-dev:arm64 beside the cross gcc), which CI
+# containers do not always allow; musl's own configure cross-builds it from Debian's
+# source package with Debian's aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu) in about a
+# minute and writes the musl-gcc wrapper and specs that the Makefile then uses as CC.
 
 set -eu
 
 prog=musl-deps
-MUSL_PREFIX=${MUSL_PREFIX:-$HOME/.cache/qwen3-pipe/musl}
+HOSTARCH=$(uname -m)
+ARCH=${ARCH:-$HOSTARCH}
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 say() { echo "$prog: $*" >&2; }
 die() { echo "$prog: error: $*" >&2; exit 1; }
+
+# cross: the target triplet prefix of Debian's cross gcc, empty for a native build.
+if [ "$ARCH" = "$HOSTARCH" ]; then
+	cross=
+	MUSL_PREFIX=${MUSL_PREFIX:-$HOME/.cache/qwen3-pipe/musl}
+	musl_cc=musl-gcc
+	tools="musl-gcc:musl-tools"
+else
+	case $ARCH in
+	aarch64) cross=aarch64-linux-gnu ;;
+	*) die "ARCH=$ARCH: cross builds are for aarch64 (from an x86-64 host)" ;;
+	esac
+	MUSL_PREFIX=${MUSL_PREFIX:-$HOME/.cache/qwen3-pipe/musl-$ARCH}
+	musl_cc=$MUSL_PREFIX/bin/musl-gcc
+	tools="$cross-gcc:gcc-$cross"
+fi
 
 have_lib() { [ -f "$MUSL_PREFIX/lib/$1" ] && [ -f "$MUSL_PREFIX/include/$2" ]; }
 
@@ -38,7 +63,7 @@ root=false
 
 # Debian packages the build needs, as command:package.
 missing=
-for cp in musl-gcc:musl-tools dpkg-source:dpkg-dev make:make autoreconf:autoconf \
+for cp in $tools dpkg-source:dpkg-dev make:make autoreconf:autoconf \
 	aclocal:automake libtoolize:libtool; do
 	command -v "${cp%%:*}" >/dev/null || missing="$missing ${cp#*:}"
 done
@@ -116,8 +141,30 @@ fetch() {
 	echo "$dir"
 }
 
-export CC=musl-gcc CFLAGS="-O2 -fPIC" CPPFLAGS="-I$MUSL_PREFIX/include" LDFLAGS="-L$MUSL_PREFIX/lib"
 start=$(date +%s)
+
+# musl for a cross target: libc.a, crt files, headers, and bin/musl-gcc (a wrapper
+# around the cross gcc with musl's specs) into MUSL_PREFIX.
+if [ -n "$cross" ] && { ! [ -x "$musl_cc" ] || ! [ -f "$MUSL_PREFIX/lib/libc.a" ]; }; then
+	say "musl ($ARCH): fetching source"
+	d=$(fetch musl)
+	say "musl ($ARCH): configuring and building (-j$JOBS)"
+	(cd "$d" && run "musl configure" ./configure --prefix="$MUSL_PREFIX" \
+		--target="$cross" CROSS_COMPILE="$cross-" CC="$cross-gcc" \
+		--disable-shared --enable-wrapper=gcc &&
+		run "musl make" make -j"$JOBS" && run "musl install" make install)
+	[ -x "$musl_cc" ] || die "musl install left no $musl_cc"
+fi
+
+# --host makes autoconf cross-compile (and not try to run what it builds).
+# The cross binutils archive the objects (the host's may not know their ELF machine).
+host=
+if [ -n "$cross" ]; then
+	host="--host=$ARCH-linux-musl"
+	export AR="$cross-ar" RANLIB="$cross-ranlib"
+fi
+
+export CC="$musl_cc" CFLAGS="-O2 -fPIC" CPPFLAGS="-I$MUSL_PREFIX/include" LDFLAGS="-L$MUSL_PREFIX/lib"
 
 # cJSON: one C file; compiled directly rather than through its CMake build.
 if ! have_lib libcjson.a cjson/cJSON.h; then
@@ -125,7 +172,7 @@ if ! have_lib libcjson.a cjson/cJSON.h; then
 	d=$(fetch cjson)
 	say "cjson: building"
 	run "cjson build" $CC -O2 -fPIC -std=c89 -c -o "$d/cJSON.o" "$d/cJSON.c"
-	run "cjson archive" ar rcs "$d/libcjson.a" "$d/cJSON.o"
+	run "cjson archive" "${AR:-ar}" rcs "$d/libcjson.a" "$d/cJSON.o"
 	mkdir -p "$MUSL_PREFIX/include/cjson"
 	cp "$d/cJSON.h" "$MUSL_PREFIX/include/cjson/cJSON.h"
 	cp "$d/libcjson.a" "$MUSL_PREFIX/lib/libcjson.a"
@@ -136,7 +183,8 @@ if ! have_lib libmicrohttpd.a microhttpd.h; then
 	say "libmicrohttpd: fetching source"
 	d=$(fetch libmicrohttpd)
 	say "libmicrohttpd: configuring"
-	(cd "$d" && run "libmicrohttpd configure" ./configure --prefix="$MUSL_PREFIX" \
+	# shellcheck disable=SC2086 # $host is empty or one word
+	(cd "$d" && run "libmicrohttpd configure" ./configure --prefix="$MUSL_PREFIX" $host \
 		--disable-shared --enable-static --disable-https --without-gnutls \
 		--disable-curl --disable-doc --disable-examples --disable-tools \
 		--disable-nls --disable-dependency-tracking)
@@ -152,7 +200,7 @@ if ! have_lib libsodium.a sodium.h; then
 	d=$(fetch libsodium)
 	say "libsodium: autoreconf and configure"
 	(cd "$d" && run "libsodium autoreconf" autoreconf -fi &&
-		run "libsodium configure" ./configure --prefix="$MUSL_PREFIX" \
+		run "libsodium configure" ./configure --prefix="$MUSL_PREFIX" $host \
 		--disable-shared --enable-static --disable-pie --disable-dependency-tracking)
 	say "libsodium: building (-j$JOBS)"
 	(cd "$d" && run "libsodium make" make -j"$JOBS" -C src &&

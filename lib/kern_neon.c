@@ -1,0 +1,372 @@
+/* kern_neon: the matmul and attention's inner loops for AArch64 Advanced SIMD, in two
+ * variants: "neon" (every AArch64 CPU: Advanced SIMD is part of the base ISA) and
+ * "neon-dot", the same but with 8da4w's integer dots on SDOT (the dot-product extension,
+ * ARMv8.2 and later; kern_variants() asks getauxval for HWCAP_ASIMDDP). SDOT is written as
+ * one inline instruction, so the file builds with the base aarch64 flags and no compiler
+ * ever emits it elsewhere.
+ *
+ * The walk is kern_avx2.c's (read its notes): tiles of NX rows of x by NW rows of W, W
+ * in slabs of ~256 KiB that stay in L2 while every row of x passes; each W vector is
+ * widened to f32 once per tile and used NX times. 4x4 tiles: 16 accumulators of 4 floats
+ * plus the widened W fit the 32 vector registers. Each y element is one accumulator
+ * summed the same way whatever the tile's shape, so results do not depend on how rows
+ * are split between threads or how many positions come at once. Widening is exact
+ * (bf16: shift left 16; f16: FCVTL; int8: SXTL then SCVTF), so only the order of the f32
+ * adds differs from the generic kernels. */
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include <stdint.h>
+
+#include "kern.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum { NX = 4, NW = 4, SLAB = 256 * 1024 };
+
+INLINE float32x4_t load_w(const void *w, st_dtype t, size_t k) {
+    if (t == ST_F32) return vld1q_f32((const float *)w + k);
+    uint16x4_t h = vld1_u16((const uint16_t *)w + k);
+    if (t == ST_F16) return vcvt_f32_f16(vreinterpret_f16_u16(h));
+    return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+}
+
+INLINE float widen(const void *w, st_dtype t, size_t k) {
+    if (t == ST_F32) return ((const float *)w)[k];
+    if (t == ST_F16) return kern_f16(((const uint16_t *)w)[k]);
+    return kern_bf16(((const uint16_t *)w)[k]);
+}
+
+/* y[a*ldy + b] = x row a . W row b, for a < nx, b < nw (constants after inlining). */
+INLINE void tile(float *y, size_t ldy, const float *x, const void *w, st_dtype t, size_t in, int nx, int nw) {
+    float32x4_t acc[NX][NW];
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) acc[a][b] = vdupq_n_f32(0);
+    size_t k = 0;
+    for (; k + 4 <= in; k += 4) {
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            float32x4_t wv = load_w(w, t, (size_t)b * in + k);
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) acc[a][b] = vfmaq_f32(acc[a][b], vld1q_f32(x + (size_t)a * in + k), wv);
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            float s = vaddvq_f32(acc[a][b]);
+            for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * widen(w, t, (size_t)b * in + j);
+            y[(size_t)a * ldy + b] = s;
+        }
+}
+
+/* One instance of tile per (nx, nw) so that acc stays in registers. */
+INLINE void tile_any(float *y, size_t ldy, const float *x, const void *w, st_dtype t, size_t in, int nx,
+                     int nw) {
+    switch (nx * 8 + nw) {
+#define T(a, b) case a * 8 + b: tile(y, ldy, x, w, t, in, a, b); break;
+        T(1, 1) T(1, 2) T(1, 3) T(1, 4)
+        T(2, 1) T(2, 2) T(2, 3) T(2, 4)
+        T(3, 1) T(3, 2) T(3, 3) T(3, 4)
+        T(4, 1) T(4, 2) T(4, 3) T(4, 4)
+#undef T
+    }
+}
+
+INLINE void matmul(float *y, const float *x, const void *w, st_dtype t, size_t n, size_t in, size_t out,
+                   size_t o0, size_t o1) {
+    size_t wsize = t == ST_F32 ? 4 : 2, slab = SLAB / (in * wsize) / NW * NW;
+    if (slab < NW) slab = NW;
+    for (size_t s0 = o0; s0 < o1; s0 += slab) {
+        size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
+        for (size_t i = 0; i < n; i += NX) {
+            int nx = n - i < NX ? (int)(n - i) : NX;
+            for (size_t o = s0; o < s1; o += NW) {
+                int nw = s1 - o < NW ? (int)(s1 - o) : NW;
+                tile_any(y + i * out + o, out, x + i * in, (const char *)w + o * in * wsize, t, in, nx, nw);
+            }
+        }
+    }
+}
+
+static void matmul_f32(float *y, const float *x, const void *w, size_t n, size_t in, size_t out, size_t o0,
+                       size_t o1) {
+    matmul(y, x, w, ST_F32, n, in, out, o0, o1);
+}
+static void matmul_f16(float *y, const float *x, const void *w, size_t n, size_t in, size_t out, size_t o0,
+                       size_t o1) {
+    matmul(y, x, w, ST_F16, n, in, out, o0, o1);
+}
+static void matmul_bf16(float *y, const float *x, const void *w, size_t n, size_t in, size_t out, size_t o0,
+                        size_t o1) {
+    matmul(y, x, w, ST_BF16, n, in, out, o0, o1);
+}
+
+/* Four accumulators: a 128-float row is 32 vectors, four chains of eight FMAs. */
+static void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++) {
+        const float *kr = k + t * stride;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+        size_t j = 0;
+        for (; j + 16 <= hd; j += 16) {
+            a0 = vfmaq_f32(a0, vld1q_f32(q + j), vld1q_f32(kr + j));
+            a1 = vfmaq_f32(a1, vld1q_f32(q + j + 4), vld1q_f32(kr + j + 4));
+            a2 = vfmaq_f32(a2, vld1q_f32(q + j + 8), vld1q_f32(kr + j + 8));
+            a3 = vfmaq_f32(a3, vld1q_f32(q + j + 12), vld1q_f32(kr + j + 12));
+        }
+        for (; j + 4 <= hd; j += 4) a0 = vfmaq_f32(a0, vld1q_f32(q + j), vld1q_f32(kr + j));
+        float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+        for (; j < hd; j++) r += q[j] * kr[j];
+        s[t] = r;
+    }
+}
+
+/* o in registers, 64 floats at a time, while the n rows of V stream past. */
+static void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
+    size_t j = 0;
+    for (; j + 64 <= hd; j += 64) {
+        float32x4_t r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) r[i] = vld1q_f32(o + j + 4 * i);
+        for (size_t t = 0; t < n; t++) {
+            float32x4_t pt = vdupq_n_f32(p[t]);
+            const float *vr = v + t * stride + j;
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) r[i] = vfmaq_f32(r[i], pt, vld1q_f32(vr + 4 * i));
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) vst1q_f32(o + j + 4 * i, r[i]);
+    }
+    for (; j + 4 <= hd; j += 4) {
+        float32x4_t r = vld1q_f32(o + j);
+        for (size_t t = 0; t < n; t++) r = vfmaq_f32(r, vdupq_n_f32(p[t]), vld1q_f32(v + t * stride + j));
+        vst1q_f32(o + j, r);
+    }
+    for (; j < hd; j++)
+        for (size_t t = 0; t < n; t++) o[j] += p[t] * v[t * stride + j];
+}
+
+/* ---- quantized weights (quant.h has the layouts; kern.c the reference kernels) ----
+ * The same slab and tile walk; only the inner step differs per type. */
+
+/* Q8 (w8a16): 8 weights widened int8 -> f32 per step; y = scale * dot, as the reference. */
+INLINE void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx, int nw) {
+    float32x4_t acc[NX][NW];
+    const int8_t *q = (const int8_t *)w->data + o * in;
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) acc[a][b] = vdupq_n_f32(0);
+    size_t k = 0;
+    for (; k + 8 <= in; k += 8) {
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            int16x8_t h = vmovl_s8(vld1_s8(q + (size_t)b * in + k));
+            float32x4_t w0 = vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+            float32x4_t w1 = vcvtq_f32_s32(vmovl_s16(vget_high_s16(h)));
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) {
+                const float *xa = x + (size_t)a * in + k;
+                acc[a][b] = vfmaq_f32(vfmaq_f32(acc[a][b], vld1q_f32(xa), w0), vld1q_f32(xa + 4), w1);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            float s = vaddvq_f32(acc[a][b]);
+            for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * (float)q[(size_t)b * in + j];
+            y[(size_t)a * ldy + b] = ((const float *)w->scales)[o + (size_t)b] * s;
+        }
+}
+
+/* Four nibble values (lanes j..j+3 of a uint8x16, already masked or shifted down) as f32. */
+INLINE float32x4_t nib4(uint16x8_t h, int hi) {
+    return vcvtq_f32_u32(hi ? vmovl_high_u16(h) : vmovl_u16(vget_low_u16(h)));
+}
+
+/* Q4 (w4a16): per 32-block the 32 weights widened to f32 already scaled, (v - 8) * d as
+ * fma(v, d, -8d), exact (v*d has 4 + 11 significant bits): the f32 matmul of the
+ * dequantized weight, as the reference. */
+INLINE void tile_q4(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx, int nw) {
+    float32x4_t acc[NX][NW];
+    size_t ng = in / w->group, rb = in / 2;
+    const uint8_t *q = (const uint8_t *)w->data + o * rb;
+    const uint16_t *d = (const uint16_t *)w->scales + o * ng;
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) acc[a][b] = vdupq_n_f32(0);
+    for (size_t k = 0; k < in; k += 32) {
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            uint8x16_t v = vld1q_u8(q + (size_t)b * rb + k / 2);
+            float ds = kern_f16(d[(size_t)b * ng + k / w->group]);
+            float32x4_t sc = vdupq_n_f32(ds), m8 = vdupq_n_f32(-8 * ds);
+            uint8x16_t lo = vandq_u8(v, vdupq_n_u8(15)), hi = vshrq_n_u8(v, 4);
+            uint16x8_t l0 = vmovl_u8(vget_low_u8(lo)), l1 = vmovl_high_u8(lo);
+            uint16x8_t h0 = vmovl_u8(vget_low_u8(hi)), h1 = vmovl_high_u8(hi);
+            float32x4_t wv[8] = {nib4(l0, 0), nib4(l0, 1), nib4(l1, 0), nib4(l1, 1),
+                                 nib4(h0, 0), nib4(h0, 1), nib4(h1, 0), nib4(h1, 1)};
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) wv[i] = vfmaq_f32(m8, wv[i], sc);
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) {
+                const float *xa = x + (size_t)a * in + k;
+                float32x4_t t = acc[a][b];
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) t = vfmaq_f32(t, vld1q_f32(xa + 4 * i), wv[i]);
+                acc[a][b] = t;
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = vaddvq_f32(acc[a][b]);
+}
+
+/* 16 bytes of int4 (32 weights) -> the signed values: elements 0..15 in *lo, 16..31 in *hi. */
+INLINE void nibbles(const uint8_t *p, int8x16_t *lo, int8x16_t *hi) {
+    uint8x16_t v = vld1q_u8(p);
+    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+}
+
+/* sum over a 32-block of xq * q in 4 int32 lanes, without SDOT: int8 x int8 products
+ * widened to int16 (four per lane: |.| <= 4 * 128 * 8, no overflow), then pairwise to int32. */
+INLINE int32x4_t dot32(int8x16_t x0, int8x16_t x1, int8x16_t w0, int8x16_t w1) {
+    int16x8_t p = vmull_s8(vget_low_s8(x0), vget_low_s8(w0));
+    p = vmlal_high_s8(p, x0, w0);
+    p = vmlal_s8(p, vget_low_s8(x1), vget_low_s8(w1));
+    p = vmlal_high_s8(p, x1, w1);
+    return vpaddlq_s16(p);
+}
+
+/* acc + the four lanes' sums of four int8 products: SDOT. Inline assembly rather than
+ * vdotq_s32, whose target("+dotprod") would forbid inlining it into the walk below that
+ * the plain variant shares. The directive lets the assembler accept the instruction
+ * (binutils wants the ARMv8.2 base for it); it only widens what the assembler accepts
+ * in the rest of the file, not what the compiler emits. */
+INLINE int32x4_t sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+    __asm__(".arch armv8.2-a+dotprod\n\tsdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
+    return acc;
+}
+
+INLINE int32x4_t dot32_sdot(int8x16_t x0, int8x16_t x1, int8x16_t w0, int8x16_t w1) {
+    return sdot(sdot(vdupq_n_s32(0), x0, w0), x1, w1);
+}
+
+/* 8DA4W: integer dot products, G = sum (xq - zp) * q = sum xq*q - zp * sum q per group,
+ * each exact in int32 lanes (|G| < 2^24, so its f32 is exact too), then scaled by the
+ * group's f32 scale into f32 accumulators. Only the order of the f32 adds differs from
+ * the reference. sdot picks SDOT (constant after inlining). */
+INLINE void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in,
+                               int nx, int nw, int sdot) {
+    float32x4_t acc[NX][NW];
+    int32x4_t zv[NX];
+    size_t ng = in / 32, rb = in / 2;
+    const uint8_t *q = (const uint8_t *)w->data + o * rb;
+    const float *sg = (const float *)w->scales + o * ng;
+    const int8x16_t ones = vdupq_n_s8(1);
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++) {
+        zv[a] = vdupq_n_s32(xq->zp[a]);
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) acc[a][b] = vdupq_n_f32(0);
+    }
+    for (size_t g = 0; g < ng; g++) {
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            int8x16_t w0, w1;
+            nibbles(q + (size_t)b * rb + g * 16, &w0, &w1);
+            int32x4_t sw = sdot ? dot32_sdot(ones, ones, w0, w1) : vpaddlq_s16(vaddq_s16(vpaddlq_s8(w0), vpaddlq_s8(w1)));
+            float32x4_t sc = vdupq_n_f32(sg[(size_t)b * ng + g]);
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) {
+                const int8_t *xa = xq->q + (size_t)a * in + g * 32;
+                int8x16_t x0 = vld1q_s8(xa), x1 = vld1q_s8(xa + 16);
+                int32x4_t d = sdot ? dot32_sdot(x0, x1, w0, w1) : dot32(x0, x1, w0, w1);
+                d = vmlsq_s32(d, zv[a], sw);
+                acc[a][b] = vfmaq_f32(acc[a][b], vcvtq_f32_s32(d), sc);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = xq->scale[a] * vaddvq_f32(acc[a][b]);
+}
+
+/* The slab/tile walk of matmul() for quantized weights; t and sdot are constants after
+ * inlining. */
+INLINE void qmatmul(wq_type t, int sdot, float *y, const float *x, const kern_xq *xq, const qweight *w,
+                            size_t n, size_t in, size_t out, size_t o0, size_t o1) {
+    size_t rowb = t == WQ_Q8 ? in : in / 2, slab = SLAB / rowb / NW * NW;
+    if (slab < NW) slab = NW;
+    for (size_t s0 = o0; s0 < o1; s0 += slab) {
+        size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
+        for (size_t i = 0; i < n; i += NX) {
+            int nx = n - i < NX ? (int)(n - i) : NX;
+            kern_xq xi = {0};
+            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i};
+            for (size_t o = s0; o < s1; o += NW) {
+                int nw = s1 - o < NW ? (int)(s1 - o) : NW;
+                float *yt = y + i * out + o;
+                const float *xt = x ? x + i * in : NULL;
+                switch (nx * 8 + nw) {
+#define T(A, B)                                                                                    \
+    case A * 8 + B:                                                                                \
+        if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
+        else if (t == WQ_Q4) tile_q4(yt, out, xt, w, o, in, A, B);                                 \
+        else tile_8da4w(yt, out, &xi, w, o, in, A, B, sdot);                                       \
+        break;
+                    T(1, 1) T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4)
+                    T(3, 1) T(3, 2) T(3, 3) T(3, 4) T(4, 1) T(4, 2) T(4, 3) T(4, 4)
+#undef T
+                }
+            }
+        }
+    }
+}
+
+static void qmatmul_q8(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                       size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_Q8, 0, y, x, xq, w, n, in, out, o0, o1);
+}
+static void qmatmul_q4(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                       size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_Q4, 0, y, x, xq, w, n, in, out, o0, o1);
+}
+static void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                          size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_8DA4W, 0, y, x, xq, w, n, in, out, o0, o1);
+}
+static void qmatmul_8da4w_sdot(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
+                                       size_t in, size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_8DA4W, 1, y, x, xq, w, n, in, out, o0, o1);
+}
+
+const kern_ops kern_neon = {
+    .name = "neon",
+    .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
+    .scores = scores,
+    .accum = accum,
+};
+
+/* Only 8da4w changes; the rest is neon's. */
+const kern_ops kern_neon_dot = {
+    .name = "neon-dot",
+    .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w_sdot},
+    .scores = scores,
+    .accum = accum,
+};
+#else
+/* ISO C wants something in every translation unit. */
+typedef int kern_neon_empty;
+#endif
