@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mlx.h"
+#include "msms.h"
+#include "gguf.h"
 #include "quant.h"
 #include "util.h"
 
@@ -300,6 +303,9 @@ static int open_hf(model *m, const char *dir, char *err, size_t errlen) {
 
 /* The layouts model_open knows besides a Hugging Face directory, asked in this order. */
 static const model_format *const formats[] = {
+    &model_format_mlx,
+    &msms_format,
+    &model_format_gguf,
     NULL,
 };
 
