@@ -17,6 +17,7 @@
 #include "mlx.h"
 #include "msms.h"
 #include "gguf.h"
+#include "ax650.h"
 #include "quant.h"
 #include "util.h"
 
@@ -306,6 +307,7 @@ static const model_format *const formats[] = {
     &model_format_mlx,
     &msms_format,
     &model_format_gguf,
+    &fmt_axllm, /* ax650.h */
     NULL,
 };
 
