@@ -5,7 +5,7 @@
 # Every program is PROG/PROG.c linked against one static library built from lib/*.c.
 # Generated sources (Unicode tables) go to $(OUT)/gen; nothing generated is committed.
 
-PROGS    = tok detok embed prefill decode sample npycmp kvstore
+PROGS    = tok detok embed prefill decode sample npycmp kvstore model
 MODE    ?= release
 CC      ?= cc
 HOSTCC  ?= cc

@@ -23,11 +23,14 @@ t/fixtures/mlx/ref.npy, .npy records back to back:
     logits f32 (P, V)        mlx-lm's forward in f32 of the same model dequantized by
                              mlx_lm.utils.dequantize_model (mx.dequantize), cast to f32
     then per tensor in TENSORS: mx.dequantize of rows [0, ROWS), as bf16 bits uint16 (ROWS, in)
+t/fixtures/mlx/dequant.sha256: SHA-256 of the bytes of every tensor of
+mlx_lm.utils.dequantize_model (what `mlx_lm convert --dequantize` saves), one line each.
 t/fixtures/mlx/bad-*/: config.json + model.safetensors with only the embedding, each
 wrong in one way (the loader must name the tensor and say why).
 
     /work/venv/bin/python t/gen_mlx_fixtures.py     # needs mlx[cpu], mlx-lm, transformers, torch
 """
+import hashlib
 import json
 import os
 import shutil
@@ -128,6 +131,12 @@ def main():
         assert w.dtype == mx.bfloat16
         deq[name] = np.array(w[:ROWS].view(mx.uint16))
     model = dequantize_model(model)
+    # what `mlx_lm convert --dequantize` writes: every tensor's bytes, hashed
+    from mlx.utils import tree_flatten
+    with open(os.path.join(OUT, "dequant.sha256"), "w") as f:
+        for name, v in sorted(tree_flatten(model.parameters())):
+            assert v.dtype == mx.bfloat16
+            f.write(f"{hashlib.sha256(np.array(v.view(mx.uint16)).tobytes()).hexdigest()}  {name}\n")
     model.set_dtype(mx.float32)
     f32 = logits_of(model)
     with open(os.path.join(OUT, "ref.npy"), "wb") as f:

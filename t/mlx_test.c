@@ -7,10 +7,12 @@
  *       dequantized model, max|diff| <= 1e-5 * max|logit| per row; against mlx-lm's own
  *       quantized bf16 forward, cosine >= 0.998 and the same argmax on every row (bf16
  *       activations round at every step: measured worst cosine 0.99905). With HFDIR (what
- *       `model dequant` wrote), the same rows read from it must be the same bits, and its
- *       logits the same as the MLX model's within 1e-6 * max|logit|.
+ *       `model dequant` wrote), every tensor in it must hash (SHA-256 of its bytes) as the
+ *       same tensor of mlx-lm's dequantize_model (FIXDIR/dequant.sha256), and its logits
+ *       equal the MLX model's within 1e-6 * max|logit|.
  * "N checks, M failures" last; exit 1 on any failure. */
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +153,29 @@ static int cmd_fixture(const char *fixdir, const char *hfdir) {
     printf("logits of %zu positions: max|diff| / max|logit| %.3g against mlx-lm's f32 forward; against its bf16 "
            "quantized forward worst cosine %.6f, argmax equal on %zu of %zu\n", P, worst, worst_cos, same, P);
     if (h) {
+        snprintf(path, sizeof path, "%s/dequant.sha256", fixdir);
+        FILE *hf = fopen(path, "r");
+        if (!hf) die(path, "cannot open");
+        char hex[65], name[200];
+        size_t n = 0, same_t = 0;
+        while (fscanf(hf, "%64s %199s", hex, name) == 2) {
+            const st_tensor *t = st_find(h->st, name);
+            unsigned char hash[32];
+            char ours[65] = "";
+            if (t) {
+                crypto_hash_sha256(hash, t->data, t->nbytes);
+                for (int i = 0; i < 32; i++) snprintf(ours + 2 * i, 3, "%02x", hash[i]);
+            }
+            n++;
+            same_t += t && !strcmp(ours, hex);
+            CHECK(t && !strcmp(ours, hex), "%s: %s in the BF16 directory, not mlx-lm's dequantized bytes", name,
+                  t ? "differs" : "missing");
+        }
+        fclose(hf);
+        size_t nh;
+        st_tensors(h->st, &nh);
+        CHECK(n > 0 && nh == n, "the BF16 directory holds %zu tensors, mlx-lm's %zu", nh, n);
+        printf("BF16 directory: %zu of %zu tensors byte for byte mlx-lm's dequantize_model\n", same_t, n);
         float *hl = logits_of(h, ids.data, P);
         for (size_t i = 0; i < P; i++) {
             double md = 0, scale = 0;
