@@ -221,9 +221,9 @@ static int tensor_info(cur *c, gguf_tensor *t) {
 static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 static int parse(gguf *g, cur *c) {
-    const uint8_t *h = take(c, 4, "magic");
-    if (!h || memcmp(h, "GGUF", 4))
+    if (c->size < 4 || memcmp(c->p, "GGUF", 4))
         return seterr(c->err, c->errlen, "%s: not a GGUF file (bad magic)", c->name);
+    c->at = 4;
     uint64_t nt, nkv;
     if (u32(c, &g->version, "version") < 0) return -1;
     if (g->version != 2 && g->version != 3)
@@ -310,6 +310,8 @@ int gguf_parse(gguf *g, const uint8_t *buf, size_t size, const char *name, char 
 int gguf_is_file(const char *path) {
     struct stat st;
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) return 1; /* then a bad magic is reported as such */
     FILE *f = fopen(path, "rb");
     char m[4];
     int r = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);

@@ -65,7 +65,7 @@ typedef struct {
     size_t map_size;
 } gguf;
 
-/* 1 if path is a regular file that starts with the GGUF magic, else 0. */
+/* 1 if path is a regular file named *.gguf or starting with the GGUF magic, else 0. */
 int gguf_is_file(const char *path);
 
 /* Map and parse path. NULL with "path: why" in err on error. */

@@ -18,6 +18,7 @@ Writes t/fixtures/gguf/:
   NAME.ids       the token ids the logits are of
   NAME.logits.npy  llama.cpp's logits (n, vocab) f32, one position at a time (decode
                  path), 1 thread, F32 KV cache, no flash attention, no weight repacking.
+  mixed.rows.npy the same logits as n records of (vocab,)
 The weights are seeded random normals, so every run writes the same files.
 """
 import hashlib
@@ -197,7 +198,12 @@ def main():
         for name, path in [("mixed", mixed), ("untied", untied)]:
             open(os.path.join(OUT, name + ".sha256"), "w").write(sha_lines(path))
             open(os.path.join(OUT, name + ".ids"), "w").write(" ".join(map(str, IDS)) + "\n")
-            np.save(os.path.join(OUT, name + ".logits.npy"), logits(exe, path, tmp))
+            lg = logits(exe, path, tmp)
+            np.save(os.path.join(OUT, name + ".logits.npy"), lg)
+            if name == "mixed":  # the same as one (vocab,) record per position
+                with open(os.path.join(OUT, name + ".rows.npy"), "wb") as f:
+                    for row in lg:
+                        np.save(f, row)
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)))
 

@@ -183,10 +183,12 @@ static int mkbad(const char *what, const char *in, const char *outp) {
         const gguf_kv *kv = gguf_find(&g, key);
         if (!kv || kv->type != GGUF_U32) return die("no such u32 key");
         put_le32(b + (kv->v - m.data), (uint32_t)atol(eq + 1));
-    } else if (!strcmp(what, "dup")) { /* the first key's name given to the second */
-        const gguf_kv *a = &g.kv[0], *c = &g.kv[1];
-        if (a->key.n != c->key.n) return die("first two keys differ in length");
-        memcpy(b + ((const uint8_t *)c->key.s - m.data), a->key.s, a->key.n);
+    } else if (!strcmp(what, "dup")) { /* a key's name given to the next key of its length */
+        size_t i, j = g.n_kv;
+        for (i = 0; i < g.n_kv && j == g.n_kv; i++)
+            for (j = i + 1; j < g.n_kv && g.kv[j].key.n != g.kv[i].key.n; j++) {}
+        if (j == g.n_kv) return die("no two keys of one length");
+        memcpy(b + ((const uint8_t *)g.kv[j].key.s - m.data), g.kv[i - 1].key.s, g.kv[j].key.n);
     } else if (!strcmp(what, "align")) {
         const gguf_kv *kv = gguf_find(&g, "general.alignment");
         if (!kv) return die("no general.alignment");
