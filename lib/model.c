@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "mlx.h"
+#include "torchao.h"
 #include "msms.h"
 #include "gguf.h"
 #include "ax650.h"
@@ -305,6 +306,7 @@ static int open_hf(model *m, const char *dir, char *err, size_t errlen) {
 /* The layouts model_open knows besides a Hugging Face directory, asked in this order. */
 static const model_format *const formats[] = {
     &model_format_mlx,
+    &model_format_torchao,
     &msms_format,
     &model_format_gguf,
     &fmt_axllm, /* ax650.h */

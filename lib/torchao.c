@@ -1,0 +1,346 @@
+/* torchao: the torchao safetensors export (torchao.h says what it is). Every quantized
+ * weight stays in the read-only mapping; a descriptor per weight (tao_q, in qweight.aux)
+ * says where its integers, scales and zero points are and whether activations are
+ * quantized. The header's __metadata__ (which st.h does not keep) is read here from each
+ * file's JSON header, once, at open. */
+#include "torchao.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kern.h"
+#include "util.h"
+
+typedef struct {
+    const int8_t *q;         /* [rows, in] */
+    const uint8_t *scale;    /* [rows, groups] of sdt */
+    const int8_t *zp;        /* [rows, groups] */
+    st_dtype sdt;            /* F32, BF16 or F16 */
+    size_t groups;
+    int act;                 /* 1: int8_asym_per_token activations */
+} tao_q;
+
+typedef struct {
+    qweight *qw;
+    tao_q *tq;
+    size_t n, cap;
+    void **copies; /* aligned copies of unaligned plain tensors */
+    size_t n_copies;
+} tao_ctx;
+
+static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+static float ld(const uint8_t *p, st_dtype t, size_t i) {
+    if (t == ST_F32) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    uint16_t h = le16(p + 2 * i);
+    return t == ST_BF16 ? kern_bf16(h) : kern_f16(h);
+}
+
+static size_t up64(size_t x) { return (x + 63) / 64 * 64; }
+
+static size_t tao_scratch(const qweight *w, size_t n) {
+    const tao_q *t = w->aux;
+    return t->act ? up64(n * w->in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)) : 0;
+}
+
+/* x rows to int8 per token, as torchao's _apply_int8_act_asym_per_token_quant_dequant */
+static void tao_prep(const qweight *w, const float *x, size_t n, void *scratch) {
+    const tao_q *t = w->aux;
+    if (!t->act) return;
+    uint8_t *s = scratch;
+    int8_t *q = (int8_t *)s;
+    float *sc = (float *)(s + up64(n * w->in));
+    int32_t *zp = (int32_t *)(s + up64(n * w->in) + up64(n * sizeof(float)));
+    for (size_t i = 0; i < n; i++) kern_quant_act(q + i * w->in, sc + i, zp + i, x + i * w->in, w->in);
+}
+
+static void tao_row(const qweight *w, size_t r, float *out) {
+    const tao_q *t = w->aux;
+    const int8_t *q = t->q + r * w->in;
+    for (size_t g = 0; g < t->groups; g++) {
+        float s = ld(t->scale, t->sdt, r * t->groups + g);
+        int32_t z = t->zp[r * t->groups + g];
+        for (size_t k = g * w->group; k < (g + 1) * w->group; k++) out[k] = (float)(q[k] - z) * s;
+    }
+}
+
+static void tao_matmul(float *y, const float *x, const void *scratch, const qweight *w, size_t n, size_t out, size_t o0,
+                       size_t o1) {
+    const tao_q *t = w->aux;
+    size_t in = w->in, gs = w->group;
+    if (!t->act) { /* weight only: f32 x times the dequantized row, a group at a time */
+        float buf[256];
+        for (size_t o = o0; o < o1; o++) {
+            for (size_t i = 0; i < n; i++) y[i * out + o] = 0;
+            const int8_t *q = t->q + o * in;
+            for (size_t k0 = 0; k0 < in; k0 += 256) {
+                size_t m = in - k0 < 256 ? in - k0 : 256;
+                for (size_t k = k0; k < k0 + m; k++)
+                    buf[k - k0] = (float)(q[k] - t->zp[o * t->groups + k / gs]) * ld(t->scale, t->sdt, o * t->groups + k / gs);
+                for (size_t i = 0; i < n; i++) {
+                    float acc = 0;
+                    for (size_t k = 0; k < m; k++) acc += x[i * in + k0 + k] * buf[k];
+                    y[i * out + o] += acc;
+                }
+            }
+        }
+        return;
+    }
+    const uint8_t *s = scratch;
+    const int8_t *xq = (const int8_t *)s;
+    const float *xs = (const float *)(s + up64(n * in));
+    const int32_t *xz = (const int32_t *)(s + up64(n * in) + up64(n * sizeof(float)));
+    for (size_t o = o0; o < o1; o++) {
+        const int8_t *q = t->q + o * in;
+        for (size_t i = 0; i < n; i++) {
+            const int8_t *a = xq + i * in;
+            float acc = 0;
+            for (size_t g = 0; g < t->groups; g++) {
+                int32_t G = 0, z = t->zp[o * t->groups + g];
+                for (size_t k = g * gs; k < (g + 1) * gs; k++) G += (a[k] - xz[i]) * (q[k] - z);
+                acc += ld(t->scale, t->sdt, o * t->groups + g) * (float)G;
+            }
+            y[i * out + o] = xs[i] * acc;
+        }
+    }
+}
+
+static const wfmt tao_fmt = {"torchao", tao_scratch, tao_prep, tao_matmul, tao_row};
+
+static cJSON *read_json_file(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return seterr(err, errlen, "%s: %s", path, strerror(errno)), NULL;
+    char *s = NULL;
+    size_t len = 0;
+    cJSON *j = NULL;
+    if (read_all(f, &s, &len, err, errlen) == 0 && !(j = cJSON_ParseWithLength(s, len)))
+        seterr(err, errlen, "%s: not JSON", path);
+    fclose(f);
+    free(s);
+    return j;
+}
+
+static int tao_detect(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *j = read_json_file(path, NULL, 0);
+    const cJSON *m = jget(jget(j, "quantization_config"), "quant_method");
+    int yes = cJSON_IsString(m) && !strcmp(m->valuestring, "torchao");
+    cJSON_Delete(j);
+    return yes;
+}
+
+/* The __metadata__ of one safetensors file's header, merged into meta. */
+static int file_meta(const char *path, cJSON *meta, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return seterr(err, errlen, "%s: %s", path, strerror(errno));
+    uint8_t n8[8];
+    char *h = NULL;
+    int rc = -1;
+    if (fread(n8, 1, 8, f) != 8 || le64(n8) > (100u << 20) || !(h = malloc(le64(n8) + 1)) ||
+        fread(h, 1, le64(n8), f) != le64(n8)) {
+        seterr(err, errlen, "%s: not a safetensors file", path);
+        goto done;
+    }
+    cJSON *j = cJSON_ParseWithLength(h, le64(n8)), *md = cJSON_DetachItemFromObjectCaseSensitive(j, "__metadata__");
+    if (!j) seterr(err, errlen, "%s: header is not JSON", path);
+    else rc = 0;
+    while (md && md->child) {
+        cJSON *it = cJSON_DetachItemViaPointer(md, md->child);
+        if (it->string) cJSON_AddItemToObject(meta, it->string, it);
+        else cJSON_Delete(it);
+    }
+    cJSON_Delete(md);
+    cJSON_Delete(j);
+done:
+    free(h);
+    fclose(f);
+    return rc;
+}
+
+/* Every file's __metadata__: model.safetensors, or each shard its index names. */
+static cJSON *read_meta(const char *dir, char *err, size_t errlen) {
+    char path[4096];
+    cJSON *meta = cJSON_CreateObject();
+    if (!meta) return seterr(err, errlen, "%s: out of memory", dir), NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    cJSON *idx = access(path, F_OK) == 0 ? read_json_file(path, err, errlen) : NULL;
+    const cJSON *wm = jget(idx, "weight_map"), *e;
+    int rc = 0;
+    if (!idx) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        rc = file_meta(path, meta, err, errlen);
+    } else
+        cJSON_ArrayForEach(e, wm) {
+            if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->valuestring);
+            if ((rc = file_meta(path, meta, err, errlen)) < 0) break;
+        }
+    cJSON_Delete(idx);
+    if (rc < 0) cJSON_Delete(meta), meta = NULL;
+    return meta;
+}
+
+static void shape_str(const st_tensor *t, char *s, size_t n) {
+    snprintf(s, n, "[");
+    for (int i = 0; i < t->ndim; i++) snprintf(s + strlen(s), n - strlen(s), "%s%zu", i ? ", " : "", t->shape[i]);
+    snprintf(s + strlen(s), n - strlen(s), "]");
+}
+
+/* A plain F32/F16/BF16 tensor, as model_bind checks it; one at an offset its dtype does
+ * not divide (safetensors does not align) is copied once into an aligned buffer. */
+static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
+    tao_ctx *c = m->fmt_ctx;
+    const st_tensor *t = st_find(m->st, name);
+    size_t es = t ? st_dtype_size(t->dtype) : 0;
+    if (!t || !es || (uintptr_t)t->data % es == 0) return model_bind(m, name, d0, d1, w, err, errlen);
+    if ((t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) || t->ndim != (d1 ? 2 : 1) ||
+        t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
+        char sh[96];
+        shape_str(t, sh, sizeof sh);
+        return seterr(err, errlen, "tensor %s: %s %s, want F32, F16 or BF16 [%zu%s%.0zu]", name, st_dtype_name(t->dtype),
+                      sh, d0, d1 ? ", " : "", d1);
+    }
+    void **cp = realloc(c->copies, (c->n_copies + 1) * sizeof *cp), *p;
+    if (!cp) return seterr(err, errlen, "tensor %s: out of memory", name);
+    c->copies = cp;
+    if (!(p = malloc(t->nbytes ? t->nbytes : 1))) return seterr(err, errlen, "tensor %s: out of memory", name);
+    memcpy(p, t->data, t->nbytes);
+    cp[c->n_copies++] = p;
+    w->dtype = t->dtype;
+    w->data = p;
+    return 0;
+}
+
+/* Module path of shape [rows, in]: quantized if path._weight_qdata exists, else plain. */
+static int bind(model *m, const cJSON *meta, const char *path, size_t rows, size_t in, weight *w, char *err,
+                size_t errlen) {
+    tao_ctx *c = m->fmt_ctx;
+    char name[256], sh[96];
+    snprintf(name, sizeof name, "%s._weight_qdata", path);
+    const st_tensor *tq = st_find(m->st, name), *ts, *tz;
+    if (!tq) {
+        snprintf(name, sizeof name, "%s.weight", path);
+        return plain(m, name, rows, in, w, err, errlen);
+    }
+    shape_str(tq, sh, sizeof sh);
+    if (tq->dtype != ST_I8 || tq->ndim != 2 || tq->shape[0] != rows || tq->shape[1] != in)
+        return seterr(err, errlen, "tensor %s: %s %s, config wants I8 [%zu, %zu]", name, st_dtype_name(tq->dtype), sh, rows, in);
+    snprintf(name, sizeof name, "%s._weight_scale", path);
+    if (!(ts = st_find(m->st, name))) return seterr(err, errlen, "tensor %s: missing", name);
+    shape_str(ts, sh, sizeof sh);
+    if ((ts->dtype != ST_F32 && ts->dtype != ST_BF16 && ts->dtype != ST_F16) || ts->ndim != 2 || ts->shape[0] != rows ||
+        !ts->shape[1] || in % ts->shape[1])
+        return seterr(err, errlen, "tensor %s: %s %s, want F32, BF16 or F16 [%zu, in/group] with in = %zu", name,
+                      st_dtype_name(ts->dtype), sh, rows, in);
+    snprintf(name, sizeof name, "%s._weight_zero_point", path);
+    if (!(tz = st_find(m->st, name))) return seterr(err, errlen, "tensor %s: missing", name);
+    if (tz->dtype != ST_I8 || tz->ndim != 2 || tz->shape[0] != ts->shape[0] || tz->shape[1] != ts->shape[1]) {
+        char sz[96];
+        shape_str(tz, sz, sizeof sz);
+        return seterr(err, errlen, "tensor %s: %s %s, want I8 %s like %s._weight_scale", name, st_dtype_name(tz->dtype), sz,
+                      sh, path);
+    }
+    /* the metadata: an IntxUnpackedToInt8Tensor with block_size [1, in/groups] */
+    snprintf(name, sizeof name, "%s.weight", path);
+    const cJSON *ms = jget(meta, name);
+    cJSON *md = cJSON_IsString(ms) ? cJSON_Parse(ms->valuestring) : NULL;
+    const cJSON *ty = jget(md, "_type"), *d = jget(md, "_data"), *bs = jget(d, "block_size"), *aq = jget(d, "activation_quantization");
+    size_t group = in / ts->shape[1];
+    int rc = 0;
+    if (!md) rc = seterr(err, errlen, "tensor %s: no torchao metadata for it in the safetensors header", name);
+    else if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "IntxUnpackedToInt8Tensor"))
+        rc = seterr(err, errlen, "tensor %s: torchao type %.40s not supported (only IntxUnpackedToInt8Tensor)", name,
+                    cJSON_IsString(ty) ? ty->valuestring : "?");
+    else if (cJSON_GetArraySize(bs) != 2 || cJSON_GetArrayItem(bs, 0)->valuedouble != 1 ||
+             cJSON_GetArrayItem(bs, 1)->valuedouble != (double)group)
+        rc = seterr(err, errlen, "tensor %s: metadata block_size is not [1, %zu] as its scales' shape gives", name, group);
+    else if (aq && !cJSON_IsNull(aq) && !(cJSON_IsString(aq) && !strcmp(aq->valuestring, "int8_asym_per_token")))
+        rc = seterr(err, errlen, "tensor %s: activation_quantization %.40s not supported (int8_asym_per_token or none)",
+                    name, cJSON_IsString(aq) ? aq->valuestring : "?");
+    else if (c->n == c->cap) rc = seterr(err, errlen, "%s: more quantized modules than a Qwen3 has", path);
+    int act = cJSON_IsString(aq);
+    cJSON_Delete(md);
+    if (rc < 0) return -1;
+    tao_q *t = &c->tq[c->n];
+    qweight *q = &c->qw[c->n++];
+    *t = (tao_q){(const int8_t *)tq->data, ts->data, (const int8_t *)tz->data, ts->dtype, ts->shape[1], act};
+    *q = (qweight){.q = WQ_FMT, .data = tq->data, .scales = ts->data, .group = group, .in = in, .fmt = &tao_fmt, .aux = t};
+    w->dtype = WQ_DTYPE(WQ_FMT);
+    w->data = q;
+    return 0;
+}
+
+static void tao_close(model *m) {
+    tao_ctx *c = m->fmt_ctx;
+    if (!c) return;
+    for (size_t i = 0; i < c->n_copies; i++) free(c->copies[i]);
+    free(c->copies);
+    free(c->qw);
+    free(c->tq);
+    free(c);
+    m->fmt_ctx = NULL;
+}
+
+static int tao_open(model *m, const char *dir, char *err, size_t errlen) {
+    if (model_open_hf_base(m, dir, err, errlen) < 0) return -1;
+    const qwen_config *cf = &m->cfg;
+    size_t V = (size_t)cf->vocab_size, dim = (size_t)cf->dim, hd = (size_t)cf->head_dim, ff = (size_t)cf->hidden_dim,
+           qd = (size_t)cf->n_heads * hd, kvd = (size_t)cf->n_kv_heads * hd, cap = 2 + 7 * (size_t)cf->n_layers;
+    tao_ctx *c = calloc(1, sizeof *c);
+    if (!c || !(c->qw = calloc(cap, sizeof *c->qw)) || !(c->tq = calloc(cap, sizeof *c->tq))) {
+        if (c) free(c->qw);
+        free(c);
+        return seterr(err, errlen, "%s: out of memory", dir);
+    }
+    c->cap = cap;
+    m->fmt_ctx = c;
+    cJSON *meta = read_meta(dir, err, errlen);
+    int rc = -1;
+    if (!meta || bind(m, meta, "model.embed_tokens", V, dim, &m->embed, err, errlen) < 0 ||
+        plain(m, "model.norm.weight", dim, 0, &m->final_norm, err, errlen) < 0)
+        goto done;
+    for (int l = 0; l < cf->n_layers; l++) {
+        layer_weights *w = &m->layers[l];
+        const struct {
+            const char *name;
+            size_t d0, d1;
+            weight *w;
+        } t[] = {
+            {"self_attn.q_proj", qd, dim, &w->wq},  {"self_attn.k_proj", kvd, dim, &w->wk},
+            {"self_attn.v_proj", kvd, dim, &w->wv}, {"self_attn.o_proj", dim, qd, &w->wo},
+            {"mlp.gate_proj", ff, dim, &w->w_gate}, {"mlp.up_proj", ff, dim, &w->w_up},
+            {"mlp.down_proj", dim, ff, &w->w_down},
+        };
+        const struct {
+            const char *name;
+            size_t d;
+            weight *w;
+        } n[] = {{"input_layernorm", dim, &w->attn_norm}, {"post_attention_layernorm", dim, &w->ffn_norm},
+                 {"self_attn.q_norm", hd, &w->q_norm},    {"self_attn.k_norm", hd, &w->k_norm}};
+        char name[160];
+        for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].name);
+            if (bind(m, meta, name, t[i].d0, t[i].d1, t[i].w, err, errlen) < 0) goto done;
+        }
+        for (size_t i = 0; i < sizeof n / sizeof *n; i++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n[i].name);
+            if (plain(m, name, n[i].d, 0, n[i].w, err, errlen) < 0) goto done;
+        }
+    }
+    if (cf->tie_embeddings) m->lm_head = m->embed;
+    else if (bind(m, meta, "lm_head", V, dim, &m->lm_head, err, errlen) < 0) goto done;
+    rc = 0;
+done:
+    cJSON_Delete(meta);
+    return rc;
+}
+
+const model_format model_format_torchao = {"torchao", tao_detect, tao_open, tao_close};
