@@ -8,7 +8,10 @@
 
 #include "util.h"
 
-static const backend *const backends[] = {&backend_cpu};
+extern const backend backend_ax650; /* ax650.c */
+extern const backend backend_ascend; /* ascend.c */
+
+static const backend *const backends[] = {&backend_cpu, &backend_ax650, &backend_ascend};
 
 const backend *backend_find(const char *name) {
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
@@ -17,7 +20,7 @@ const backend *backend_find(const char *name) {
 }
 
 /* in step with backends[] */
-const char *backend_names(void) { return "cpu"; }
+const char *backend_names(void) { return "cpu, ax650, ascend"; }
 
 /* Room for need rows: doubling, so a decode loop grows the cache O(log n) times. */
 static int room(kv_cache *kv, size_t need, char *err, size_t errlen) {

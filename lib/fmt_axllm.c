@@ -1,0 +1,186 @@
+/* fmt_axllm: an ax-llm model directory (Axera's AX650 runtime) as a model, for the host
+ * stages (tok, embed, sessions) and the ax650 backend.
+ *
+ * Such a directory holds the decoder layers compiled into per-layer *.axmodel files,
+ * which only the NPU runs: the model it makes has a config and an embedding table
+ * (the raw bf16 [vocab][hidden] file, mapped and used in place) and no layer, norm or
+ * lm_head weights (dtype ST_OTHER, so the CPU backend refuses it). The axllm-era
+ * config.json names the files; the Qwen3 sizes that it does not carry (heads, head_dim,
+ * rope) come from the Hugging Face config.json in the tokenizer folder ax-llm ships
+ * (qwen3_tokenizer/, or tokenizer/), checked against the ax-llm config. The fingerprint
+ * is BLAKE2b of both configs and the sizes of every file the model consists of. */
+#include <cjson/cJSON.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ax650.h"
+#include "util.h"
+
+typedef struct {
+    mapped embed;
+} axllm;
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char *s = NULL;
+    if (!f) return NULL;
+    if (read_all(f, &s, len, NULL, 0) < 0) s = NULL;
+    fclose(f);
+    return s;
+}
+
+static int path_in(char *out, const char *dir, const char *rel, const char *field, char *err, size_t errlen) {
+    if (!rel || !*rel) return seterr(err, errlen, "%s/config.json: %s: missing", dir, field);
+    if ((size_t)snprintf(out, PATH_MAX, "%s/%s", dir, rel) >= PATH_MAX)
+        return seterr(err, errlen, "%s/config.json: %s: path too long", dir, field);
+    return 0;
+}
+
+static const char *str_of(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int long_of(const cJSON *o, const char *k, long lo, long hi, long *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi || v->valuedouble != (long)v->valuedouble)
+        return -1;
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+int axllm_files_read(const char *dir, axllm_files *f, char *err, size_t errlen) {
+    char path[PATH_MAX];
+    size_t len;
+    memset(f, 0, sizeof *f);
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path)
+        return seterr(err, errlen, "%s: path too long", dir);
+    char *json = slurp(path, &len);
+    if (!json) return seterr(err, errlen, "%s: cannot read", path);
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    free(json);
+    int rc = -1;
+    long n;
+    const char *tmpl = str_of(o, "template_filename_axmodel");
+    if (!cJSON_IsObject(o)) seterr(err, errlen, "%s: not a JSON object", path);
+    else if (path_in(f->layer_tmpl, dir, tmpl, "template_filename_axmodel", err, errlen) < 0) {
+    } else if (!strstr(tmpl, "%d") || strchr(strstr(tmpl, "%d") + 2, '%') || strchr(tmpl, '%') != strstr(tmpl, "%d"))
+        seterr(err, errlen, "%s: template_filename_axmodel: \"%.64s\" must hold one %%d (the layer) and no other %%", path,
+               tmpl);
+    else if (long_of(o, "axmodel_num", 1, 1024, &n) < 0)
+        seterr(err, errlen, "%s: axmodel_num: missing or not an integer in [1, 1024]", path);
+    else if (path_in(f->post, dir, str_of(o, "filename_post_axmodel"), "filename_post_axmodel", err, errlen) < 0 ||
+             path_in(f->embed, dir, str_of(o, "filename_tokens_embed"), "filename_tokens_embed", err, errlen) < 0) {
+    } else if (long_of(o, "tokens_embed_num", 1, 1 << 24, &f->vocab) < 0)
+        seterr(err, errlen, "%s: tokens_embed_num: missing or not an integer in [1, %d]", path, 1 << 24);
+    else if (long_of(o, "tokens_embed_size", 1, 1 << 16, &f->hidden) < 0)
+        seterr(err, errlen, "%s: tokens_embed_size: missing or not an integer in [1, %d]", path, 1 << 16);
+    else {
+        f->n_layers = (int)n;
+        const char *pc = str_of(o, "post_config_path");
+        struct stat st;
+        if (path_in(f->post_config, dir, pc ? pc : "post_config.json", "post_config_path", NULL, 0) < 0 ||
+            stat(f->post_config, &st) < 0)
+            f->post_config[0] = 0;
+        rc = 0;
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* An axllm-era config.json names its layer files; a Hugging Face one never does. */
+static int detect(const char *dir) {
+    char path[PATH_MAX];
+    size_t len;
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path) return 0;
+    char *json = slurp(path, &len);
+    int yes = json && strstr(json, "\"template_filename_axmodel\"");
+    free(json);
+    return yes;
+}
+
+static void hash_file_size(crypto_generichash_state *hs, const char *path) {
+    struct stat st;
+    uint8_t b[8];
+    put_le64(b, stat(path, &st) == 0 ? (uint64_t)st.st_size : UINT64_MAX);
+    crypto_generichash_update(hs, b, sizeof b);
+}
+
+static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
+    axllm_files f;
+    if (axllm_files_read(dir, &f, err, errlen) < 0) return -1;
+    static const char *const tokdirs[] = {"qwen3_tokenizer", "tokenizer"};
+    char hfdir[PATH_MAX] = "", path[PATH_MAX];
+    for (size_t i = 0; i < 2 && !hfdir[0]; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s/config.json", dir, tokdirs[i]);
+        if (stat(path, &st) == 0) snprintf(hfdir, sizeof hfdir, "%s/%s", dir, tokdirs[i]);
+    }
+    if (!hfdir[0])
+        return seterr(err, errlen, "%s: no qwen3_tokenizer/config.json (the Hugging Face config: ax-llm's own "
+                      "config.json has no head counts)", dir);
+    char e[256];
+    if (cfg_load(hfdir, &m->cfg, e, sizeof e) < 0) return seterr(err, errlen, "%s/%s", hfdir, e);
+    const qwen_config *c = &m->cfg;
+    if (c->dim != f.hidden || c->vocab_size != f.vocab || c->n_layers != f.n_layers)
+        return seterr(err, errlen, "%s: config.json says hidden %ld, vocab %ld, %d layers; %s/config.json says %d, %d, %d",
+                      dir, f.hidden, f.vocab, f.n_layers, hfdir, c->dim, c->vocab_size, c->n_layers);
+    axllm *a = calloc(1, sizeof *a);
+    if (!a || !(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {
+        free(a);
+        return seterr(err, errlen, "%s: out of memory", dir);
+    }
+    m->fmt_ctx = a;
+    if (map_file(f.embed, &a->embed, e, sizeof e) < 0) return seterr(err, errlen, "%s", e);
+    size_t want = (size_t)f.vocab * (size_t)f.hidden * 2;
+    if (a->embed.size != want)
+        return seterr(err, errlen, "%s: %zu bytes, want %zu (bf16 [%ld][%ld], tokens_embed_num x tokens_embed_size)",
+                      f.embed, a->embed.size, want, f.vocab, f.hidden);
+    m->embed = (weight){ST_BF16, a->embed.data};
+    /* the layers live in the axmodels: nothing here for a CPU to run */
+    weight none = {ST_OTHER, NULL};
+    m->final_norm = m->lm_head = none;
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_weights *w = &m->layers[l];
+        weight *ws[] = {&w->attn_norm, &w->wq, &w->wk, &w->wv, &w->wo, &w->q_norm, &w->k_norm, &w->ffn_norm,
+                        &w->w_gate, &w->w_up, &w->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) *ws[i] = none;
+    }
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, (const unsigned char *)"ax-llm", 6, sizeof m->fingerprint);
+    const char *cfgs[2] = {dir, hfdir};
+    for (int i = 0; i < 2; i++) {
+        size_t len;
+        snprintf(path, sizeof path, "%s/config.json", cfgs[i]);
+        char *json = slurp(path, &len);
+        if (json) crypto_generichash_update(&hs, (const unsigned char *)json, len);
+        free(json);
+    }
+    hash_file_size(&hs, f.embed);
+    hash_file_size(&hs, f.post);
+    for (int l = 0; l < f.n_layers; l++) {
+        snprintf(path, sizeof path, f.layer_tmpl, l);
+        hash_file_size(&hs, path);
+    }
+    crypto_generichash_final(&hs, m->fingerprint, sizeof m->fingerprint);
+    return 0;
+}
+
+static void close_axllm(model *m) {
+    axllm *a = m->fmt_ctx;
+    if (!a) return;
+    unmap_file(&a->embed);
+    free(a);
+    m->fmt_ctx = NULL;
+}
+
+const model_format fmt_axllm = {
+    .name = "ax-llm",
+    .detect = detect,
+    .open = open_axllm,
+    .close = close_axllm,
+};
+
+int axllm_is(const model *m) { return m->format == &fmt_axllm; }
