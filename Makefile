@@ -9,7 +9,7 @@ PROGS    = tok detok embed prefill decode sample npycmp kvstore model
 MODE    ?= release
 CC      ?= cc
 HOSTCC  ?= cc
-CFLAGS_BASE = -std=c11 -Wall -Wextra -D_GNU_SOURCE -g -DDEFAULT_MODEL='"$(abspath build/models/tiny)"'
+CFLAGS_BASE = -std=c11 -Wall -Wextra -D_GNU_SOURCE -g -fPIC -DDEFAULT_MODEL='"$(abspath build/models/tiny)"'
 LDLIBS_BASE = -lcjson -lsodium -lpthread -lm
 # libmicrohttpd: dlopen'd at `tok --serve` in dynamic builds (lib/mhd.h says why), linked in static.
 MHD_LIBS    = -ldl
@@ -91,6 +91,25 @@ $(BINDIR)/%: $$*/$$*.c $(LIBA) | $(BINDIR)
 
 $(OUT)/t/%: t/%.c $(LIBA) | $(OUT)/t
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS_BASE) $(MHD_LIBS) $(LDLIBS)
+
+# Simulated AX650 runtimes (t/sim/ax650) that t/ax650.bats has the ax650 backend dlopen:
+# libax_engine.so and libaxcl_rt.so compute each layer with lib/'s CPU backend (hence
+# -fPIC in CFLAGS_BASE: libqwen.a links into them). A static build cannot dlopen: none.
+AXSIM = $(OUT)/t/sim/libax_engine.so $(OUT)/t/sim/libax_sys.so $(OUT)/t/sim/libaxcl_rt.so
+ifneq ($(MODE),static)
+all: $(AXSIM)
+endif
+$(OUT)/t/sim/libax_sys.so: t/sim/ax650/sys.c t/sim/ax650/sim.h lib/ax650.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $<
+$(OUT)/t/sim/lib%.so: t/sim/ax650/sim.c t/sim/ax650/sim.h lib/ax650.h $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-Bsymbolic $(LDFLAGS) -o $@ t/sim/ax650/$(SIMSRC_$*) t/sim/ax650/sim.c \
+	  $(LIBA) $(LDLIBS_BASE) $(MHD_LIBS)
+SIMSRC_ax_engine = engine.c
+SIMSRC_axcl_rt   = axcl.c
+$(OUT)/t/sim/libax_engine.so: t/sim/ax650/engine.c
+$(OUT)/t/sim/libaxcl_rt.so: t/sim/ax650/axcl.c
 
 $(LIBA): $(LIBOBJ)
 	rm -f $@ && ar rcs $@ $^
