@@ -39,11 +39,12 @@ static const char usage[] =
     "                             (B fed A's greedy tokens), and both greedy continuations\n"
     "\n"
     "A configuration is DIR[:SCHEME[:BACKEND]]: a model directory (empty: $QWEN_MODEL, else\n"
-    "the built-in tiny model), a --quant scheme (none, bf16, q8, q4, q4g128, 8da4w) and a\n"
-    "--backend (cpu). E.g. ':none' vs ':q8', or ~/m/Qwen3-8B vs ~/m/Qwen3-8B-MLX-4bit.\n"
+    "the built-in tiny model), a --quant scheme (default none) and a --backend (default cpu),\n"
+    "e.g. ':none' vs ':q8', or ~/m/Qwen3-8B vs ~/m/Qwen3-8B-MLX-4bit.\n"
     "\n"
     "  -n N          tokens to generate per prompt (default 8)\n"
-    "      --ids     prompts are token ids (text lines or int32 .npy, as from tok) on stdin\n"
+    "      --ids     prompts are token ids (text lines or int32 .npy, as from tok) on stdin,\n"
+    "                and prompts and continuations are shown as ids\n"
     "  -t N          threads (default: one per core)\n"
     "  -h, --help    this help\n";
 
@@ -87,6 +88,8 @@ static int config_parse(config *c, const char *spec) {
     char *s1 = strchr(c->spec, ':'), *s2 = s1 ? strchr(s1 + 1, ':') : NULL;
     if (s1) *s1 = 0, c->scheme = s1 + 1;
     if (s2) *s2 = 0, c->backend_name = s2 + 1;
+    if (!*c->scheme) c->scheme = "none";
+    if (!*c->backend_name) c->backend_name = "cpu";
     c->dir = model_dir(*c->spec ? c->spec : NULL);
     if (quant_scheme_find(c->scheme) < 0) {
         fprintf(stderr, "%s: %s: quantization '%s': not one of %s\n", prog, spec, c->scheme, quant_names());
@@ -273,7 +276,7 @@ static int cmd_report(int argc, char **argv) {
                 b.m->cfg.vocab_size);
         goto done;
     }
-    if (!(t = tok_load(a.dir, err, sizeof err)) && !use_ids) {
+    if (!use_ids && !(t = tok_load(a.dir, err, sizeof err))) {
         fail(a.dir, err);
         goto done;
     }
@@ -322,13 +325,13 @@ static int cmd_report(int argc, char **argv) {
         if (np == 0) continue;
         nprompts++;
         printf("\nprompt %zu (%zu tokens)", nprompts, np);
-        print_text(": ", t, p, np);
+        print_text(": ", use_ids ? NULL : t, p, np);
         if (report_prompt(&a, &b, p, np, (size_t)ngen, ta, tb, la, lb, &total, err, sizeof err) < 0) {
             fail("forward", err);
             goto done;
         }
-        print_text("  A: ", t, ta, (size_t)ngen);
-        print_text("  B: ", t, tb, (size_t)ngen);
+        print_text("  A: ", use_ids ? NULL : t, ta, (size_t)ngen);
+        print_text("  B: ", use_ids ? NULL : t, tb, (size_t)ngen);
     }
     if (!nprompts) {
         fail("report", "no prompts");
