@@ -111,6 +111,21 @@ SIMSRC_axcl_rt   = axcl.c
 $(OUT)/t/sim/libax_engine.so: t/sim/ax650/engine.c
 $(OUT)/t/sim/libaxcl_rt.so: t/sim/ax650/axcl.c
 
+# Simulated CANN runtime (t/sim/ascend) that t/ascend.bats has the ascend backend dlopen:
+# three libraries under the real names, opapi and nnopbase linked to ascendcl (the state
+# they share), found beside each other through $$ORIGIN. Not in the static build.
+ASCENDSIM = $(OUT)/t/sim/libascendcl.so $(OUT)/t/sim/libnnopbase.so $(OUT)/t/sim/libopapi.so
+ifneq ($(MODE),static)
+all: $(ASCENDSIM)
+endif
+$(OUT)/t/sim/libascendcl.so: t/sim/ascend/acl.c t/sim/ascend/sim.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $<
+$(OUT)/t/sim/libnnopbase.so: t/sim/ascend/nnopbase.c t/sim/ascend/sim.h $(OUT)/t/sim/libascendcl.so
+	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $< -L$(@D) -lascendcl -Wl,-rpath,'$$ORIGIN'
+$(OUT)/t/sim/libopapi.so: t/sim/ascend/opapi.c t/sim/ascend/sim.h $(OUT)/t/sim/libnnopbase.so
+	$(CC) $(ALL_CFLAGS) -shared $(LDFLAGS) -o $@ $< -L$(@D) -lnnopbase -lascendcl -lm -Wl,-rpath,'$$ORIGIN'
+
 $(LIBA): $(LIBOBJ)
 	rm -f $@ && ar rcs $@ $^
 

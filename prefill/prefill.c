@@ -42,7 +42,7 @@ static const char usage[] =
     "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128 or 8da4w;\n"
     "                      quantized once into a cache file that every later run maps\n"
     "  -v, --verbose       report positions (computed and reused) and speed on stderr\n"
-    "      --backend NAME  where the layers run: cpu, ax650 (default cpu; README: AX650)\n"
+    "      --backend NAME  where the layers run: cpu, ax650, ascend (default cpu; README: AX650, Ascend)\n"
     "  -h, --help          this help\n";
 
 typedef struct {
