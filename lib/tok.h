@@ -17,7 +17,7 @@
 typedef struct tok tok;
 
 /* Load the tokenizer of model directory dir (dir/tokenizer.json, or the compiled
- * cache of it). NULL on error. */
+ * cache of it), or of a .gguf file (its tokenizer.ggml.* keys; tok_gguf.c). NULL on error. */
 tok *tok_load(const char *dir, char *err, size_t errlen);
 void tok_free(tok *t);
 

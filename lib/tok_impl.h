@@ -116,6 +116,10 @@ int tok_attach(tok *t, const uint8_t *img, size_t size, char *err, size_t errlen
 int tok_build(const char *path, const uint8_t *json, size_t len, const uint8_t src_hash[32],
               uint8_t **img, size_t *size, char *err, size_t errlen);
 
+/* The tokenizer of a .gguf file (tokenizer.ggml.*; lib/tok_gguf.c), compiled and cached
+ * like a tokenizer.json. NULL with err. */
+tok *tok_load_gguf(const char *path, char *err, size_t errlen);
+
 /* BPE over the raw bytes s[0..n) (n >= 1) into out[0..n): returns the number of ids.
  * Scratch: sym[TOK_BPE_SYM(n)], heap[TOK_BPE_HEAP(n)]. */
 #define TOK_BPE_SYM(n) (5 * (size_t)(n))

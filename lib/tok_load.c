@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gguf.h"
 #include "tok_impl.h"
 #include "uni.h"
 
@@ -225,6 +226,7 @@ static int load_cold(tok *t, const char *path, const char *cdir, const char *abs
 
 tok *tok_load(const char *dir, char *err, size_t errlen) {
     char path[PATH_MAX], cdir[PATH_MAX], abs[PATH_MAX];
+    if (gguf_is_file(dir)) return tok_load_gguf(dir, err, errlen);
     if ((size_t)snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= sizeof path) {
         seterr(err, errlen, "%s: path too long", dir);
         return NULL;

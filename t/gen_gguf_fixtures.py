@@ -6,7 +6,7 @@ llama.cpp 0.3.36 (llama-quantize for the K-quants, and its CPU backend for logit
     /work/venv/bin/python t/gen_gguf_fixtures.py [LLAMA_BUILD_DIR [LLAMA_SRC_DIR]]
 
 Writes t/fixtures/gguf/:
-  mixed.gguf     dim 256 (every K-quant row needs 256), 2 layers, 4 heads of 64, 2 kv heads,
+  mixed.gguf     dim 256 (every K-quant row needs 256), 1 layer, 4 heads of 64, 2 kv heads,
                  ffn 256, a 263-token byte vocabulary (4 merges), tied. Written in F32 by gguf-py, then
                  llama-quantize with a base type of Q4_0 and per-tensor types: layer 0 mixes
                  Q4_K, Q6_K, F16, Q4_0, Q8_0, BF16; token_embd Q6_K (so the tied lm_head is too).
@@ -19,6 +19,9 @@ Writes t/fixtures/gguf/:
   NAME.logits.npy  llama.cpp's logits (n, vocab) f32, one position at a time (decode
                  path), 1 thread, F32 KV cache, no flash attention, no weight repacking.
   mixed.rows.npy the same logits as n records of (vocab,)
+  vocab.gguf.xz  the tokenizer.ggml.* keys (and nothing else) that llama.cpp's own
+                 convert_hf_to_gguf.py writes for build/models/tiny (Qwen3's real tokenizer:
+                 151936 tokens with 267 [PAD] ids, 151387 merges), xz-compressed (1.3 MB).
 The weights are seeded random normals, so every run writes the same files.
 """
 import hashlib
@@ -169,15 +172,39 @@ def logits(exe, model, tmp):
     return np.fromfile(raw, dtype="<f4").reshape(len(IDS), nv)
 
 
+def vocab(tmp):
+    """llama.cpp's converter on build/models/tiny; its tokenizer keys copied as they are."""
+    conv = os.path.join(tmp, "tiny.gguf")
+    subprocess.run([sys.executable, os.path.join(SRC, "convert_hf_to_gguf.py"),
+                    os.path.join(HERE, "..", "build", "models", "tiny"), "--outfile", conv, "--outtype", "bf16"],
+                   check=True, capture_output=True)
+    r = gguf.GGUFReader(conv)
+    f = lambda k: r.fields[k].contents()
+    assert f("tokenizer.ggml.model") == "gpt2" and f("tokenizer.ggml.pre") == "qwen2"
+    path = os.path.join(tmp, "vocab.gguf")
+    w = gguf.GGUFWriter(path, "qwen3")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(f("tokenizer.ggml.tokens"))
+    w.add_token_types(f("tokenizer.ggml.token_type"))
+    w.add_token_merges(f("tokenizer.ggml.merges"))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with open(os.path.join(OUT, "vocab.gguf.xz"), "wb") as out:
+        subprocess.run(["xz", "-9e", "-T1", "-c", path], stdout=out, check=True)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         # mixed: F32 by gguf-py, then llama-quantize
         rng = np.random.default_rng(20251123)
         f32 = os.path.join(tmp, "mixed-f32.gguf")
-        write(f32, weights(rng, 256, 2, 4, 2, 64, 256, 263, False), 256, 2, 4, 2, 64, 256, {})
+        write(f32, weights(rng, 256, 1, 4, 2, 64, 256, 263, False), 256, 1, 4, 2, 64, 256, {})
         over = ["blk\\.0\\.attn_q=q4_k", "blk\\.0\\.attn_k=q6_k", "blk\\.0\\.attn_v=f32",
-                "blk\\.0\\.attn_output=q8_0", "blk\\.0\\.ffn_gate=q4_k", "blk\\.0\\.ffn_up=q8_0",
+                "blk\\.0\\.attn_output=q8_0", "blk\\.0\\.ffn_gate=q4_k",
                 "blk\\.0\\.ffn_down=q6_k"]
         args = [os.path.join(BUILD, "bin", "llama-quantize"), "--token-embedding-type", "q6_k"]
         for o in over:
@@ -204,6 +231,7 @@ def main():
                 with open(os.path.join(OUT, name + ".rows.npy"), "wb") as f:
                     for row in lg:
                         np.save(f, row)
+        vocab(tmp)
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)))
 
