@@ -416,11 +416,12 @@ static int take(ctx *c, const char *name, const char *type, const st_tensor **t,
     return 1;
 }
 
-enum { FLOATS = 1 << ST_F32 | 1 << ST_F16 | 1 << ST_BF16 };
+/* dtypes a vector may come in: I64_BITS is an int64 holding an f32's bits in its low half
+ * (deq_scale of an fp16 model: the "UINT64" scale CANN wants), I64_INT an int64 value */
+enum { FLOATS = 1 << ST_F32 | 1 << ST_F16 | 1 << ST_BF16, I8 = 1 << ST_I8, I64_BITS = 1 << ST_I64, I64_INT = 1 << 16 };
 
-/* Element i as f32: a float, an int8, or an int64 holding an f32's bits in its low half
- * (deq_scale in checkpoints of fp16 models: the "UINT64" scale CANN wants). */
-static float elem(const st_tensor *t, size_t i) {
+/* Element i as f32 (an int64 as bits or as a value, as the caller says). */
+static float elem(const st_tensor *t, size_t i, int bits) {
     const uint8_t *p = (const uint8_t *)t->data + i * st_dtype_size(t->dtype);
     uint32_t u;
     float f;
@@ -429,7 +430,9 @@ static float elem(const st_tensor *t, size_t i) {
     case ST_F16: return kern_f16(le16(p));
     case ST_BF16: return kern_bf16(le16(p));
     case ST_I8: return (float)(int8_t)p[0];
-    default: u = (uint32_t)le64(p); break; /* ST_I64 */
+    default: /* ST_I64 */
+        if (!bits) return (float)(int64_t)le64(p);
+        u = (uint32_t)le64(p);
     }
     memcpy(&f, &u, 4);
     return f;
@@ -446,9 +449,9 @@ static int vec(ctx *c, const char *prefix, const char *suffix, const char *type,
     int r = take(c, name, type, &t, err, errlen);
     if (r < 0) return -1;
     if (!r) return required ? seterr(err, errlen, "tensor %s: missing (%s needs it)", name, type) : 0;
-    if (!(mask & 1u << t->dtype))
+    if (!(mask & 1u << t->dtype) && !(t->dtype == ST_I64 && mask & I64_INT))
         return seterr(err, errlen, "tensor %s: dtype %s, want %s", name, st_dtype_name(t->dtype),
-                      mask & 1 << ST_I64 ? "F32, F16, BF16 or I64" : mask & 1 << ST_I8 ? "F32, F16, BF16 or I8" : "F32, F16 or BF16");
+                      mask & (I64_BITS | I64_INT) ? "F32, F16, BF16 or I64" : mask & I8 ? "F32, F16, BF16 or I8" : "F32, F16 or BF16");
     if (shape_ok(t, d0, d1, err, errlen) < 0) return -1;
     size_t n = d0 * (d1 ? d1 : 1);
     float *v = malloc(n * sizeof *v), **o = realloc(c->owned, (c->n_owned + 1) * sizeof *o);
@@ -458,7 +461,7 @@ static int vec(ctx *c, const char *prefix, const char *suffix, const char *type,
         return seterr(err, errlen, "tensor %s: out of memory", name);
     }
     c->owned[c->n_owned++] = v;
-    for (size_t i = 0; i < n; i++) v[i] = elem(t, i);
+    for (size_t i = 0; i < n; i++) v[i] = elem(t, i, !!(mask & I64_BITS));
     *out = v;
     return 0;
 }
@@ -506,10 +509,9 @@ static int linear(ctx *c, model *m, const char *prefix, size_t N, size_t K, weig
     const char *ty = dtype_of(c, name);
     if (!ty) return seterr(err, errlen, "tensor %s: missing", name);
     if (!strcmp(ty, "FLOAT")) return bindf(c, m, name, N, K, 0, out, err, errlen);
-    msms_weight *w = &c->mw[c->n_w];
-    qweight *q = &c->qw[c->n_w];
     if (c->n_w == c->cap_w) return seterr(err, errlen, "tensor %s: more linear layers than the config has", name);
-    c->n_w++;
+    msms_weight *w = &c->mw[c->n_w];
+    qweight *q = &c->qw[c->n_w++];
     *w = (msms_weight){.scheme = (msms_scheme)msms_scheme_find(ty), .out = N, .in = K};
     if (qweight_data(c, w, name, ty, err, errlen) < 0) return -1;
     switch (w->scheme) {
@@ -524,8 +526,8 @@ static int linear(ctx *c, model *m, const char *prefix, size_t N, size_t K, weig
         if ((uintptr_t)qb->data % 4) return seterr(err, errlen, "tensor %s: data not aligned to its 4-byte elements", name);
         w->quant_bias = qb->data;
         if (vec(c, prefix, "input_scale", ty, 1, 0, FLOATS, 1, &is, err, errlen) < 0 ||
-            vec(c, prefix, "input_offset", ty, 1, 0, FLOATS | 1 << ST_I8, 1, &io, err, errlen) < 0 ||
-            vec(c, prefix, "deq_scale", ty, N, 0, FLOATS | 1 << ST_I64, 1, &w->deq_scale, err, errlen) < 0 ||
+            vec(c, prefix, "input_offset", ty, 1, 0, FLOATS | I8, 1, &io, err, errlen) < 0 ||
+            vec(c, prefix, "deq_scale", ty, N, 0, FLOATS | I64_BITS, 1, &w->deq_scale, err, errlen) < 0 ||
             vec(c, prefix, "weight_scale", ty, N, 0, FLOATS, 0, &w->weight_scale, err, errlen) < 0 ||
             vec(c, prefix, "weight_offset", ty, N, 0, FLOATS, 0, &w->weight_offset, err, errlen) < 0 ||
             positive(is, 1, prefix, "input_scale", err, errlen) < 0)
@@ -557,7 +559,7 @@ static int linear(ctx *c, model *m, const char *prefix, size_t N, size_t K, weig
                 return seterr(err, errlen, "tensor %s: groups of %zu, but %s says group_size %zu", name, w->group,
                               c->desc_name, c->group_size);
             if (vec(c, prefix, "weight_scale_second", ty, N, cols, FLOATS, 1, &w->weight_scale_second, err, errlen) < 0 ||
-                vec(c, prefix, "weight_offset_second", ty, N, cols, FLOATS | 1 << ST_I64, 0, &w->weight_offset_second, err,
+                vec(c, prefix, "weight_offset_second", ty, N, cols, FLOATS | I64_INT, 0, &w->weight_offset_second, err,
                     errlen) < 0)
                 return -1;
         }

@@ -187,6 +187,47 @@ print(*struct.unpack("<8i", b[10 + hl:]))')
     [[ "$output" =~ ^(FLOAT\ )+FLOAT$ ]]
 }
 
+@test "msms: a sharded checkpoint (an index and two files) gives the same logits" {
+    broken mix
+    python3 - "$TMP/m" <<'EOF'
+import json, os, struct, sys
+d = sys.argv[1]
+src = os.path.join(d, "quant_model_weights.safetensors")
+b = open(src, "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h.pop("__metadata__", None)
+names = sorted(h)
+wm = {}
+for i, part in enumerate([names[::2], names[1::2]]):
+    fn = f"quant_model_weights-{i + 1:05d}-of-00002.safetensors"
+    hdr, data = {}, b""
+    for k in part:
+        lo, hi = h[k]["data_offsets"]
+        hdr[k] = dict(h[k], data_offsets=[len(data), len(data) + hi - lo])
+        data += b[8 + n + lo:8 + n + hi]
+        wm[k] = fn
+    j = json.dumps(hdr).encode()
+    j += b" " * (-len(j) % 8)
+    open(os.path.join(d, fn), "wb").write(struct.pack("<Q", len(j)) + j + data)
+json.dump({"metadata": {}, "weight_map": wm}, open(os.path.join(d, "quant_model_weights.safetensors.index.json"), "w"))
+os.remove(src)
+EOF
+    ls "$TMP/m"
+    run "$TBIN/msms_test" ref "$TMP/m" "$MS/mix.ref.npy" 5e-3
+    echo "$output"
+    [ "$status" -eq 0 ]
+    echo "$PROMPT" | "$BIN/prefill" -m "$MS/mix" -k a --all-logits > "$TMP/a.npy"
+    echo "$PROMPT" | "$BIN/prefill" -m "$TMP/m" -k b --all-logits > "$TMP/b.npy"
+    cmp "$TMP/a.npy" "$TMP/b.npy"
+}
+
+@test "msms: W4A8 groups that disagree with the description's group_size" {
+    broken w4a8
+    sed -i 's/"group_size": 32/"group_size": 64/' "$TMP/m/quant_model_description.json"
+    refused "tensor model.layers.0.self_attn.q_proj.weight_scale_second: groups of 32, but quant_model_description.json says group_size 64"
+}
+
 @test "msms: the description names a tensor the files lack" {
     broken mix
     desc_set "$TMP/m/quant_model_description.json" model.layers.0.self_attn.q_proj.smooth_scale W8A8
