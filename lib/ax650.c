@@ -858,7 +858,12 @@ static void *ax_open(const model *m, const backend_opts *o, char *err, size_t er
                "files): give one with -m, or set AX650_MODEL to the one built from this checkpoint", m->dir);
         goto fail;
     }
-    if (axllm_files_read(dir, &a->files, err, errlen) < 0 || load_libs(a, err, errlen) < 0) goto fail;
+    char e[512];
+    if (axllm_files_read(dir, &a->files, e, sizeof e) < 0) {
+        seterr(err, errlen, "backend ax650: %s", e);
+        goto fail;
+    }
+    if (load_libs(a, err, errlen) < 0) goto fail;
     if (!axllm_is(m) && (a->files.hidden != m->cfg.dim || a->files.vocab != m->cfg.vocab_size)) {
         seterr(err, errlen, "backend ax650: AX650_MODEL=%s is for hidden %ld, vocab %ld; the model has %d, %d", dir,
                a->files.hidden, a->files.vocab, m->cfg.dim, m->cfg.vocab_size);
