@@ -62,6 +62,18 @@ open(sys.argv[2], "wb").write(d[8 + n + a:8 + n + b])' "$TINY" "$TMP/embed.bin"
     cmp "$TMP/ax.npy" "$TMP/cpu.npy"
 }
 
+@test "ax650: sample takes the ax-llm directory's post_config.json (top-k 1: the argmax)" {
+    sim
+    ids 12 | "$BIN/prefill" -m "$AXDIR" --backend ax650 -k p > "$TMP/l.npy"
+    got=$("$BIN/sample" --post-config "$AXDIR/post_config.json" < "$TMP/l.npy")
+    want=$(python3 -c '
+import array, sys
+d = open(sys.argv[1], "rb").read(); hl = int.from_bytes(d[8:10], "little")
+a = array.array("f"); a.frombytes(d[10 + hl:])
+print(max(range(len(a)), key=a.__getitem__))' "$TMP/l.npy")
+    [ "$got" = "$want" ]
+}
+
 @test "ax650: prefill logits match the CPU's at every position, chunks crossing every shape group and past the last (engine)" {
     sim
     # 90 positions: chunks of 16 over histories 0 (group S_g=1), 16, 32 (32), 48, 64 (64),
