@@ -21,7 +21,8 @@
  * context, as the AXCL docs require). AX650_TRANSPORT=engine|axcl picks one; by default
  * the engine if its library loads, else AXCL. Libraries are dlopen'd by the names in
  * AX_ENGINE_LIB, AX_SYS_LIB, AXCL_RT_LIB (defaults libax_engine.so, libax_sys.so,
- * libaxcl_rt.so); AXCL_DEVICE picks a card (index in the device list, default 0). */
+ * libaxcl_rt.so, from the library path or else /soc/lib and /usr/lib/axcl, where the
+ * vendor installs them); AXCL_DEVICE picks a card (index in the device list, default 0). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -196,16 +197,27 @@ static long cmm_remain_kb(void) {
 
 /* ---- transport: libraries ---- */
 
-static void *open_lib(const char *env, const char *def, char *err, size_t errlen) {
+/* The library env names, else def from the loader's path, else from dir (where the vendor
+ * installs it: /soc/lib on the board, /usr/lib/axcl for AXCL; neither is always on the path). */
+static void *open_lib(const char *env, const char *def, const char *dir, char *err, size_t errlen) {
     const char *name = getenv(env);
-    if (!name || !*name) name = def;
-    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        const char *why = dlerror();
-        if (why && strstr(why, name)) seterr(err, errlen, "backend ax650: %s (set %s or LD_LIBRARY_PATH)", why, env);
-        else seterr(err, errlen, "backend ax650: %s: %s (set %s or LD_LIBRARY_PATH)", name, why ? why : "cannot load", env);
+    int given = name && *name;
+    void *h = dlopen(given ? name : def, RTLD_NOW | RTLD_LOCAL);
+    if (h) return h;
+    char why[384], alt[PATH_MAX];
+    const char *e = dlerror();
+    snprintf(why, sizeof why, "%s", e ? e : "cannot load");
+    if (!given) {
+        snprintf(alt, sizeof alt, "%s/%s", dir, def);
+        if ((h = dlopen(alt, RTLD_NOW | RTLD_LOCAL))) return h;
     }
-    return h;
+    if (!given) name = def;
+    char where[PATH_MAX + 96];
+    if (given) snprintf(where, sizeof where, "named by %s", env);
+    else snprintf(where, sizeof where, "looked on the library path and in %s; set %s or LD_LIBRARY_PATH", dir, env);
+    if (strstr(why, name)) seterr(err, errlen, "backend ax650: %s (%s)", why, where);
+    else seterr(err, errlen, "backend ax650: %s: %s (%s)", name, why, where);
+    return NULL;
 }
 
 typedef struct {
@@ -223,8 +235,8 @@ static int bind_syms(void *lib, const char *libname, const sym *s, size_t n, cha
 #define SYM(api, f, name) {name, (void **)&(api).f}
 
 static int load_engine(ax *a, char *err, size_t errlen) {
-    if (!(a->lib_engine = open_lib("AX_ENGINE_LIB", "libax_engine.so", err, errlen)) ||
-        !(a->lib_sys = open_lib("AX_SYS_LIB", "libax_sys.so", err, errlen)))
+    if (!(a->lib_engine = open_lib("AX_ENGINE_LIB", "libax_engine.so", "/soc/lib", err, errlen)) ||
+        !(a->lib_sys = open_lib("AX_SYS_LIB", "libax_sys.so", "/soc/lib", err, errlen)))
         return -1;
     const sym es[] = {
         SYM(a->e, version, "AX_ENGINE_GetVersion"), SYM(a->e, init, "AX_ENGINE_Init"),
@@ -246,7 +258,7 @@ static int load_engine(ax *a, char *err, size_t errlen) {
 }
 
 static int load_axcl(ax *a, char *err, size_t errlen) {
-    if (!(a->lib_axcl = open_lib("AXCL_RT_LIB", "libaxcl_rt.so", err, errlen))) return -1;
+    if (!(a->lib_axcl = open_lib("AXCL_RT_LIB", "libaxcl_rt.so", "/usr/lib/axcl", err, errlen))) return -1;
     const sym xs[] = {
         SYM(a->x, init, "axclInit"), SYM(a->x, finalize, "axclFinalize"),
         SYM(a->x, devices, "axclrtGetDeviceList"), SYM(a->x, set_device, "axclrtSetDevice"),

@@ -2,7 +2,7 @@
  * simulated runtimes of the tests (t/sim/ax650) share.
  *
  * The vendor API subset below is declared by us from the public API descriptions
- * (docs/../shared reference notes: ax_engine_api.h and ax_sys_api.h v1.45 of the AX650N
+ * (ax_engine_api.h and ax_sys_api.h v1.45 of the AX650N
  * BSP, axcl_rt_*.h of axcl-runtime V3.10.2); no vendor header is copied. Field order
  * and widths follow those descriptions; the reserved tails keep the sizes the SDK
  * expects. Only what the backend calls is here. */
