@@ -142,6 +142,9 @@ static void fmt_prep(const qweight *qw, const float *x, size_t n, void *scratch)
         case MSMS_W8A8: s[i] = quant_static(qi, xi, K, w); break;
         case MSMS_W8A8_DYNAMIC: s[i] = quant_sym(qi, xi, K, 1.0f, 127.0f, -128, 127); break;
         default:
+            /* s = max|X'| * clip / 7, msModelSlim's ActivationQuantizer (xmax *= clip; xmax / qmax)
+             * and the newer CANN doc of aclnnFlatQuant (max / (7 / clip)); older CANN docs
+             * say / (7 * clip): unconfirmed on hardware, see ascend.md 2.4 */
             kronecker(xo, t, xi, w);
             s[i] = quant_sym(qi, xo, K, w->clip_ratio, 7.0f, -8, 7);
         }

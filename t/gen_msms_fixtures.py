@@ -39,6 +39,7 @@ and <name>.ref.npy beside each: .npy records back to back,
   sides (a transposed transform, a swapped nibble) would be far from it.
 
     /work/venv/bin/python t/gen_msms_fixtures.py
+    /work/venv/bin/python t/gen_msms_fixtures.py --convert SRC DST SCHEME   # benchmarks only
 """
 import json
 import os
@@ -442,5 +443,38 @@ def main():
             break
 
 
+def convert(src, dst, scheme):
+    """Any F32/F16/BF16 Qwen3 directory as an msModelSlim one of a dynamic scheme (W8A8_DYNAMIC,
+    W4A8_DYNAMIC with groups of 256, W4A4_FLATQUANT_DYNAMIC with random transforms), for
+    benchmarks: the same quantizers as the fixtures, no reference."""
+    from safetensors.torch import load_file
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    sd = load_file(os.path.join(src, "model.safetensors"))
+    rng = np.random.default_rng(0)
+    os.makedirs(dst, exist_ok=True)
+    out, desc = {}, {"model_quant_type": scheme, "version": "1.0.0", "group_size": 0}
+    for k, v in sd.items():
+        if k.endswith("_proj.weight") and ".mlp." in k or ".self_attn." in k and k.endswith("_proj.weight"):
+            p, W = k[:-len(".weight")], v.to(torch.float32).numpy()
+            if scheme == "W8A8_DYNAMIC":
+                t = q_w8a8_dynamic(W)
+            elif scheme == "W4A8_DYNAMIC":
+                t = q_w4a8(W, 256, True, p.endswith(("o_proj", "down_proj")))
+                desc["group_size"] = 256
+            else:
+                t = q_flat(W, rng, cfg["num_attention_heads"] if p.endswith("o_proj") else None)
+            for n, tv in t.items():
+                out[f"{p}.{n}"], desc[f"{p}.{n}"] = tv.contiguous(), scheme
+        else:
+            out[k], desc[k] = v, "FLOAT"
+    save_file(out, os.path.join(dst, "quant_model_weights.safetensors"))
+    json.dump(cfg, open(os.path.join(dst, "config.json"), "w"), indent=2)
+    json.dump(desc, open(os.path.join(dst, "quant_model_description.json"), "w"), indent=1)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if len(sys.argv) == 5 and sys.argv[1] == "--convert":  # --convert SRC DST SCHEME
+        convert(*sys.argv[2:])
+    else:
+        main()
