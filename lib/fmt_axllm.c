@@ -7,7 +7,8 @@
  * lm_head weights (dtype ST_OTHER, so the CPU backend refuses it). The axllm-era
  * config.json names the files; the Qwen3 sizes that it does not carry (heads, head_dim,
  * rope) come from the Hugging Face config.json in the tokenizer folder ax-llm ships
- * (qwen3_tokenizer/, or tokenizer/), checked against the ax-llm config. The fingerprint
+ * (qwen3_tokenizer/, or tokenizer/), checked against the ax-llm config, or else from the
+ * released Qwen3 sizes that match its hidden size and layer count. The fingerprint
  * is BLAKE2b of both configs and the sizes of every file the model consists of. */
 #include <cjson/cJSON.h>
 #include <sodium.h>
@@ -108,6 +109,24 @@ static void hash_file_size(crypto_generichash_state *hs, const char *path) {
     crypto_generichash_update(hs, b, sizeof b);
 }
 
+/* Without the HF config, the released Qwen3 sizes (reference notes, quant.md §4.3): what a
+ * session needs (layers, dim, KV heads x head_dim) and the rest for completeness. */
+static int qwen3_preset(const axllm_files *f, qwen_config *c) {
+    static const struct {
+        int dim, layers, heads, hidden, tied;
+    } q[] = {{1024, 28, 16, 3072, 1}, {2048, 28, 16, 6144, 1}, {2560, 36, 32, 9728, 1},
+             {4096, 36, 32, 12288, 0}, {5120, 40, 40, 17408, 0}, {5120, 64, 64, 25600, 0}};
+    for (size_t i = 0; i < sizeof q / sizeof *q; i++)
+        if (q[i].dim == f->hidden && q[i].layers == f->n_layers && f->vocab == 151936) {
+            *c = (qwen_config){.dim = q[i].dim, .n_layers = q[i].layers, .n_heads = q[i].heads, .n_kv_heads = 8,
+                               .head_dim = 128, .hidden_dim = q[i].hidden, .vocab_size = 151936, .max_pos = 40960,
+                               .rms_eps = 1e-6f, .rope_theta = 1e6, .tie_embeddings = q[i].tied,
+                               .bos_id = 151643, .eos_id = 151645};
+            return 0;
+        }
+    return -1;
+}
+
 static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
     axllm_files f;
     if (axllm_files_read(dir, &f, err, errlen) < 0) return -1;
@@ -118,11 +137,14 @@ static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
         snprintf(path, sizeof path, "%s/%s/config.json", dir, tokdirs[i]);
         if (stat(path, &st) == 0) snprintf(hfdir, sizeof hfdir, "%s/%s", dir, tokdirs[i]);
     }
-    if (!hfdir[0])
-        return seterr(err, errlen, "%s: no qwen3_tokenizer/config.json (the Hugging Face config: ax-llm's own "
-                      "config.json has no head counts)", dir);
     char e[256];
-    if (cfg_load(hfdir, &m->cfg, e, sizeof e) < 0) return seterr(err, errlen, "%s/%s", hfdir, e);
+    if (!hfdir[0]) {
+        if (qwen3_preset(&f, &m->cfg) < 0)
+            return seterr(err, errlen, "%s: no qwen3_tokenizer/config.json (the Hugging Face config: ax-llm's own "
+                          "config.json has no head counts), and hidden %ld with %d layers is no Qwen3 we know", dir,
+                          f.hidden, f.n_layers);
+    } else if (cfg_load(hfdir, &m->cfg, e, sizeof e) < 0)
+        return seterr(err, errlen, "%s/%s", hfdir, e);
     const qwen_config *c = &m->cfg;
     if (c->dim != f.hidden || c->vocab_size != f.vocab || c->n_layers != f.n_layers)
         return seterr(err, errlen, "%s: config.json says hidden %ld, vocab %ld, %d layers; %s/config.json says %d, %d, %d",

@@ -62,6 +62,28 @@ open(sys.argv[2], "wb").write(d[8 + n + a:8 + n + b])' "$TINY" "$TMP/embed.bin"
     cmp "$TMP/ax.npy" "$TMP/cpu.npy"
 }
 
+@test "ax650: an ax-llm directory without the HF config takes the released Qwen3 sizes; a wrong embedding file is refused" {
+    d=$TMP/q06
+    mkdir -p "$d/qwen3-ax650"
+    sed -e 's/"axmodel_num": 2/"axmodel_num": 28/' -e 's/"tokens_embed_size": 64/"tokens_embed_size": 1024/' \
+        "$AXDIR/config.json" > "$d/config.json"
+    truncate -s $((151936 * 1024 * 2)) "$d/qwen3-ax650/model.embed_tokens.weight.bfloat16.bin" # sparse: zeros
+    echo "1 151935" | "$BIN/embed" -m "$d" > "$TMP/e.npy"
+    python3 -c '
+import sys
+d = open(sys.argv[1], "rb").read()
+assert b"(2, 1024)" in d, d[:200]' "$TMP/e.npy"
+    sed -i 's/"axmodel_num": 28/"axmodel_num": 27/' "$d/config.json"
+    run bash -c "echo 1 | '$BIN/embed' -m '$d'"
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == *"no qwen3_tokenizer/config.json"*"hidden 1024 with 27 layers is no Qwen3 we know" ]]
+    cp -r "$AXDIR/qwen3_tokenizer" "$d/"
+    sed -i 's/"axmodel_num": 27/"axmodel_num": 2/; s/"tokens_embed_size": 1024/"tokens_embed_size": 64/' "$d/config.json"
+    run bash -c "echo 1 | '$BIN/embed' -m '$d'"
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == *"model.embed_tokens.weight.bfloat16.bin: 311164928 bytes, want 19447808 (bf16 [151936][64], tokens_embed_num x tokens_embed_size)" ]]
+}
+
 @test "ax650: sample takes the ax-llm directory's post_config.json (top-k 1: the argmax)" {
     sim
     ids 12 | "$BIN/prefill" -m "$AXDIR" --backend ax650 -k p > "$TMP/l.npy"
