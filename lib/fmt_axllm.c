@@ -5,12 +5,14 @@
  * which only the NPU runs: the model it makes has a config and an embedding table
  * (the raw bf16 [vocab][hidden] file, mapped and used in place) and no layer, norm or
  * lm_head weights (dtype ST_OTHER, so the CPU backend refuses it). The axllm-era
- * config.json names the files; the Qwen3 sizes that it does not carry (heads, head_dim,
+ * config.json names the files (an HTTP-era directory, whose config.json is empty, names them
+ * in the flags of its run_*.sh scripts, read as such); the Qwen3 sizes that it does not carry (heads, head_dim,
  * rope) come from the Hugging Face config.json in the tokenizer folder ax-llm ships
  * (qwen3_tokenizer/, or tokenizer/), checked against the ax-llm config, or else from the
  * released Qwen3 sizes that match its hidden size and layer count. The fingerprint
  * is BLAKE2b of both configs and the sizes of every file the model consists of. */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,14 +54,83 @@ static int long_of(const cJSON *o, const char *k, long lo, long hi, long *out) {
     return 0;
 }
 
+/* The flags of an HTTP-era run script (run_qwen3_4b_int8_ctx_ax650.sh: --template_filename_axmodel
+ * "..." --axmodel_num 36 ...) as the JSON object an axllm-era config.json would hold. */
+static char *script_config(const char *script) {
+    static const char *const keys[] = {"template_filename_axmodel", "axmodel_num", "filename_post_axmodel",
+                                       "filename_tokens_embed", "tokens_embed_num", "tokens_embed_size"};
+    size_t len;
+    char *text = slurp(script, &len), *p = text, *json = NULL;
+    cJSON *o = cJSON_CreateObject();
+    char *prev = NULL;
+    while (text && o && *p) { /* words: whitespace apart, quotes kept together, backslash-newline skipped */
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\') p++;
+        if (!*p) break;
+        char *w = p, *o_ = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
+            char q = *p;
+            if (q == '"' || q == '\'') {
+                for (p++; *p && *p != q; p++) *o_++ = *p;
+                if (*p) p++;
+            } else
+                *o_++ = *p++;
+        }
+        int end = *p != 0;
+        if (end) p++;
+        *o_ = 0;
+        for (size_t i = 0; prev && i < sizeof keys / sizeof *keys; i++)
+            if (!strncmp(prev, "--", 2) && !strcmp(prev + 2, keys[i]) && !cJSON_HasObjectItem(o, keys[i])) {
+                char *e;
+                double v = strtod(w, &e);
+                if (*w && !*e) cJSON_AddNumberToObject(o, keys[i], v);
+                else cJSON_AddStringToObject(o, keys[i], w);
+            }
+        prev = w;
+        if (!end) break;
+    }
+    if (o && cJSON_HasObjectItem(o, "template_filename_axmodel")) json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    free(text);
+    return json;
+}
+
+/* The configuration of dir: config.json when it names the layer files (axllm era), else the
+ * flags of a run_*.sh beside it (HTTP era: config.json is empty). Malloc'd, or NULL. */
+static char *config_text(const char *dir, size_t *len, char *src, size_t srclen) {
+    char path[PATH_MAX];
+    snprintf(src, srclen, "%s/config.json", dir);
+    char *json = slurp(src, len);
+    if (json && strstr(json, "\"template_filename_axmodel\"")) return json;
+    free(json);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char *best = NULL;
+    int best_rank = -1;
+    while (d && (e = readdir(d))) { /* run_*.sh that name the layer files; the on-board one first */
+        size_t n = strlen(e->d_name);
+        if (strncmp(e->d_name, "run_", 4) || n < 7 || strcmp(e->d_name + n - 3, ".sh")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        char *j = script_config(path);
+        int rank = !j ? -1 : strstr(e->d_name, "axcl") ? 0 : 1;
+        if (rank > best_rank || (rank == best_rank && j && strcmp(path, src) < 0)) {
+            free(best);
+            best = j, j = NULL, best_rank = rank;
+            snprintf(src, srclen, "%s", path);
+        }
+        free(j);
+    }
+    if (d) closedir(d);
+    if (best) *len = strlen(best);
+    else snprintf(src, srclen, "%s/config.json", dir);
+    return best;
+}
+
 int axllm_files_read(const char *dir, axllm_files *f, char *err, size_t errlen) {
     char path[PATH_MAX];
     size_t len;
     memset(f, 0, sizeof *f);
-    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path)
-        return seterr(err, errlen, "%s: path too long", dir);
-    char *json = slurp(path, &len);
-    if (!json) return seterr(err, errlen, "%s: cannot read", path);
+    char *json = config_text(dir, &len, path, sizeof path);
+    if (!json) return seterr(err, errlen, "%s: no config.json naming the axmodels (template_filename_axmodel), nor a run_*.sh that does", dir);
     cJSON *o = cJSON_ParseWithLength(json, len);
     free(json);
     int rc = -1;
@@ -95,11 +166,9 @@ int axllm_files_read(const char *dir, axllm_files *f, char *err, size_t errlen) 
 static int detect(const char *dir) {
     char path[PATH_MAX];
     size_t len;
-    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path) return 0;
-    char *json = slurp(path, &len);
-    int yes = json && strstr(json, "\"template_filename_axmodel\"");
+    char *json = config_text(dir, &len, path, sizeof path);
     free(json);
-    return yes;
+    return json != NULL;
 }
 
 static void hash_file_size(crypto_generichash_state *hs, const char *path) {
@@ -172,14 +241,13 @@ static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
     }
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, (const unsigned char *)"ax-llm", 6, sizeof m->fingerprint);
-    const char *cfgs[2] = {dir, hfdir};
-    for (int i = 0; i < 2; i++) {
-        size_t len;
-        snprintf(path, sizeof path, "%s/config.json", cfgs[i]);
-        char *json = slurp(path, &len);
-        if (json) crypto_generichash_update(&hs, (const unsigned char *)json, len);
-        free(json);
-    }
+    size_t len;
+    char *json = config_text(dir, &len, path, sizeof path);
+    if (json) crypto_generichash_update(&hs, (const unsigned char *)json, len);
+    free(json);
+    snprintf(path, sizeof path, "%s/config.json", hfdir);
+    if (hfdir[0] && (json = slurp(path, &len))) crypto_generichash_update(&hs, (const unsigned char *)json, len);
+    free(json);
     hash_file_size(&hs, f.embed);
     hash_file_size(&hs, f.post);
     for (int l = 0; l < f.n_layers; l++) {

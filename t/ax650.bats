@@ -62,6 +62,28 @@ open(sys.argv[2], "wb").write(d[8 + n + a:8 + n + b])' "$TINY" "$TMP/embed.bin"
     cmp "$TMP/ax.npy" "$TMP/cpu.npy"
 }
 
+@test "ax650: an HTTP-era directory (empty config.json, the files named by its run script's flags) runs the same" {
+    sim
+    cp -r "$AXDIR" "$TMP/http"
+    : > "$TMP/http/config.json"
+    # as AXERA-TECH/Qwen3-4B ships them: the on-board script, and an AXCL one (other paths: not taken)
+    cat > "$TMP/http/run_qwen3_sim_ax650.sh" <<'EOF'
+./main_ax650 --system_prompt "You are Qwen." \
+  --template_filename_axmodel "qwen3-ax650/qwen3_p16_l%d_together.axmodel" --axmodel_num 2 \
+  --url_tokenizer_model "http://127.0.0.1:12345" --filename_post_axmodel qwen3-ax650/qwen3_post.axmodel \
+  --filename_tokens_embed 'qwen3-ax650/model.embed_tokens.weight.bfloat16.bin' \
+  --tokens_embed_num 151936 --tokens_embed_size 64 --use_mmap_load_embed 1 --live_print 1
+EOF
+    sed 's/qwen3-ax650/elsewhere/g' "$TMP/http/run_qwen3_sim_ax650.sh" > "$TMP/http/run_qwen3_sim_axcl_x86.sh"
+    ids 20 | "$BIN/prefill" -m "$AXDIR" --backend ax650 -k new > "$TMP/new.npy"
+    ids 20 | "$BIN/prefill" -m "$TMP/http" --backend ax650 -k old > "$TMP/old.npy"
+    cmp "$TMP/new.npy" "$TMP/old.npy"
+    rm "$TMP/http/run_qwen3_sim_ax650.sh" "$TMP/http/run_qwen3_sim_axcl_x86.sh"
+    run bash -c "echo 1 | '$BIN/prefill' -m '$TMP/http' --backend ax650 -k old2"
+    [ "$status" -eq 1 ]
+    [ "${lines[0]}" = "prefill: config.json: not a JSON object" ] # no longer an ax-llm directory: an empty HF one
+}
+
 @test "ax650: an ax-llm directory without the HF config takes the released Qwen3 sizes; a wrong embedding file is refused" {
     d=$TMP/q06
     mkdir -p "$d/qwen3-ax650"
