@@ -245,6 +245,7 @@ static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
     char *json = config_text(dir, &len, path, sizeof path);
     if (json) crypto_generichash_update(&hs, (const unsigned char *)json, len);
     free(json);
+    json = NULL;
     snprintf(path, sizeof path, "%s/config.json", hfdir);
     if (hfdir[0] && (json = slurp(path, &len))) crypto_generichash_update(&hs, (const unsigned char *)json, len);
     free(json);
