@@ -200,7 +200,7 @@ static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
     axllm_files f;
     if (axllm_files_read(dir, &f, err, errlen) < 0) return -1;
     static const char *const tokdirs[] = {"qwen3_tokenizer", "tokenizer"};
-    char hfdir[PATH_MAX] = "", path[PATH_MAX];
+    char hfdir[PATH_MAX] = "", path[PATH_MAX + 32];
     for (size_t i = 0; i < 2 && !hfdir[0]; i++) {
         struct stat st;
         snprintf(path, sizeof path, "%s/%s/config.json", dir, tokdirs[i]);
