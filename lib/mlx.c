@@ -5,7 +5,7 @@
  * read them; nothing is dequantized ahead of time. A matmul dequantizes one group of a
  * row at a time (at most 128 values on the stack) and dots it with every x row, so the
  * weights cost their packed size in memory and the arithmetic is the exact MLX weight
- * times x in f32. */
+ * times x in f32 (summed a group at a time, in the CPU's own order within a group). */
 #include "mlx.h"
 
 #include <cjson/cJSON.h>
@@ -26,6 +26,7 @@ typedef struct {
     st_dtype dtype;               /* ST_BF16, ST_F16 or ST_F32 */
     int bits;
     size_t row_bytes, groups;     /* groups per row */
+    const kern_ops *k;            /* the dot product matmul uses */
 } mlx_q;
 
 typedef struct {
@@ -46,11 +47,22 @@ static float ld(const uint8_t *p, st_dtype t, size_t i) {
     return t == ST_BF16 ? kern_bf16(h) : kern_f16(h);
 }
 
-/* f rounded to the scales' dtype, as MLX's bfloat16/float16 arithmetic rounds each result */
-static float rnd(float f, st_dtype t) {
-    if (t == ST_BF16) return kern_bf16(quant_bf16(f));
-    if (t == ST_F16) return kern_f16(quant_f16(f));
+/* f rounded to nearest even bf16, as MLX's bfloat16 type rounds each result (NaN kept) */
+static inline float bf16r(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return f;
+    u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
     return f;
+}
+
+/* s*q + b as mx.dequantize computes it in the scales' dtype t */
+static inline float deq1(float s, float b, unsigned q, st_dtype t) {
+    if (t == ST_BF16) return bf16r(bf16r(s * (float)q) + b);
+    if (t == ST_F16) return kern_f16(quant_f16(kern_f16(quant_f16(s * (float)q)) + b));
+    volatile float p = s * (float)q; /* f32: two roundings, never a fused multiply-add */
+    return p + b;
 }
 
 /* Element k of a packed row: bits [k*bits, (k+1)*bits) of its little-endian bytes. */
@@ -61,19 +73,27 @@ static unsigned elem(const uint8_t *row, size_t k, int bits) {
     return v & ((1u << bits) - 1);
 }
 
-/* Group g of row r, dequantized as mx.dequantize does: out[group]. */
+/* Group g of row r, dequantized as mx.dequantize does: out[group]. Each of the 2^bits
+ * values a group can take is computed once when that is fewer than the group's size. */
 static void deq_group(const qweight *w, const mlx_q *m, size_t r, size_t g, float *out) {
     float s = ld(m->scales, m->dtype, r * m->groups + g), b = ld(m->biases, m->dtype, r * m->groups + g);
     const uint8_t *row = m->q + r * m->row_bytes;
-    size_t k0 = g * w->group;
-    if (m->dtype == ST_F32)
-        for (size_t j = 0; j < w->group; j++) {
-            volatile float p = s * (float)elem(row, k0 + j, m->bits); /* no fused multiply-add */
-            out[j] = p + b;
-        }
-    else
-        for (size_t j = 0; j < w->group; j++)
-            out[j] = rnd(rnd(s * (float)elem(row, k0 + j, m->bits), m->dtype) + b, m->dtype);
+    size_t k0 = g * w->group, gs = w->group, nv = (size_t)1 << m->bits;
+    if (nv > gs) {
+        for (size_t j = 0; j < gs; j++) out[j] = deq1(s, b, elem(row, k0 + j, m->bits), m->dtype);
+        return;
+    }
+    float lut[64];
+    for (size_t q = 0; q < nv; q++) lut[q] = deq1(s, b, (unsigned)q, m->dtype);
+    if (m->bits == 4) {
+        const uint8_t *p = row + k0 / 2;
+        for (size_t j = 0; j < gs / 2; j++) out[2 * j] = lut[p[j] & 15], out[2 * j + 1] = lut[p[j] >> 4];
+    } else if (m->bits == 2) {
+        const uint8_t *p = row + k0 / 4;
+        for (size_t j = 0; j < gs / 4; j++)
+            for (int e = 0; e < 4; e++) out[4 * j + (size_t)e] = lut[p[j] >> (2 * e) & 3];
+    } else
+        for (size_t j = 0; j < gs; j++) out[j] = lut[elem(row, k0 + j, m->bits)];
 }
 
 static void mlx_row(const qweight *w, size_t r, float *out) {
@@ -81,22 +101,24 @@ static void mlx_row(const qweight *w, size_t r, float *out) {
     for (size_t g = 0; g < m->groups; g++) deq_group(w, m, r, g, out + g * w->group);
 }
 
-/* y[:, o] for o in [o0, o1): each group of W's row o dequantized once, dotted with every x row */
+/* y[:, o] for o in [o0, o1): W's row o dequantized a chunk of whole groups at a time (at
+ * most 1024 values, on the stack) and dotted with every x row by the CPU's best dot
+ * product (kern_ops.scores); chunks summed in order */
 static void mlx_matmul(float *y, const float *x, const void *scratch, const qweight *w, size_t n, size_t out,
                        size_t o0, size_t o1) {
     (void)scratch;
     const mlx_q *m = w->aux;
-    size_t in = w->in, gs = w->group;
-    float buf[128];
+    size_t in = w->in, gs = w->group, per = 1024 / gs; /* groups per chunk */
+    float buf[1024], s[64];
     for (size_t o = o0; o < o1; o++) {
         for (size_t i = 0; i < n; i++) y[i * out + o] = 0;
-        for (size_t g = 0; g < m->groups; g++) {
-            deq_group(w, m, o, g, buf);
-            for (size_t i = 0; i < n; i++) {
-                const float *xi = x + i * in + g * gs;
-                float acc = 0;
-                for (size_t j = 0; j < gs; j++) acc += xi[j] * buf[j];
-                y[i * out + o] += acc;
+        for (size_t g0 = 0; g0 < m->groups; g0 += per) {
+            size_t ng = m->groups - g0 < per ? m->groups - g0 : per, len = ng * gs;
+            for (size_t g = 0; g < ng; g++) deq_group(w, m, o, g0 + g, buf + g * gs);
+            for (size_t i0 = 0; i0 < n; i0 += 64) {
+                size_t nb = n - i0 < 64 ? n - i0 : 64;
+                m->k->scores(s, buf, x + i0 * in + g0 * gs, nb, in, len);
+                for (size_t i = 0; i < nb; i++) y[(i0 + i) * out + o] += s[i];
             }
         }
     }
@@ -231,7 +253,7 @@ static int bind(model *m, const cJSON *qcfg, const char *path, size_t rows, size
     if (c->n == c->cap) return seterr(err, errlen, "%s: more quantized modules than a Qwen3 has", path);
     mlx_q *mq = &c->mq[c->n];
     qweight *q = &c->qw[c->n++];
-    *mq = (mlx_q){tw->data, ts->data, tb->data, ts->dtype, (int)bits, tw->shape[1] * 4, ts->shape[1]};
+    *mq = (mlx_q){tw->data, ts->data, tb->data, ts->dtype, (int)bits, tw->shape[1] * 4, ts->shape[1], kern_best()};
     *q = (qweight){.q = WQ_FMT, .data = tw->data, .scales = ts->data, .group = gs, .in = in, .fmt = &mlx_fmt, .aux = mq};
     w->dtype = WQ_DTYPE(WQ_FMT);
     w->data = q;
