@@ -1,7 +1,9 @@
 /* engine: a simulated libax_engine.so over sim.c's axmodels. It checks what the board's
  * engine would refuse (calls before Init, a handle's own context, every IO buffer's size
- * against the group's IO info and its physical address against the CMM mapping) and
- * fails the run AXSIM_FAIL_RUN names. */
+ * against the group's IO info and its physical address against the CMM mapping), reads
+ * and writes the buffers as the NPU sees them (through physical addresses: sys.c's
+ * uncoherent copy for cached CMM) and fails the run AXSIM_FAIL_RUN names. */
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +98,19 @@ int32_t AX_ENGINE_GetGroupIOInfo(ax_handle h, uint32_t group, ax_io_info **info)
     return 0;
 }
 
+/* The NPU's view of a physical range, from the simulated libax_sys.so the host loaded
+ * (cached CMM is not coherent there: see sys.c). */
+typedef void *device_fn(uint64_t phy, size_t n);
+static device_fn *device_view(void) {
+    static device_fn *fn;
+    void *h;
+    if (!fn && (h = dlopen("libax_sys.so", RTLD_NOW | RTLD_NOLOAD))) {
+        *(void **)&fn = dlsym(h, "axsim_sys_device");
+        dlclose(h);
+    }
+    return fn;
+}
+
 static int buffers_ok(const ax_io_buffer *b, uint32_t n, const ax_iometa *m) {
     for (uint32_t i = 0; i < n; i++)
         if (!b[i].pVirAddr || b[i].nSize != m[i].nSize || b[i].phyAddr != (uint64_t)(uintptr_t)b[i].pVirAddr + SIM_PHY_OFFSET)
@@ -112,9 +127,16 @@ int32_t AX_ENGINE_RunGroupIOSync(ax_handle h, ax_context ctx, uint32_t group, ax
         !buffers_ok(io->pInputs, io->nInputSize, info->pInputs) || !buffers_ok(io->pOutputs, io->nOutputSize, info->pOutputs))
         return ERR_ARG;
     if (sim_fail_now()) return ERR_RUN;
+    device_fn *view = device_view();
+    if (!view) {
+        fprintf(stderr, "axsim: the simulated libax_sys.so is not loaded\n");
+        return ERR_NOT_INIT;
+    }
     void *in[8], *out[8];
-    for (uint32_t i = 0; i < io->nInputSize; i++) in[i] = io->pInputs[i].pVirAddr;
-    for (uint32_t i = 0; i < io->nOutputSize; i++) out[i] = io->pOutputs[i].pVirAddr;
+    for (uint32_t i = 0; i < io->nInputSize; i++)
+        if (!(in[i] = view(io->pInputs[i].phyAddr, io->pInputs[i].nSize))) return ERR_ARG;
+    for (uint32_t i = 0; i < io->nOutputSize; i++)
+        if (!(out[i] = view(io->pOutputs[i].phyAddr, io->pOutputs[i].nSize))) return ERR_ARG;
     char err[256];
     if (sim_run(hd->sm, (int)group, in, out, err, sizeof err) == 0) return 0;
     fprintf(stderr, "axsim: %s\n", err);
