@@ -9,7 +9,7 @@
  *
  * What lives on the device, uploaded once at open: every weight (a copy: the NPU cannot
  * read the host mapping), the norms, the causal mask. What stays there across a whole
- * prefill or decode: each layer's K and V rows (bf16 [cap, kv_dim]) and the scratch.
+ * prefill or decode: each layer's K and V rows ([cap, kv_dim], activation dtype), scratch.
  * What crosses per call, because backend.h hands layers host memory: x (n, dim) f32 in
  * and out of each layer, the n new K/V rows out (the session's cache is the host one,
  * lib/kv.h, f32, so sessions move between backends), cos/sin for the n positions once
@@ -17,11 +17,13 @@
  * the one we last wrote (same storage, same row count, same last row); otherwise (a
  * resumed session, a rollback) rows [0, pos0) are uploaded from the host first.
  *
- * Numerics, as vLLM-Ascend runs a bf16 Qwen3: linear inputs and outputs, q/k/v, the K/V
- * cache and attention in bf16 (f32 accumulation on the device); the residual stream and
- * the layer norms in f32; the final norm and lm_head in f16 with f32 logits (aclnnMatmul's
- * f16-in, f32-out case), so that greedy picks are not lost to bf16 logit ties.
- * Matmuls per weight: BF16 aclnnMatmul; q8 and q4 (ours) and msModelSlim W4A8_DYNAMIC
+ * Numerics: linear inputs and outputs, q/k/v, the K/V cache and attention in f16
+ * (QWEN_ASCEND_DTYPE=bf16: in bf16, as vLLM-Ascend runs a bf16 Qwen3), f32 accumulation on
+ * the device; the residual stream and the layer norms in f32, so the large activations of
+ * the residual never meet f16's range; the final norm and lm_head in f16 with f32 logits
+ * (aclnnMatmul's f16-in, f32-out case), so that greedy picks are not lost to logit ties.
+ * The device id is ASCEND_DEVICE_ID (default 0).
+ * Matmuls per weight: float weights aclnnMatmul; q8 and q4 (ours) and msModelSlim W4A8_DYNAMIC
  * aclnnWeightQuantBatchMatmulV2 (int8 or int4 weight, per-channel or per-group antiquant
  * scale in the activation dtype); msModelSlim W8A8 aclnnAscendQuantV3 + aclnnQuantMatmulV4
  * with deq_scale and quant_bias; W8A8_DYNAMIC aclnnDynamicQuant + aclnnQuantMatmulV4 with
@@ -183,9 +185,11 @@ static int api_load(acl_api *a, char *err, size_t errlen) {
         if (home && *home) snprintf(path, sizeof path, "%s/lib64/%s", home, libnames[i]);
         else snprintf(path, sizeof path, "%s", libnames[i]);
         if (!(a->lib[i] = dlopen(path, RTLD_NOW | RTLD_GLOBAL))) {
+            /* dlerror names the file, except where there is no dynamic loader (static builds) */
             const char *why = dlerror();
-            seterr(err, errlen, "backend ascend: %s (set ASCEND_HOME_PATH or LD_LIBRARY_PATH)",
-                   why ? why : path);
+            if (why && strstr(why, libnames[i])) seterr(err, errlen, "backend ascend: %s (set ASCEND_HOME_PATH or LD_LIBRARY_PATH)", why);
+            else seterr(err, errlen, "backend ascend: %s: %s (set ASCEND_HOME_PATH or LD_LIBRARY_PATH)", path,
+                        why ? why : "cannot be loaded");
             api_unload(a);
             return -1;
         }
@@ -272,7 +276,9 @@ static int dmalloc(ascend *c, void **p, size_t bytes, char *err, size_t errlen) 
     aclError st = c->a.malloc_(p, bytes ? bytes : 32, ACL_MEM_MALLOC_HUGE_FIRST);
     if (st) {
         *p = NULL;
-        return seterr(err, errlen, "backend ascend: aclrtMalloc of %zu bytes: error %d (device memory full?)", bytes, st);
+        char what[64];
+        snprintf(what, sizeof what, "aclrtMalloc of %zu bytes", bytes);
+        return acl_fail(c, what, st, err, errlen);
     }
     return 0;
 }
@@ -376,6 +382,10 @@ static int up_float(ascend *c, void **d, weight w, size_t n, int dt, char *err, 
     if (!h) return seterr(err, errlen, "backend ascend: out of memory");
     for (size_t i = 0; i < n; i++) {
         float v = wget(w, i);
+        if (dt == ACL_FLOAT16 && fabsf(v) > 65504.0f) {
+            free(h);
+            return seterr(err, errlen, "backend ascend: a weight of %g exceeds f16's range (set QWEN_ASCEND_DTYPE=bf16)", v);
+        }
         if (dt == ACL_FLOAT) ((float *)h)[i] = v;
         else ((uint16_t *)h)[i] = dt == ACL_BF16 ? quant_bf16(v) : quant_f16(v);
     }
@@ -411,8 +421,6 @@ static int q4_val(const void *src, size_t n, size_t k) {
 }
 static int msms_val(const void *src, size_t n, size_t k) { return msms_wval(src, n, k); }
 
-/* msms.c brings msms_fmt; weak, so that this file links before (and without) it */
-extern const wfmt msms_fmt __attribute__((weak));
 static int is_msms(weight w) { return weight_q(w) == WQ_FMT && ((const qweight *)w.data)->fmt == &msms_fmt; }
 
 /* Upload weight w [out, in] for activations of dtype xdt. */
@@ -433,7 +441,8 @@ static int up_weight(ascend *c, dweight *d, weight w, size_t out, size_t in, int
     }
     if (t == WQ_Q4) {
         if (out % 2) return seterr(err, errlen, "backend ascend: %s: int4 needs an even number of rows, not %zu", name, out);
-        d->kind = DW_WQ4, d->group = q->group;
+        /* a group as long as the row is the per-channel case (group 0) */
+        d->kind = DW_WQ4, d->group = q->group < in ? q->group : 0;
         size_t ng = in / q->group;
         float *s = malloc(ng * out * sizeof *s);
         if (!s) return seterr(err, errlen, "backend ascend: out of memory");
@@ -470,8 +479,8 @@ static int up_weight(ascend *c, dweight *d, weight w, size_t out, size_t in, int
     if (mw->scheme == MSMS_W4A8_DYNAMIC) {
         /* vLLM-Ascend's dense W4A8 is weight-only: antiquant scale = weight_scale * second level */
         if (out % 2) return seterr(err, errlen, "backend ascend: %s: int4 needs an even number of rows, not %zu", name, out);
-        d->kind = DW_WQ4, d->group = mw->group ? mw->group : in;
-        size_t ng = in / d->group;
+        d->kind = DW_WQ4, d->group = mw->group && mw->group < in ? mw->group : 0;
+        size_t ng = d->group ? in / d->group : 1;
         float *s = malloc(ng * out * sizeof *s);
         if (!s) return seterr(err, errlen, "backend ascend: out of memory");
         for (size_t g = 0; g < ng; g++)
@@ -507,11 +516,11 @@ static int linear(ascend *c, const dweight *w, void *xb, void *xf, size_t n, voi
         return 0;
     case DW_WQ8:
     case DW_WQ4: {
-        aclTensor *s = w->kind == DW_WQ8 ? T(c, w->scale, w->xdt, 0, 1, D(N), NULL)
+        aclTensor *s = w->kind == DW_WQ8 || !w->group ? T(c, w->scale, w->xdt, 0, 1, D(N), NULL)
                                          : T2(w->scale, w->xdt, 0, K / (int64_t)w->group, N);
         NEED(s);
         RUN("aclnnWeightQuantBatchMatmulV2", wqbmm, x, wt, s, NULL, NULL, NULL, NULL,
-            w->kind == DW_WQ4 ? (int)w->group : 0, out);
+            (int)w->group, out);
         return 0;
     }
     case DW_W8A8: {

@@ -152,9 +152,12 @@ static int plan(const char *op, uint64_t ws, int (*run)(aclOpExecutor *), const 
 
 /* The launch every operator shares. */
 static int launch(const char *op, void *ws, uint64_t wsize, aclOpExecutor *ex, aclrtStream s) {
-    if (sim_inject(op)) return ACLNN_ERR_INNER;
     int r = sim_exec_take(ex, op);
     if (r) return r;
+    if (sim_inject(op)) { /* a failed launch still consumes its executor */
+        sim_exec_free(ex);
+        return ACLNN_ERR_INNER;
+    }
     if (!sim_stream_ok(s)) r = sim_err(ACLNN_ERR_PARAM_INVALID, "%s: not the live stream", op);
     else if (wsize < ex->ws) r = sim_err(ACLNN_ERR_PARAM_INVALID, "%s: workspace of %llu bytes, %llu asked for", op,
                                          (unsigned long long)wsize, (unsigned long long)ex->ws);
@@ -269,6 +272,15 @@ LAUNCH(aclnnInplaceAdd)
 static float *widen_t(const aclTensor *b, int64_t K, int64_t N, const aclTensor *scale, int64_t group, int xdt) {
     float *bt = malloc((size_t)(K * N) * sizeof *bt); /* [N][K] */
     if (!bt) return NULL;
+    if (!scale && (b->dtype == S_FLOAT16 || b->dtype == S_BF16)) { /* the common case, fast */
+        const uint16_t *h = b->data;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < K; k++) {
+                uint16_t u = h[b->offset + k * b->strides[0] + n * b->strides[1]];
+                bt[n * K + k] = b->dtype == S_BF16 ? bf2f(u) : h2f(u);
+            }
+        return bt;
+    }
     for (int64_t k = 0; k < K; k++)
         for (int64_t n = 0; n < N; n++) {
             float v = rd(b, at2(b, k, n));
