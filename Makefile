@@ -179,11 +179,49 @@ test-debug: debug
 	BIN=build/debug/bin TBIN=build/debug/t bats --tap t
 test-static: static
 	BIN=build/static/bin TBIN=build/static/t bats --tap t
+# The aarch64 build under qemu-aarch64: t/qemu/wrap writes a script per program that runs
+# it in qemu, BIN and TBIN name those, and the suites below run unchanged; t/qemu/arch.bats
+# adds what only two machines can test. Of t/kvstore.bats, the sessions' resume tests.
+QEMU_DIR      = build/static-aarch64/qemu
+AARCH64_TESTS = t/qemu/arch.bats t/tok.bats t/kern.bats t/quant.bats t/forward.bats t/pipeline.bats
+AARCH64_KVS   = kvs: (commit, reopen|prefix reuse|fork|a commit torn|encrypted|export)|kvstore (fork|export)
+.PHONY: test-aarch64
+test-aarch64: all models
+	$(MAKE) static ARCH=aarch64
+	sh t/qemu/wrap build/static-aarch64/bin $(QEMU_DIR)/bin
+	sh t/qemu/wrap build/static-aarch64/t $(QEMU_DIR)/t
+	BIN=$(QEMU_DIR)/bin TBIN=$(QEMU_DIR)/t bats --tap $(AARCH64_TESTS)
+	BIN=$(QEMU_DIR)/bin TBIN=$(QEMU_DIR)/t bats --tap --filter '$(AARCH64_KVS)' t/kvstore.bats
+
+# Fuzzing with clang's libFuzzer (+ASan+UBSan): t/fuzz/NAME_fuzz.c over every lib/*.c,
+# into build/fuzz/NAME_fuzz. `make fuzz-run` runs each FUZZ_SECONDS (default 60) from the
+# seeds in t/fuzz/corpus/NAME (new inputs go to build/fuzz/corpus-NAME, crashes to
+# build/fuzz/crash-*); it fails if any target finds a crash.
+FUZZ         = build/fuzz
+FUZZ_TARGETS = gguf st
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz fuzz-run
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ)/%_fuzz)
+$(FUZZ)/%_fuzz: t/fuzz/%_fuzz.c $(LIBSRC) lib/*.h $(GEN)
+	@mkdir -p $(@D)
+	clang $(CFLAGS_BASE) -DMHD_DLOPEN -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Ilib -I$(OUT)/gen -o $@ $< $(LIBSRC) $(LDLIBS_BASE) -ldl
+fuzz-run: fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ)/corpus-$$t && \
+	  echo "fuzz $$t: $(FUZZ_SECONDS) s" && \
+	  $(FUZZ)/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ)/crash-$$t- $(FUZZ)/corpus-$$t t/fuzz/corpus/$$t \
+	    > $(FUZZ)/$$t.log 2>&1; rc=$$?; \
+	  grep -E '^stat::number_of_executed_units' $(FUZZ)/$$t.log; \
+	  [ $$rc -eq 0 ] || { tail -40 $(FUZZ)/$$t.log; exit 1; }; \
+	done
 
 # Install the Debian packages the build and the tests need (CI calls this).
 DEB_PKGS = build-essential libcjson-dev libsodium-dev libmicrohttpd-dev musl-tools unicode-data \
            bats bats-assert bats-support curl python3 dpkg-dev autoconf automake libtool \
-           gcc-aarch64-linux-gnu qemu-user
+           gcc-aarch64-linux-gnu qemu-user \
+           clang libclang-rt-14-dev xz-utils
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

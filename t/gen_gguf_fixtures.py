@@ -22,6 +22,7 @@ Writes t/fixtures/gguf/:
   vocab.gguf.xz  the tokenizer.ggml.* keys (and nothing else) that llama.cpp's own
                  convert_hf_to_gguf.py writes for build/models/tiny (Qwen3's real tokenizer:
                  151936 tokens with 267 [PAD] ids, 151387 merges), xz-compressed (1.3 MB).
+and t/fuzz/corpus/gguf/, the seeds of t/fuzz/gguf_fuzz.c (fuzz_seeds below).
 The weights are seeded random normals, so every run writes the same files.
 """
 import hashlib
@@ -196,6 +197,21 @@ def vocab(tmp):
         subprocess.run(["xz", "-9e", "-T1", "-c", path], stdout=out, check=True)
 
 
+def fuzz_seeds():
+    """t/fuzz/corpus/gguf: the fixtures' first bytes, and one whole small file (dim 32,
+    Q8_0/Q4_0/F16/BF16/F32 matrices, untied, the byte vocabulary)."""
+    d = os.path.join(HERE, "fuzz", "corpus", "gguf")
+    os.makedirs(d, exist_ok=True)
+    for name, n in [("mixed.gguf", 4096), ("untied.gguf", 8192)]:
+        open(os.path.join(d, name.split(".")[0] + "-head"), "wb").write(open(os.path.join(OUT, name), "rb").read(n))
+    xz = subprocess.run(["xz", "-dc", os.path.join(OUT, "vocab.gguf.xz")], check=True, capture_output=True).stdout
+    open(os.path.join(d, "vocab-head"), "wb").write(xz[:16384])
+    w = weights(np.random.default_rng(1), 32, 1, 2, 1, 16, 32, 263, True)
+    write(os.path.join(d, "tiny-whole"), w, 32, 1, 2, 1, 16, 32,
+          {"blk.0.attn_q.weight": Q.Q8_0, "blk.0.attn_k.weight": Q.Q4_0, "blk.0.attn_v.weight": Q.F16,
+           "blk.0.attn_output.weight": Q.BF16, "output.weight": Q.Q8_0, "token_embd.weight": Q.Q8_0})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -232,6 +248,7 @@ def main():
                     for row in lg:
                         np.save(f, row)
         vocab(tmp)
+    fuzz_seeds()
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)))
 
