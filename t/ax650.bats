@@ -135,6 +135,19 @@ print(max(range(len(a)), key=a.__getitem__))' "$TMP/l.npy")
     done
 }
 
+@test "ax650: Qwen3-0.6B's dimensions (hidden 1024, 8 KV heads x 128, P 128) through two shape groups, both transports" {
+    sim
+    [ -f "$MODELS/0.6b-2l/config.json" ] || skip "no $MODELS/0.6b-2l (make models)"
+    "$TBIN/axllm_gen" --prefill 128 --kv 512 --groups 1,256 "$MODELS/0.6b-2l" "$TMP/ax06"
+    seq -s ' ' 1000 1140 | "$BIN/prefill" -m "$MODELS/0.6b-2l" --all-logits -k c > "$TMP/c.npy"
+    for t in engine axcl; do
+        seq -s ' ' 1000 1140 | AX650_TRANSPORT=$t "$BIN/prefill" -m "$TMP/ax06" --backend ax650 --all-logits -k $t > "$TMP/$t.npy"
+        run "$BIN/npycmp" --tol 0.9999 "$TMP/c.npy" "$TMP/$t.npy"
+        echo "$t: ${lines[-1]}"
+        [ "$status" -eq 0 ]
+    done
+}
+
 @test "ax650: AXCL gives the engine's logits exactly (the same graphs), from its own device thread" {
     sim
     ids 40 | AX650_TRANSPORT=engine "$BIN/prefill" -m "$AXDIR" --backend ax650 --all-logits -k e > "$TMP/e.npy"
