@@ -36,7 +36,7 @@ static const char usage[] =
     "Generate tokens from SESSION, writing one id per line as each is chosen. Ids on stdin\n"
     "(e.g. from `sample`) are the first tokens; with none, continue from the session's end.\n"
     "\n"
-    "  -m, --model DIR       Qwen3 model directory; default $QWEN_MODEL, else the built-in tiny model\n"
+    "  -m, --model DIR       Qwen3 model directory or .gguf file; default $QWEN_MODEL, else the built-in tiny model\n"
     "  -k, --session NAME    the session to continue (required; each token is committed)\n"
     "      --store DIR       the KV store (default $QWEN_KVSTORE, else ~/.cache/qwen3-pipe/kv)\n"
     "      --key FILE        encryption key of the store (32 bytes, or 64 hex digits)\n"

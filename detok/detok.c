@@ -24,7 +24,7 @@ static const char usage[] =
     "Decode Qwen3 token ids (text lines or int32 .npy records; stdin when FILE is absent or '-')\n"
     "into UTF-8 text, printing each character as soon as its ids have arrived.\n"
     "\n"
-    "  -m, --model DIR     model or tokenizer directory (tokenizer.json); default $QWEN_MODEL,\n"
+    "  -m, --model DIR     model/tokenizer directory (tokenizer.json) or .gguf; default $QWEN_MODEL,\n"
     "                      else the built-in tiny model (same tokenizer as every Qwen3)\n"
     "  -s, --skip-special  drop special tokens (<|im_start|>, <|im_end|>, <|endoftext|>, ...)\n"
     "  -l, --lines         one text line per input line (newline-terminated; each line complete)\n"

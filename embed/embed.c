@@ -24,7 +24,7 @@ static const char usage[] =
     "FILE is absent or '-'). Writes, per sequence, an int32 .npy record of the ids and an f32\n"
     ".npy record (n, hidden_size) of their embeddings.\n"
     "\n"
-    "  -m, --model DIR   Qwen3 model directory (config.json, *.safetensors);\n"
+    "  -m, --model DIR   Qwen3 model directory (config.json, *.safetensors) or .gguf;\n"
     "                    default $QWEN_MODEL, else the built-in tiny model\n"
     "      --no-ids      write only the embeddings record\n"
     "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128 or 8da4w;\n"

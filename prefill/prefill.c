@@ -32,7 +32,7 @@ static const char usage[] =
     "embeddings), f32 embeddings alone, or token ids (text lines or int32 .npy), embedded here.\n"
     "Writes the logits of each sequence's last position as an f32 .npy record (vocab,).\n"
     "\n"
-    "  -m, --model DIR     Qwen3 model directory; default $QWEN_MODEL, else the built-in tiny model\n"
+    "  -m, --model DIR     Qwen3 model directory or .gguf file; default $QWEN_MODEL, else the built-in tiny model\n"
     "  -k, --session NAME  the session to extend, created if missing (required)\n"
     "      --store DIR     the KV store (default $QWEN_KVSTORE, else ~/.cache/qwen3-pipe/kv)\n"
     "      --key FILE      encryption key of the store (32 bytes, or 64 hex digits)\n"

@@ -27,7 +27,7 @@ static const char usage[] =
     "Encode text into Qwen3 token ids, exactly as Hugging Face tokenizers does.\n"
     "Each TEXT argument gives one line of ids; with none, all of stdin (or -f FILE) is one text.\n"
     "\n"
-    "  -m, --model DIR     model or tokenizer directory (tokenizer.json); default $QWEN_MODEL,\n"
+    "  -m, --model DIR     model/tokenizer directory (tokenizer.json) or .gguf; default $QWEN_MODEL,\n"
     "                      else the built-in tiny model (same tokenizer as every Qwen3)\n"
     "  -f, --file FILE     read the text from FILE ('-' = stdin)\n"
     "      --npy           write int32 .npy records instead of text lines\n"
