@@ -27,7 +27,8 @@
  * aclnnWeightQuantBatchMatmulV2 (int8 or int4 weight, per-channel or per-group antiquant
  * scale in the activation dtype); msModelSlim W8A8 aclnnAscendQuantV3 + aclnnQuantMatmulV4
  * with deq_scale and quant_bias; W8A8_DYNAMIC aclnnDynamicQuant + aclnnQuantMatmulV4 with
- * per-token scales. */
+ * per-token scales; W4A4_FLATQUANT_DYNAMIC aclnnFlatQuant (the Kronecker transform and int4
+ * per-token quantization) + aclnnQuantMatmulV4 on int4. */
 #include <dlfcn.h>
 #include <stddef.h>
 #include <math.h>
@@ -107,6 +108,8 @@ typedef struct {
                        uint64_t *ws, aclOpExecutor **ex);
     aclError (*rope_ws)(aclTensor *q, aclTensor *k, const aclTensor *cos, const aclTensor *sin, int64_t layout,
                         uint64_t *ws, aclOpExecutor **ex);
+    aclError (*flat_quant_ws)(const aclTensor *x, const aclTensor *p1, const aclTensor *p2, double clip, aclTensor *out,
+                              aclTensor *scale, uint64_t *ws, aclOpExecutor **ex);
     aclError (*swiglu_ws)(const aclTensor *x, int64_t dim, aclTensor *out, uint64_t *ws, aclOpExecutor **ex);
     aclError (*fia_ws)(const aclTensor *q, const aclTensorList *k, const aclTensorList *v, const aclTensor *pse,
                        const aclTensor *mask, const aclIntArray *seq, const aclIntArray *seq_kv,
@@ -119,7 +122,7 @@ typedef struct {
                        int64_t sparse_mode, int64_t inner_precise, int64_t block_size, int64_t antiquant_mode,
                        bool lse_flag, int64_t k_antiquant_mode, int64_t v_antiquant_mode, const aclTensor *out,
                        const aclTensor *lse, uint64_t *ws, aclOpExecutor **ex);
-    launch_fn *rms_norm, *cast, *inplace_add, *matmul, *wqbmm, *quant, *dyn_quant, *qmm, *rope, *swiglu, *fia;
+    launch_fn *rms_norm, *cast, *inplace_add, *matmul, *wqbmm, *quant, *dyn_quant, *qmm, *rope, *flat_quant, *swiglu, *fia;
 } acl_api;
 
 static const char *const libnames[3] = {"libascendcl.so", "libnnopbase.so", "libopapi.so"};
@@ -156,6 +159,7 @@ static const struct {
     {"aclnnDynamicQuantGetWorkspaceSize", 2, 0, offsetof(acl_api, dyn_quant_ws)},
     {"aclnnQuantMatmulV4GetWorkspaceSize", 2, 0, offsetof(acl_api, qmm_ws)},
     {"aclnnApplyRotaryPosEmbGetWorkspaceSize", 2, 0, offsetof(acl_api, rope_ws)},
+    {"aclnnFlatQuantGetWorkspaceSize", 2, 0, offsetof(acl_api, flat_quant_ws)},
     {"aclnnSwiGluGetWorkspaceSize", 2, 0, offsetof(acl_api, swiglu_ws)},
     {"aclnnFusedInferAttentionScoreV2GetWorkspaceSize", 2, 0, offsetof(acl_api, fia_ws)},
     {"aclnnRmsNorm", 2, 0, offsetof(acl_api, rms_norm)},
@@ -167,6 +171,7 @@ static const struct {
     {"aclnnDynamicQuant", 2, 0, offsetof(acl_api, dyn_quant)},
     {"aclnnQuantMatmulV4", 2, 0, offsetof(acl_api, qmm)},
     {"aclnnApplyRotaryPosEmb", 2, 0, offsetof(acl_api, rope)},
+    {"aclnnFlatQuant", 2, 0, offsetof(acl_api, flat_quant)},
     {"aclnnSwiGlu", 2, 0, offsetof(acl_api, swiglu)},
     {"aclnnFusedInferAttentionScoreV2", 2, 0, offsetof(acl_api, fia)},
 };
@@ -214,13 +219,16 @@ typedef enum {
     DW_WQ4,     /* int4 [in, out] packed along out, scale [in/group, out]: weight-quant matmul, grouped */
     DW_W8A8,    /* int8 [out, in], deq_scale f32 [out], quant_bias i32 [out], 1/input_scale, offset f32 [1] */
     DW_W8A8D,   /* int8 [out, in], weight_scale f32 [out]; x quantized per token */
+    DW_W4A4F,   /* int4 [out, in] packed along in, weight_scale f32 [out], FlatQuant's P1 = left^T [L, L],
+                 * P2 = right [R, R] (activation dtype) and clip ratio; x transformed and quantized per token */
 } dw_kind;
 
 typedef struct {
     dw_kind kind;
     int xdt;            /* activation dtype the matmul takes: ACL_BF16, or ACL_FLOAT16 (lm_head) */
-    size_t out, in, group;
-    void *w, *scale, *bias, *qscale, *qoffset; /* device */
+    size_t out, in, group, L, R;
+    double clip;
+    void *w, *scale, *bias, *qscale, *qoffset, *p1, *p2; /* device */
 } dweight;
 
 enum { LOGIT_ROWS = 16, MAX_TENSORS = 256, MASK = 2048 };
@@ -491,12 +499,37 @@ static int up_weight(ascend *c, dweight *d, weight w, size_t out, size_t in, int
         free(s);
         return rc;
     }
-    return seterr(err, errlen, "backend ascend: %s: msModelSlim %s is not supported on this backend yet", name,
+    if (mw->scheme == MSMS_W4A4_FLATQUANT_DYNAMIC) {
+        /* vLLM-Ascend: npu_kronecker_quant(x [T, L, R], left^T, right) then the int4 quant matmul */
+        if (!mw->w || in % 2 || mw->L * mw->R != in)
+            return seterr(err, errlen, "backend ascend: %s: FlatQuant needs an int4 weight and L*R = in", name);
+        d->kind = DW_W4A4F, d->L = mw->L, d->R = mw->R, d->clip = mw->clip_ratio;
+        size_t bytes = out * in / 2, L = mw->L, R = mw->R;
+        uint8_t *h = malloc(bytes);
+        float *p = malloc((L * L + R * R) * sizeof *p);
+        int rc = h && p ? 0 : seterr(err, errlen, "backend ascend: out of memory");
+        if (rc == 0) {
+            for (size_t n = 0; n < out; n++)
+                for (size_t k = 0; k < in; k += 2)
+                    h[(n * in + k) / 2] = (uint8_t)((mw->w[n * in + k] & 15) | (mw->w[n * in + k + 1] & 15) << 4);
+            for (size_t i = 0; i < L; i++)
+                for (size_t j = 0; j < L; j++) p[i * L + j] = mw->left_trans[j * L + i];
+            for (size_t i = 0; i < R * R; i++) p[L * L + i] = mw->right_trans ? mw->right_trans[i] : (float)(i / R == i % R);
+            rc = upload(c, &d->w, h, bytes, err, errlen);
+        }
+        if (rc == 0) rc = up_scales(c, &d->p1, p, L * L, xdt, err, errlen);
+        if (rc == 0) rc = up_scales(c, &d->p2, p + L * L, R * R, xdt, err, errlen);
+        if (rc == 0) rc = up_scales(c, &d->scale, mw->weight_scale, out, ACL_FLOAT, err, errlen);
+        free(h), free(p);
+        return rc;
+    }
+    return seterr(err, errlen, "backend ascend: %s: msModelSlim %s is not supported on this backend", name,
                   msms_scheme_name(mw->scheme));
 }
 
 static void free_weight(ascend *c, dweight *d) {
     dfree(c, &d->w), dfree(c, &d->scale), dfree(c, &d->bias), dfree(c, &d->qscale), dfree(c, &d->qoffset);
+    dfree(c, &d->p1), dfree(c, &d->p2);
 }
 
 /* y[n, out] (bf16, or xdt for lm_head's weight-quant path) = x[n, in] @ W^T on the device.
@@ -508,7 +541,8 @@ static int linear(ascend *c, const dweight *w, void *xb, void *xf, size_t n, voi
     aclTensor *x = T2(xb, w->xdt, 0, M, K);
     aclTensor *out = T(c, y, ydt, yoff, 2, D(M, N), D(ystride, 1));
     aclTensor *wt = w->kind == DW_WQ4 ? T2(w->w, ACL_INT4, 0, K, N)
-                                      : T(c, w->w, w->kind == DW_FLOAT ? w->xdt : ACL_INT8, 0, 2, D(K, N), D(1, K));
+                                      : T(c, w->w, w->kind == DW_FLOAT ? w->xdt : w->kind == DW_W4A4F ? ACL_INT4 : ACL_INT8,
+                                          0, 2, D(K, N), D(1, K));
     NEED(x, out, wt);
     switch (w->kind) {
     case DW_FLOAT:
@@ -536,6 +570,17 @@ static int linear(ascend *c, const dweight *w, void *xb, void *xf, size_t n, voi
         NEED(xin, xq, qs, qo, ds, qb);
         RUN("aclnnAscendQuantV3", quant, xin, qs, qo, false, "round", ACL_INT8, -1, xq);
         RUN("aclnnQuantMatmulV4", qmm, xq, wt, ds, NULL, NULL, qb, false, false, out);
+        return 0;
+    }
+    case DW_W4A4F: {
+        int64_t L = (int64_t)w->L, R = (int64_t)w->R;
+        aclTensor *x3 = T(c, xb, w->xdt, 0, 3, D(M, L, R), NULL), *xq3 = T(c, c->xq, ACL_INT4, 0, 3, D(M, L, R), NULL);
+        aclTensor *p1 = T2(w->p1, w->xdt, 0, L, L), *p2 = T2(w->p2, w->xdt, 0, R, R);
+        aclTensor *pts = T(c, c->pts, ACL_FLOAT, 0, 1, D(M), NULL), *xq = T2(c->xq, ACL_INT4, 0, M, K);
+        aclTensor *ws = T(c, w->scale, ACL_FLOAT, 0, 1, D(N), NULL);
+        NEED(x3, xq3, p1, p2, pts, xq, ws);
+        RUN("aclnnFlatQuant", flat_quant, x3, p1, p2, w->clip, xq3, pts);
+        RUN("aclnnQuantMatmulV4", qmm, xq, wt, ws, NULL, pts, NULL, false, false, out);
         return 0;
     }
     case DW_W8A8D: {

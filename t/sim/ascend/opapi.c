@@ -405,7 +405,10 @@ aclError aclnnQuantMatmulV4GetWorkspaceSize(const aclTensor *x1, const aclTensor
     CHECK(x1, 2); CHECK(x2, 2); CHECK(scale, 1); CHECK(out, 2);
     if (offset) BAD("%s: offset is not simulated", op);
     if (tx1 || tx2) BAD("%s: transposition is given by the strides here, not the flags", op);
-    if (x1->dtype != S_INT8 || x2->dtype != S_INT8) BAD("%s: x1 and x2 must be INT8", op);
+    if (!((x1->dtype == S_INT8 && x2->dtype == S_INT8) || (x1->dtype == S_INT4 && x2->dtype == S_INT4)))
+        BAD("%s: x1 and x2 must be both INT8 or both INT4 (%d, %d)", op, x1->dtype, x2->dtype);
+    if (x1->dtype == S_INT4 && (!contiguous(x1) || x1->dims[1] % 2 || x2->strides[0] != 1))
+        BAD("%s: INT4 x1 must be contiguous [M, K], K even, and x2 contiguous along K", op);
     if (out->dtype != S_BF16 && out->dtype != S_FLOAT16) BAD("%s: out must be BF16 or FLOAT16", op);
     if (scale->dtype != S_FLOAT && scale->dtype != S_BF16) BAD("%s: scale must be FLOAT or BF16 here", op);
     int64_t M = x1->dims[0], K = x1->dims[1], N = x2->dims[1];
@@ -497,6 +500,64 @@ aclError aclnnDynamicQuantGetWorkspaceSize(const aclTensor *x, const aclTensor *
     return plan(op, 0, run_dq, (const aclTensor *[]){x, y, scale}, 3, ws, ex, &e);
 }
 LAUNCH(aclnnDynamicQuant)
+
+/* ---- aclnnFlatQuant: x'' = P1 @ (x @ P2) per token [M, N]; s = max|x''| / (7 / clipRatio);
+ * out = x'' / s as INT4 (rounded half to even here, clamped to [-8, 7]) ---- */
+
+static int run_flat(aclOpExecutor *e) {
+    const aclTensor *x = e->t[0], *p1 = e->t[1], *p2 = e->t[2], *y = e->t[3], *s = e->t[4];
+    int64_t T = x->dims[0], M = x->dims[1], N = x->dims[2];
+    float *a = malloc((size_t)(M * N) * sizeof *a), *b = malloc((size_t)(M * N) * sizeof *b);
+    if (!a || !b) return free(a), free(b), ACLNN_ERR_INNER;
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = 0; i < M; i++) /* a = x[t] @ P2, rounded to x's dtype as a matmul output */
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0;
+                for (int64_t k = 0; k < N; k++)
+                    acc += (double)rd(x, x->offset + t * x->strides[0] + i * x->strides[1] + k * x->strides[2]) *
+                           rd(p2, at2(p2, k, j));
+                a[i * N + j] = keep(x->dtype, (float)acc);
+            }
+        float mx = 0;
+        for (int64_t i = 0; i < M; i++) /* b = P1 @ a */
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0;
+                for (int64_t k = 0; k < M; k++) acc += (double)rd(p1, at2(p1, i, k)) * a[k * N + j];
+                b[i * N + j] = keep(x->dtype, (float)acc);
+                mx = fmaxf(mx, fabsf(b[i * N + j]));
+            }
+        float sc = mx / (7.0f / (float)e->d[0]);
+        ((float *)s->data)[s->offset + t * s->strides[0]] = sc;
+        for (int64_t i = 0; i < M * N; i++) {
+            float q = sc > 0 ? rintf(b[i] / sc) : 0;
+            q = q < -8 ? -8 : q > 7 ? 7 : q;
+            int64_t el = y->offset + t * y->strides[0] + i; /* y is contiguous */
+            uint8_t *byte = (uint8_t *)y->data + el / 2;
+            *byte = (uint8_t)(el % 2 ? (*byte & 15) | ((int)q & 15) << 4 : (*byte & 0xf0) | ((int)q & 15));
+        }
+    }
+    free(a), free(b);
+    return 0;
+}
+aclError aclnnFlatQuantGetWorkspaceSize(const aclTensor *x, const aclTensor *p1, const aclTensor *p2, double clip,
+                                        aclTensor *out, aclTensor *scale, uint64_t *ws, aclOpExecutor **ex) {
+    const char *op = "aclnnFlatQuant";
+    if (sim_inject("aclnnFlatQuantGetWorkspaceSize")) return ACLNN_ERR_INNER;
+    CHECK(x, 3); CHECK(p1, 2); CHECK(p2, 2); CHECK(out, 3); CHECK(scale, 1);
+    if (x->dtype != S_FLOAT16 && x->dtype != S_BF16) BAD("%s: x must be FLOAT16 or BF16", op);
+    if (p1->dtype != x->dtype || p2->dtype != x->dtype) BAD("%s: kroneckerP1/P2 must have x's dtype", op);
+    int64_t M = x->dims[1], N = x->dims[2];
+    if (M > 256 || N > 256) BAD("%s: M %lld and N %lld must not exceed 256", op, (long long)M, (long long)N);
+    if (p1->dims[0] != M || p1->dims[1] != M || p2->dims[0] != N || p2->dims[1] != N) BAD("%s: P1 must be [M, M], P2 [N, N]", op);
+    if (out->dtype != S_INT4 || !same_dims(out, x) || !contiguous(out) || N % 2) BAD("%s: out must be contiguous INT4 shaped as x, N even", op);
+    if (scale->dtype != S_FLOAT || scale->dims[0] != x->dims[0]) BAD("%s: quantScale must be FLOAT [K]", op);
+    if (!(clip > 0 && clip <= 1)) BAD("%s: clipRatio %g outside (0, 1]", op, clip);
+    aclOpExecutor *e;
+    int r = plan(op, 0, run_flat, (const aclTensor *[]){x, p1, p2, out, scale}, 5, ws, ex, &e);
+    if (!r) e->d[0] = clip;
+    return r;
+}
+LAUNCH(aclnnFlatQuant)
 
 /* ---- aclnnApplyRotaryPosEmb, layout 1 (BSND), in place: x*cos + rotate_half(x)*sin ---- */
 
