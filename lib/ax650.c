@@ -228,8 +228,9 @@ typedef struct {
 static int bind_syms(void *lib, const char *libname, const sym *s, size_t n, char *err, size_t errlen) {
     for (size_t i = 0; i < n; i++)
         if (!(*s[i].slot = dlsym(lib, s[i].name)))
-            return seterr(err, errlen, "backend ax650: %s: no symbol %s (not the runtime this backend was written for?)",
-                          libname, s[i].name);
+            return seterr(err, errlen,
+                          "backend ax650: %s: no symbol %s (not the runtime this backend was written for?)", libname,
+                          s[i].name);
     return 0;
 }
 #define SYM(api, f, name) {name, (void **)&(api).f}
@@ -368,11 +369,14 @@ static int load_model(ax *a, amodel *md, gmeta **gm, char *err, size_t errlen) {
     uint32_t ng = 0;
     if (a->axcl) {
         int32_t rc, n = 0;
-        if ((rc = a->x.load(md->path, &md->id))) return seterr(err, errlen, "backend ax650: axclrtEngineLoadFromFile(%s): error 0x%x", md->path, (unsigned)rc);
+        if ((rc = a->x.load(md->path, &md->id)))
+            return seterr(err, errlen, "backend ax650: axclrtEngineLoadFromFile(%s): error 0x%x", md->path,
+                          (unsigned)rc);
         md->loaded = 1;
         if ((rc = a->x.engine_ctx(md->id, &md->cid)) || (rc = a->x.io_info(md->id, &md->info)) ||
             (rc = a->x.groups(md->info, &n)))
-            return seterr(err, errlen, "backend ax650: %s: axclrtEngine context/IO info: error 0x%x", md->path, (unsigned)rc);
+            return seterr(err, errlen, "backend ax650: %s: axclrtEngine context/IO info: error 0x%x", md->path,
+                          (unsigned)rc);
         ng = n > 0 ? (uint32_t)n : 0;
     } else {
         mapped f;
@@ -384,10 +388,12 @@ static int load_model(ax *a, amodel *md, gmeta **gm, char *err, size_t errlen) {
         /* CreateHandle takes the whole file in memory and copies what it needs */
         int32_t rc = a->e.create(&md->h, f.data, (uint32_t)f.size);
         unmap_file(&f);
-        if (rc) return seterr(err, errlen, "backend ax650: AX_ENGINE_CreateHandle(%s): error 0x%x", md->path, (unsigned)rc);
+        if (rc)
+            return seterr(err, errlen, "backend ax650: AX_ENGINE_CreateHandle(%s): error 0x%x", md->path, (unsigned)rc);
         md->loaded = 1;
         if ((rc = a->e.context(md->h, &md->ctx)) || (rc = a->e.groups(md->h, &ng)))
-            return seterr(err, errlen, "backend ax650: %s: AX_ENGINE context/group count: error 0x%x", md->path, (unsigned)rc);
+            return seterr(err, errlen, "backend ax650: %s: AX_ENGINE context/group count: error 0x%x", md->path,
+                          (unsigned)rc);
     }
     if (ng < 1 || ng > MAX_GROUPS)
         return seterr(err, errlen, "backend ax650: %s: %u shape groups (want 1 to %d)", md->path, ng, MAX_GROUPS);
@@ -411,7 +417,9 @@ static int load_model(ax *a, amodel *md, gmeta **gm, char *err, size_t errlen) {
         } else {
             ax_io_info *io = NULL;
             int32_t rc = a->e.group_info(md->h, g, &io);
-            if (rc) return seterr(err, errlen, "backend ax650: %s: AX_ENGINE_GetGroupIOInfo(%u): error 0x%x", md->path, g, (unsigned)rc);
+            if (rc)
+                return seterr(err, errlen, "backend ax650: %s: AX_ENGINE_GetGroupIOInfo(%u): error 0x%x", md->path, g,
+                              (unsigned)rc);
             /* no size field to check the struct against: absurd counts or shapes mean this
              * SDK lays AX_ENGINE_IO_INFO_T out differently from lib/ax650.h */
             if (!io || io->nInputSize > MAX_IO || io->nOutputSize > MAX_IO) goto malformed;
@@ -449,7 +457,9 @@ static int find(const meta *t, uint32_t n, const char *name) {
 static int expect(const amodel *md, int g, const meta *t, uint32_t n, const char *name, int out, const int32_t *want,
                   int nd, size_t elem, int *idx, char *err, size_t errlen) {
     int i = find(t, n, name);
-    if (i < 0) return seterr(err, errlen, "backend ax650: %s: group %d has no %s '%s'", md->path, g, out ? "output" : "input", name);
+    if (i < 0)
+        return seterr(err, errlen, "backend ax650: %s: group %d has no %s '%s'", md->path, g, out ? "output" : "input",
+                      name);
     size_t count = 1;
     int same = t[i].nd == nd;
     for (int k = 0; k < nd; k++) count *= (size_t)want[k], same = same && t[i].dims[k] == want[k];
@@ -486,12 +496,14 @@ static int check_layer(ax *a, amodel *md, const gmeta *gm, int first, char *err,
             a->Sg[g] = (size_t)sg;
         }
     } else if (md->n_groups != a->n_groups)
-        return seterr(err, errlen, "backend ax650: %s: %d shape groups, layer 0 has %d", md->path, md->n_groups, a->n_groups);
+        return seterr(err, errlen, "backend ax650: %s: %d shape groups, layer 0 has %d", md->path, md->n_groups,
+                      a->n_groups);
     for (int g = 0; g < md->n_groups; g++) {
         const gmeta *t = &gm[g];
         group *gr = &md->g[g];
         int32_t n = g ? (int32_t)a->P : 1, sg = (int32_t)a->Sg[g], S = (int32_t)a->S;
-        int32_t x[] = {1, n, H}, idx[] = {1, n}, mask[] = {1, n, g ? sg + n : S + 1}, kv[] = {1, sg, D}, ko[] = {1, n, D};
+        int32_t x[] = {1, n, H}, idx[] = {1, n}, mask[] = {1, n, g ? sg + n : S + 1}, kv[] = {1, sg, D},
+                ko[] = {1, n, D};
         gr->n_in = t->n_in, gr->n_out = t->n_out;
         if (expect(md, g, t->in, t->n_in, "input", 0, x, 3, 2, &gr->in_idx[IN_X], err, errlen) < 0 ||
             expect(md, g, t->in, t->n_in, "indices", 0, idx, 2, 4, &gr->in_idx[IN_IDX], err, errlen) < 0 ||
@@ -520,14 +532,18 @@ static int bind_group(ax *a, amodel *md, int g, dbuf *in3, dbuf *K, dbuf *V, dbu
         for (int i = 0; !rc && i < N_IN; i++) rc = a->x.set_in(gr->aio, (uint32_t)gr->in_idx[i], ins[i]->dev, in_sz[i]);
         for (int i = 0; !rc && i < N_OUT; i++)
             rc = a->x.set_out(gr->aio, (uint32_t)gr->out_idx[i], outs[i]->dev, outs[i]->size);
-        return rc ? seterr(err, errlen, "backend ax650: %s: binding group %d's buffers: error 0x%x", md->path, g, (unsigned)rc) : 0;
+        return rc ? seterr(err, errlen, "backend ax650: %s: binding group %d's buffers: error 0x%x", md->path, g,
+                           (unsigned)rc)
+                  : 0;
     }
     if (!(gr->ib = calloc(N_IN, sizeof *gr->ib)) || !(gr->ob = calloc(N_OUT, sizeof *gr->ob)))
         return seterr(err, errlen, "backend ax650: out of memory");
     for (int i = 0; i < N_IN; i++) /* K/V: group g sees the first S_g rows of the shared buffer */
-        gr->ib[gr->in_idx[i]] = (ax_io_buffer){.phyAddr = ins[i]->phy, .pVirAddr = ins[i]->vir, .nSize = (uint32_t)in_sz[i]};
+        gr->ib[gr->in_idx[i]] =
+            (ax_io_buffer){.phyAddr = ins[i]->phy, .pVirAddr = ins[i]->vir, .nSize = (uint32_t)in_sz[i]};
     for (int i = 0; i < N_OUT; i++)
-        gr->ob[gr->out_idx[i]] = (ax_io_buffer){.phyAddr = outs[i]->phy, .pVirAddr = outs[i]->vir, .nSize = (uint32_t)outs[i]->size};
+        gr->ob[gr->out_idx[i]] =
+            (ax_io_buffer){.phyAddr = outs[i]->phy, .pVirAddr = outs[i]->vir, .nSize = (uint32_t)outs[i]->size};
     gr->io = (ax_io){.pInputs = gr->ib, .nInputSize = N_IN, .pOutputs = gr->ob, .nOutputSize = N_OUT, .nBatchSize = 1};
     return 0;
 }
@@ -636,7 +652,8 @@ static int setup(ax *a, char *err, size_t errlen) {
         if (dbuf_alloc(a, &a->V[l], kv_size, 1, what, err, errlen) < 0) return -1;
         for (int g = 0; l == 0 && g < a->n_groups; g++) { /* the buffers all layers share */
             size_t n = g ? a->P : 1, cols = g ? a->Sg[g] + n : a->S + 1;
-            size_t in_sz[3] = {n * a->H * 2, n * 4, n * cols * 2}, out_sz[3] = {n * a->D * 2, n * a->D * 2, n * a->H * 2};
+            size_t in_sz[3] = {n * a->H * 2, n * 4, n * cols * 2},
+                   out_sz[3] = {n * a->D * 2, n * a->D * 2, n * a->H * 2};
             for (int i = 0; i < 3; i++) {
                 snprintf(what, sizeof what, "group %d %s", g, in_name[i]);
                 if (dbuf_alloc(a, &a->gin[g][i], in_sz[i], 0, what, err, errlen) < 0) return -1;
@@ -657,7 +674,8 @@ static int setup(ax *a, char *err, size_t errlen) {
     if (rc == 0 && ((rc = expect(pm, 0, gm[0].in, gm[0].n_in, "input", 0, x, 3, 2, &xi, err, errlen)) < 0 ||
                     (rc = expect(pm, 0, gm[0].out, gm[0].n_out, "output", 1, lo, 3, 2, &oi, err, errlen)) < 0)) {
     } else if (rc == 0 && (gm[0].n_in != 1 || gm[0].n_out != 1))
-        rc = seterr(err, errlen, "backend ax650: %s: %u inputs, %u outputs, want 1 and 1", pm->path, gm[0].n_in, gm[0].n_out);
+        rc = seterr(err, errlen, "backend ax650: %s: %u inputs, %u outputs, want 1 and 1", pm->path, gm[0].n_in,
+                    gm[0].n_out);
     free(gm);
     if (rc < 0 || dbuf_alloc(a, &a->post_in, a->H * 2, 0, "post input", err, errlen) < 0 ||
         dbuf_alloc(a, &a->post_out, a->vocab * 2, 1, "post output (logits)", err, errlen) < 0)
@@ -671,8 +689,10 @@ static int setup(ax *a, char *err, size_t errlen) {
     } else {
         if (!(pg->ib = calloc(1, sizeof *pg->ib)) || !(pg->ob = calloc(1, sizeof *pg->ob)))
             return seterr(err, errlen, "backend ax650: out of memory");
-        pg->ib[0] = (ax_io_buffer){.phyAddr = a->post_in.phy, .pVirAddr = a->post_in.vir, .nSize = (uint32_t)a->post_in.size};
-        pg->ob[0] = (ax_io_buffer){.phyAddr = a->post_out.phy, .pVirAddr = a->post_out.vir, .nSize = (uint32_t)a->post_out.size};
+        pg->ib[0] =
+            (ax_io_buffer){.phyAddr = a->post_in.phy, .pVirAddr = a->post_in.vir, .nSize = (uint32_t)a->post_in.size};
+        pg->ob[0] = (ax_io_buffer){
+            .phyAddr = a->post_out.phy, .pVirAddr = a->post_out.vir, .nSize = (uint32_t)a->post_out.size};
         pg->io = (ax_io){.pInputs = pg->ib, .nInputSize = 1, .pOutputs = pg->ob, .nOutputSize = 1, .nBatchSize = 1};
     }
     size_t smax = a->S + 1, P = a->P > 1 ? a->P : 1;
@@ -900,15 +920,18 @@ fail:
 
 static int ax_prefill_layer(void *ctx, int l, float *x, size_t n, kv_cache *kv, char *err, size_t errlen) {
     ax *a = ctx;
-    if (n > a->max_batch) return seterr(err, errlen, "backend ax650: %zu positions, more than max_batch %zu", n, a->max_batch);
-    if (kv->n + n > kv->cap) return seterr(err, errlen, "backend ax650: kv cache holds %zu rows, %zu needed", kv->cap, kv->n + n);
+    if (n > a->max_batch)
+        return seterr(err, errlen, "backend ax650: %zu positions, more than max_batch %zu", n, a->max_batch);
+    if (kv->n + n > kv->cap)
+        return seterr(err, errlen, "backend ax650: kv cache holds %zu rows, %zu needed", kv->cap, kv->n + n);
     call c = {.op = OP_PREFILL, .l = l, .x = x, .n = n, .kv = kv, .err = err, .errlen = errlen};
     return call_op(a, &c);
 }
 
 static int ax_decode_layer(void *ctx, int l, float *x, kv_cache *kv, char *err, size_t errlen) {
     ax *a = ctx;
-    if (kv->n + 1 > kv->cap) return seterr(err, errlen, "backend ax650: kv cache holds %zu rows, %zu needed", kv->cap, kv->n + 1);
+    if (kv->n + 1 > kv->cap)
+        return seterr(err, errlen, "backend ax650: kv cache holds %zu rows, %zu needed", kv->cap, kv->n + 1);
     call c = {.op = OP_DECODE, .l = l, .x = x, .n = 1, .kv = kv, .err = err, .errlen = errlen};
     return call_op(a, &c);
 }

@@ -130,7 +130,10 @@ int axllm_files_read(const char *dir, axllm_files *f, char *err, size_t errlen) 
     size_t len;
     memset(f, 0, sizeof *f);
     char *json = config_text(dir, &len, path, sizeof path);
-    if (!json) return seterr(err, errlen, "%s: no config.json naming the axmodels (template_filename_axmodel), nor a run_*.sh that does", dir);
+    if (!json)
+        return seterr(err, errlen,
+                      "%s: no config.json naming the axmodels (template_filename_axmodel), nor a run_*.sh that does",
+                      dir);
     cJSON *o = cJSON_ParseWithLength(json, len);
     free(json);
     int rc = -1;
@@ -139,8 +142,8 @@ int axllm_files_read(const char *dir, axllm_files *f, char *err, size_t errlen) 
     if (!cJSON_IsObject(o)) seterr(err, errlen, "%s: not a JSON object", path);
     else if (path_in(f->layer_tmpl, dir, tmpl, "template_filename_axmodel", err, errlen) < 0) {
     } else if (!strstr(tmpl, "%d") || strchr(strstr(tmpl, "%d") + 2, '%') || strchr(tmpl, '%') != strstr(tmpl, "%d"))
-        seterr(err, errlen, "%s: template_filename_axmodel: \"%.64s\" must hold one %%d (the layer) and no other %%", path,
-               tmpl);
+        seterr(err, errlen, "%s: template_filename_axmodel: \"%.64s\" must hold one %%d (the layer) and no other %%",
+               path, tmpl);
     else if (long_of(o, "axmodel_num", 1, 1024, &n) < 0)
         seterr(err, errlen, "%s: axmodel_num: missing or not an integer in [1, 1024]", path);
     else if (path_in(f->post, dir, str_of(o, "filename_post_axmodel"), "filename_post_axmodel", err, errlen) < 0 ||
@@ -216,8 +219,9 @@ static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
         return seterr(err, errlen, "%s/%s", hfdir, e);
     const qwen_config *c = &m->cfg;
     if (c->dim != f.hidden || c->vocab_size != f.vocab || c->n_layers != f.n_layers)
-        return seterr(err, errlen, "%s: config.json says hidden %ld, vocab %ld, %d layers; %s/config.json says %d, %d, %d",
-                      dir, f.hidden, f.vocab, f.n_layers, hfdir, c->dim, c->vocab_size, c->n_layers);
+        return seterr(err, errlen,
+                      "%s: config.json says hidden %ld, vocab %ld, %d layers; %s/config.json says %d, %d, %d", dir,
+                      f.hidden, f.vocab, f.n_layers, hfdir, c->dim, c->vocab_size, c->n_layers);
     axllm *a = calloc(1, sizeof *a);
     if (!a || !(m->layers = calloc((size_t)c->n_layers, sizeof *m->layers))) {
         free(a);

@@ -61,7 +61,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a], "--groups")) groups = argv[a + 1];
         else return die("usage: axllm_gen [--prefill P] [--kv S] [--groups S1,S2,...] SRC OUT");
     }
-    if (argc - a != 2 || P < 1 || S < 1) return die("usage: axllm_gen [--prefill P] [--kv S] [--groups S1,S2,...] SRC OUT");
+    if (argc - a != 2 || P < 1 || S < 1)
+        return die("usage: axllm_gen [--prefill P] [--kv S] [--groups S1,S2,...] SRC OUT");
     char src[PATH_MAX], err[512], path[PATH_MAX + 64];
     if (!realpath(argv[a], src)) return die("SRC: no such directory");
     const char *out = argv[a + 1];

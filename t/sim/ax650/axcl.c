@@ -229,8 +229,12 @@ static int32_t dims(axcl_io_info info, uint32_t g, int32_t i, axcl_dims *d, int 
     for (int k = 0; k < t->nd; k++) d->dims[k] = t->dims[k];
     return 0;
 }
-int32_t axclrtEngineGetInputDims(axcl_io_info info, uint32_t g, int32_t i, axcl_dims *d) { return dims(info, g, i, d, 0); }
-int32_t axclrtEngineGetOutputDims(axcl_io_info info, uint32_t g, int32_t i, axcl_dims *d) { return dims(info, g, i, d, 1); }
+int32_t axclrtEngineGetInputDims(axcl_io_info info, uint32_t g, int32_t i, axcl_dims *d) {
+    return dims(info, g, i, d, 0);
+}
+int32_t axclrtEngineGetOutputDims(axcl_io_info info, uint32_t g, int32_t i, axcl_dims *d) {
+    return dims(info, g, i, d, 1);
+}
 
 int32_t axclrtEngineCreateIO(axcl_io_info info, axcl_io *io) {
     if (!thread_ok()) return ERR_THREAD;
@@ -266,7 +270,8 @@ int32_t axclrtEngineExecute(uint64_t id, uint64_t cid, uint32_t g, axcl_io io) {
     smodel *m = model_of(id);
     sio *s = io;
     if (!thread_ok()) return ERR_THREAD;
-    if (!m || !m->ctx_made || cid != id + 1000 || !s || s->sm != m->sm || g >= (uint32_t)m->sm->n_groups) return ERR_ARG;
+    if (!m || !m->ctx_made || cid != id + 1000 || !s || s->sm != m->sm || g >= (uint32_t)m->sm->n_groups)
+        return ERR_ARG;
     const sim_group *G = &m->sm->g[g];
     void *in[8], *out[8];
     for (int i = 0; i < G->n_in; i++)

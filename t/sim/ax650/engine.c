@@ -113,7 +113,8 @@ static device_fn *device_view(void) {
 
 static int buffers_ok(const ax_io_buffer *b, uint32_t n, const ax_iometa *m) {
     for (uint32_t i = 0; i < n; i++)
-        if (!b[i].pVirAddr || b[i].nSize != m[i].nSize || b[i].phyAddr != (uint64_t)(uintptr_t)b[i].pVirAddr + SIM_PHY_OFFSET)
+        if (!b[i].pVirAddr || b[i].nSize != m[i].nSize ||
+            b[i].phyAddr != (uint64_t)(uintptr_t)b[i].pVirAddr + SIM_PHY_OFFSET)
             return 0;
     return 1;
 }
@@ -124,7 +125,8 @@ int32_t AX_ENGINE_RunGroupIOSync(ax_handle h, ax_context ctx, uint32_t group, ax
     if (!hd || ctx != hd || !hd->ctx_made || !io || group >= (uint32_t)hd->sm->n_groups) return ERR_ARG;
     ax_io_info *info = &hd->info[group];
     if (io->nInputSize != info->nInputSize || io->nOutputSize != info->nOutputSize || !io->pInputs || !io->pOutputs ||
-        !buffers_ok(io->pInputs, io->nInputSize, info->pInputs) || !buffers_ok(io->pOutputs, io->nOutputSize, info->pOutputs))
+        !buffers_ok(io->pInputs, io->nInputSize, info->pInputs) ||
+        !buffers_ok(io->pOutputs, io->nOutputSize, info->pOutputs))
         return ERR_ARG;
     if (sim_fail_now()) return ERR_RUN;
     device_fn *view = device_view();

@@ -127,7 +127,8 @@ sim_model *sim_load(const void *data, size_t n, char *err, size_t errlen) {
         tensor(&G->in[0], "input", 2, 1, 1, sm->H, 3);
         tensor(&G->out[0], "output", 2, 1, 1, sm->V, 3);
     } else {
-        const cJSON *gs = cJSON_GetObjectItemCaseSensitive(o, "groups"), *l = cJSON_GetObjectItemCaseSensitive(o, "layer");
+        const cJSON *gs = cJSON_GetObjectItemCaseSensitive(o, "groups"),
+                    *l = cJSON_GetObjectItemCaseSensitive(o, "layer");
         if (!cJSON_IsNumber(l) || l->valuedouble < 0 || num(o, "hidden", &sm->H) < 0 || num(o, "kv_dim", &sm->D) < 0 ||
             num(o, "kv_cache_num", &sm->S) < 0 || num(o, "prefill_len", &sm->P) < 0 || !cJSON_IsArray(gs) ||
             cJSON_GetArraySize(gs) > 31)
@@ -191,7 +192,8 @@ int sim_run(sim_model *sm, int g, void *const *in, void *const *out, char *err, 
     for (size_t k = 0; k < P; k++)
         if (idx[k] != hist + k) return seterr(err, errlen, "sim: indices[%zu] = %u, want %zu", k, idx[k], hist + k);
     if (g == 0 && hist >= S) return seterr(err, errlen, "sim: decode at position %zu, the cache holds %zu", hist, S);
-    if (g > 0 && hist > Sg) return seterr(err, errlen, "sim: group %d holds %zu history rows, indices start at %zu", g, Sg, hist);
+    if (g > 0 && hist > Sg)
+        return seterr(err, errlen, "sim: group %d holds %zu history rows, indices start at %zu", g, Sg, hist);
     /* mask: every value exactly as ax-llm writes it */
     if (g == 0) n = 1;
     else
