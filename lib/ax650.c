@@ -87,6 +87,7 @@ typedef struct {
     ax_engine_deinit_fn *deinit;
     ax_create_handle_fn *create;
     ax_destroy_handle_fn *destroy;
+    ax_create_context_fn *context1;
     ax_create_context_v2_fn *context;
     ax_group_count_fn *groups;
     ax_group_info_fn *group_info;
@@ -242,7 +243,8 @@ static int load_engine(ax *a, char *err, size_t errlen) {
     const sym es[] = {
         SYM(a->e, version, "AX_ENGINE_GetVersion"), SYM(a->e, init, "AX_ENGINE_Init"),
         SYM(a->e, deinit, "AX_ENGINE_Deinit"), SYM(a->e, create, "AX_ENGINE_CreateHandle"),
-        SYM(a->e, destroy, "AX_ENGINE_DestroyHandle"), SYM(a->e, context, "AX_ENGINE_CreateContextV2"),
+        SYM(a->e, destroy, "AX_ENGINE_DestroyHandle"), SYM(a->e, context1, "AX_ENGINE_CreateContext"),
+        SYM(a->e, context, "AX_ENGINE_CreateContextV2"),
         SYM(a->e, groups, "AX_ENGINE_GetGroupIOInfoCount"), SYM(a->e, group_info, "AX_ENGINE_GetGroupIOInfo"),
         SYM(a->e, run, "AX_ENGINE_RunGroupIOSync"),
     };
@@ -391,7 +393,8 @@ static int load_model(ax *a, amodel *md, gmeta **gm, char *err, size_t errlen) {
         if (rc)
             return seterr(err, errlen, "backend ax650: AX_ENGINE_CreateHandle(%s): error 0x%x", md->path, (unsigned)rc);
         md->loaded = 1;
-        if ((rc = a->e.context(md->h, &md->ctx)) || (rc = a->e.groups(md->h, &ng)))
+        /* both, in ax-llm's order (ax_model_runner_ax650.cpp): the sequence known to work */
+        if ((rc = a->e.context1(md->h)) || (rc = a->e.context(md->h, &md->ctx)) || (rc = a->e.groups(md->h, &ng)))
             return seterr(err, errlen, "backend ax650: %s: AX_ENGINE context/group count: error 0x%x", md->path,
                           (unsigned)rc);
     }

@@ -75,6 +75,7 @@ typedef int32_t ax_engine_init_fn(ax_npu_attr *attr);
 typedef int32_t ax_engine_deinit_fn(void);
 typedef int32_t ax_create_handle_fn(ax_handle *h, const void *data, uint32_t size);
 typedef int32_t ax_destroy_handle_fn(ax_handle h);
+typedef int32_t ax_create_context_fn(ax_handle h);
 typedef int32_t ax_create_context_v2_fn(ax_handle h, ax_context *ctx);
 typedef int32_t ax_group_count_fn(ax_handle h, uint32_t *count);
 typedef int32_t ax_group_info_fn(ax_handle h, uint32_t group, ax_io_info **info);

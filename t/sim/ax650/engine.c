@@ -77,6 +77,8 @@ int32_t AX_ENGINE_DestroyHandle(ax_handle h) {
     return 0;
 }
 
+int32_t AX_ENGINE_CreateContext(ax_handle h) { return h ? 0 : ERR_ARG; }
+
 int32_t AX_ENGINE_CreateContextV2(ax_handle h, ax_context *ctx) {
     handle *hd = h;
     if (!hd || !ctx) return ERR_ARG;
