@@ -193,6 +193,8 @@ static int api_load(acl_api *a, char *err, size_t errlen) {
             /* dlerror names the file, except where there is no dynamic loader (static builds) */
             const char *why = dlerror();
             if (why && strstr(why, libnames[i])) seterr(err, errlen, "backend ascend: %s (set ASCEND_HOME_PATH or LD_LIBRARY_PATH)", why);
+            else if (why && strstr(why, "not supported")) /* musl's static dlopen */
+                seterr(err, errlen, "backend ascend: %s: %s (this is a static build: use the dynamic one)", path, why);
             else seterr(err, errlen, "backend ascend: %s: %s (set ASCEND_HOME_PATH or LD_LIBRARY_PATH)", path,
                         why ? why : "cannot be loaded");
             api_unload(a);
