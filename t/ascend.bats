@@ -120,6 +120,37 @@ no_violation() {
     [ "$status" -eq 0 ]
 }
 
+@test "ascend: f32, untied and YaRN checkpoints: logits of every position are the CPU's" {
+    sim
+    for m in tiny-f32 tiny-untied tiny-yarn; do
+        [ -f "$MODELS/$m/config.json" ] || skip "no build/models/$m: run make models"
+        echo "$PROMPT" | "$BIN/prefill" -m "$MODELS/$m" --all-logits -k c$m > "$TMP/c.npy"
+        echo "$PROMPT" | "$BIN/prefill" -m "$MODELS/$m" --all-logits --backend ascend -k a$m > "$TMP/a.npy"
+        run cmp_logits "$TMP/a.npy" "$TMP/c.npy" 5e-3
+        echo "$m: $output"
+        [ "$status" -eq 0 ]
+    done
+}
+
+@test "ascend: later turns attend over the cached rows (FIA sparse mode 3 with a prefix), a prompt past max_batch" {
+    sim
+    for be in cpu ascend; do
+        echo "$PROMPT" | "$BIN/prefill" -m "$TINY" -k $be --backend $be > /dev/null
+        echo "40 41 42 43 44 45 46" | "$BIN/prefill" -m "$TINY" -k $be --backend $be --all-logits > "$TMP/$be.npy"
+    done
+    run cmp_logits "$TMP/ascend.npy" "$TMP/cpu.npy" 5e-3
+    echo "second turn: $output"
+    [ "$status" -eq 0 ]
+    # 600 positions: prefill runs pieces of 512, the second attending to the first's rows
+    long=$(seq -s ' ' 1000 1599)
+    for be in cpu ascend; do
+        echo "$long" | "$BIN/prefill" -m "$TINY" -k long$be --backend $be > "$TMP/long$be.npy"
+    done
+    run cmp_logits "$TMP/longascend.npy" "$TMP/longcpu.npy" 5e-3
+    echo "600 positions: $output"
+    [ "$status" -eq 0 ]
+}
+
 @test "ascend: greedy continuations are the CPU's token for token (checkpoint, q8, q4)" {
     sim
     for q in none q8 q4; do
