@@ -132,6 +132,15 @@ no_violation() {
     done
 }
 
+@test "ascend: model report holds the ascend backend to the CPU one (the accuracy report)" {
+    sim
+    run "$BIN/model" report -n 8 ":q8:cpu" ":q8:ascend" "Hello, who are you?" "The capital of France is"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "${lines[-1]}" == "overall: 2 prompts, 16 positions: "*"argmax 16/16 (100.0%)" ]]
+    no_violation
+}
+
 @test "ascend: later turns attend over the cached rows (FIA sparse mode 3 with a prefix), a prompt past max_batch" {
     sim
     for be in cpu ascend; do
