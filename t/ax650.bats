@@ -170,6 +170,16 @@ print(max(range(len(a)), key=a.__getitem__))' "$TMP/l.npy")
     done
 }
 
+@test "ax650: the accuracy report compares the NPU with the CPU (model report CHECKPOINT AXDIR::ax650)" {
+    sim
+    run bash -c "ids() { seq -s ' ' 1 \$1; }; ids 24 | '$BIN/model' report --ids -n 8 '$TINY' '$AXDIR::ax650'"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"B: $AXDIR (scheme none, backend ax650)"* ]]
+    cos=$(echo "$output" | sed -n 's/^overall:.* cosine \([0-9.]*\) (min \([0-9.]*\)).*/\2/p')
+    python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.9999 else 1)" "$cos"
+}
+
 @test "ax650: a multi-turn session moves between processes and backends (AX650_MODEL beside the checkpoint)" {
     sim
     export AX650_MODEL=$AXDIR
