@@ -103,8 +103,12 @@ static void tao_matmul(float *y, const float *x, const void *scratch, const qwei
             const int8_t *a = xq + i * in;
             float acc = 0;
             for (size_t g = 0; g < t->groups; g++) {
+                const int8_t *ag = a + g * gs, *qg = q + g * gs;
                 int32_t G = 0, z = t->zp[o * t->groups + g];
-                for (size_t k = g * gs; k < (g + 1) * gs; k++) G += (a[k] - xz[i]) * (q[k] - z);
+                if (gs == 32) /* the recipe's group: a fixed count the compiler can vectorize */
+                    for (size_t k = 0; k < 32; k++) G += (ag[k] - xz[i]) * (qg[k] - z);
+                else
+                    for (size_t k = 0; k < gs; k++) G += (ag[k] - xz[i]) * (qg[k] - z);
                 acc += ld(t->scale, t->sdt, o * t->groups + g) * (float)G;
             }
             y[i * out + o] = xs[i] * acc;
@@ -194,6 +198,14 @@ static void shape_str(const st_tensor *t, char *s, size_t n) {
     snprintf(s + strlen(s), n - strlen(s), "]");
 }
 
+static void *own(tao_ctx *c, size_t bytes) {
+    void **cp = realloc(c->copies, (c->n_copies + 1) * sizeof *cp), *p;
+    if (!cp) return NULL;
+    c->copies = cp;
+    if (!(p = malloc(bytes ? bytes : 1))) return NULL;
+    return cp[c->n_copies++] = p;
+}
+
 /* A plain F32/F16/BF16 tensor, as model_bind checks it; one at an offset its dtype does
  * not divide (safetensors does not align) is copied once into an aligned buffer. */
 static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
@@ -208,15 +220,54 @@ static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, ch
         return seterr(err, errlen, "tensor %s: %s %s, want F32, F16 or BF16 [%zu%s%.0zu]", name, st_dtype_name(t->dtype),
                       sh, d0, d1 ? ", " : "", d1);
     }
-    void **cp = realloc(c->copies, (c->n_copies + 1) * sizeof *cp), *p;
-    if (!cp) return seterr(err, errlen, "tensor %s: out of memory", name);
-    c->copies = cp;
-    if (!(p = malloc(t->nbytes ? t->nbytes : 1))) return seterr(err, errlen, "tensor %s: out of memory", name);
+    void *p = own(c, t->nbytes);
+    if (!p) return seterr(err, errlen, "tensor %s: out of memory", name);
     memcpy(p, t->data, t->nbytes);
-    cp[c->n_copies++] = p;
     w->dtype = t->dtype;
     w->data = p;
     return 0;
+}
+
+
+/* The recipe's weights in the layouts the CPU kernels already run (quant.h), when every
+ * zero point is 0 and the integers fit: an int4 group-32 linear with int8 activations
+ * becomes WQ_8DA4W (integers repacked two to a byte, scales widened to f32: a copy, made
+ * once at open, half the size of the int8 file data, which is then no longer read); an
+ * int8 per-row weight-only tensor is WQ_E8 (the embedding) or WQ_Q8 (a linear, e.g. the
+ * lm_head transformers quantizes like a tied embedding) in place (scales copied only if
+ * not F32 and aligned). The same integers and scales as the WQ_FMT path, through the SIMD
+ * kernels (equal up to the order of f32 rounding). 1 if done, 0 if w stays WQ_FMT, -1 on
+ * out of memory. */
+static int to_kernel_layout(tao_ctx *c, const tao_q *t, size_t rows, size_t in, size_t group, int embed, weight *w) {
+    int int4 = t->act && group == 32;
+    if (!int4 && (t->act || t->groups != 1)) return 0;
+    for (size_t i = 0; i < rows * t->groups; i++)
+        if (t->zp[i]) return 0;
+    if (int4)
+        for (size_t i = 0; i < rows * in; i++)
+            if (t->q[i] < -8 || t->q[i] > 7) return 0;
+    float *sc = t->sdt == ST_F32 && (uintptr_t)t->scale % 4 == 0 ? (float *)t->scale : NULL;
+    if (!sc) {
+        if (!(sc = own(c, rows * t->groups * sizeof *sc))) return -1;
+        for (size_t i = 0; i < rows * t->groups; i++) sc[i] = ld(t->scale, t->sdt, i);
+    }
+    qweight *q = &c->qw[c->n - 1];
+    if (!int4) {
+        *q = (qweight){.q = embed ? WQ_E8 : WQ_Q8, .data = t->q, .scales = sc, .in = in};
+        w->dtype = WQ_DTYPE(q->q);
+        return 1;
+    }
+    uint8_t *nib = own(c, rows * in / 2);
+    if (!nib) return -1;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < in / 32; b++) {
+            const int8_t *v = t->q + r * in + b * 32;
+            uint8_t *o = nib + r * in / 2 + b * 16;
+            for (size_t j = 0; j < 16; j++) o[j] = (uint8_t)((v[j] + 8) | (v[j + 16] + 8) << 4);
+        }
+    *q = (qweight){.q = WQ_8DA4W, .data = nib, .scales = sc, .group = 32, .in = in};
+    w->dtype = WQ_DTYPE(WQ_8DA4W);
+    return 1;
 }
 
 /* Module path of shape [rows, in]: quantized if path._weight_qdata exists, else plain. */
@@ -275,6 +326,8 @@ static int bind(model *m, const cJSON *meta, const char *path, size_t rows, size
     *q = (qweight){.q = WQ_FMT, .data = tq->data, .scales = ts->data, .group = group, .in = in, .fmt = &tao_fmt, .aux = t};
     w->dtype = WQ_DTYPE(WQ_FMT);
     w->data = q;
+    if (to_kernel_layout(c, t, rows, in, group, !strcmp(path, "model.embed_tokens"), w) < 0)
+        return seterr(err, errlen, "%s: out of memory", path);
     return 0;
 }
 
@@ -335,7 +388,10 @@ static int tao_open(model *m, const char *dir, char *err, size_t errlen) {
             if (plain(m, name, n[i].d, 0, n[i].w, err, errlen) < 0) goto done;
         }
     }
-    if (cf->tie_embeddings) m->lm_head = m->embed;
+    /* torchao's recipe unties lm_head before quantizing it (int4, unlike the embedding's
+     * int8), and transformers saves it even when the config still says tied: a quantized
+     * lm_head in the file is the one torchao ran */
+    if (cf->tie_embeddings && !st_find(m->st, "lm_head._weight_qdata")) m->lm_head = m->embed;
     else if (bind(m, meta, "lm_head", V, dim, &m->lm_head, err, errlen) < 0) goto done;
     rc = 0;
 done:

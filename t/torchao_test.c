@@ -1,13 +1,18 @@
 /* torchao_test: the torchao safetensors export (lib/torchao.h) against torchao itself
  * (t/gen_torchao_export.py).
  *
- *   torchao_test fixture FIXDIR
- *       FIXDIR/model through model_open (it must be detected as torchao): rows [0, 16) of
- *       the tensors the fixture recorded, dequantized, equal to torchao's dequantize() bit
- *       for bit ((q - zp) * s in f32); then the logits of its prompt, every position,
+ *   torchao_test fixture FIXDIR NAME
+ *       FIXDIR/NAME through model_open (it must be detected as torchao): rows [0, 16) of
+ *       the tensors FIXDIR/NAME.npy recorded, dequantized, equal to torchao's dequantize()
+ *       bit for bit ((q - zp) * s in f32), each printed with the layout it runs in (the
+ *       CPU kernels' 8da4w/e8/q8, or fmt: torchao.c's own); layers.0.q_proj, layers.1.down_proj
+ *       and lm_head alone on a fixed x against torchao's F.linear, within 1e-5 * max|y|; then the logits of its prompt, every position,
  *       against the quantized model's forward in torchao (int8 activations per token,
- *       quantized and dequantized, F.linear in f32): max|diff| <= 1e-5 * max|logit| per
- *       row and the same argmax (measured: 3.7e-7).
+ *       quantized and dequantized, F.linear in f32): max|diff| <= tol * max|logit| per row,
+ *       tol = max(1e-5, twice what torchao's own logits move under 1e-6 of input noise, as
+ *       the fixture measured), and the same argmax unless torchao's top two are within that
+ *       (the recipe's model: 4.5e-7 against 8.4e-7 of sensitivity; the asymmetric one is
+ *       ill-conditioned: 1.4e-2 of sensitivity, and we differ from torchao by as much).
  * "N checks, M failures" last; exit 1 on any failure. */
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +20,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "kern.h"
 #include "npy.h"
 #include "util.h"
 
@@ -43,18 +49,32 @@ static void next_rec(FILE *f, const char *name, npy *a, npy_dtype t) {
     if (a->dtype != t) die(name, "a record's dtype is not what gen_torchao_export.py writes");
 }
 
-static int cmd_fixture(const char *fixdir) {
+static const char *layout(weight w) {
+    switch (weight_q(w)) {
+    case WQ_8DA4W: return "8da4w";
+    case WQ_E8: return "e8";
+    case WQ_Q8: return "q8";
+    case WQ_FMT: return "fmt";
+    default: return "?";
+    }
+}
+
+static int cmd_fixture(const char *fixdir, const char *name) {
     char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/model", fixdir);
+    snprintf(path, sizeof path, "%s/%s", fixdir, name);
     model *m = model_open(path, err, sizeof err);
     if (!m) die(path, err);
     CHECK(m->format && !strcmp(m->format->name, "torchao"), "%s: not detected as a torchao export", path);
-    snprintf(path, sizeof path, "%s/ref.npy", fixdir);
+    snprintf(path, sizeof path, "%s/%s.npy", fixdir, name);
     FILE *f = fopen(path, "rb");
     if (!f) die(path, "cannot open");
-    npy ids = {0}, want = {0}, d = {0};
+    npy ids = {0}, want = {0}, sens = {0}, d = {0};
     next_rec(f, path, &ids, NPY_I32);
     next_rec(f, path, &want, NPY_F32);
+    next_rec(f, path, &sens, NPY_F32);
+    /* torchao's logits are only defined to within what 1e-6 of noise in its input moves
+     * them (gen_torchao_export.py measured it): below that, int8 rounding flips decide */
+    double tol = fmax(1e-5, 2 * ((const float *)sens.data)[0]);
     const layer_weights *L = m->layers;
     const struct { const char *name; weight w; } t[] = {
         {"embed_tokens", m->embed}, {"layers.0.q_proj", L[0].wq}, {"layers.0.down_proj", L[0].w_down},
@@ -67,10 +87,39 @@ static int cmd_fixture(const char *fixdir) {
             float a = weight_get(t[i].w, j), b = ((const float *)d.data)[j];
             bad += memcmp(&a, &b, 4) != 0;
         }
-        CHECK(weight_q(t[i].w) == WQ_FMT, "%s: not a torchao quantized weight", t[i].name);
+        CHECK(weight_q(t[i].w) != WQ_NONE, "%s: not quantized", t[i].name);
         CHECK(bad == 0, "%s: %zu of %zu values differ from torchao's dequantize()", t[i].name, bad, d.count);
-        printf("%s: %zu values equal to torchao's dequantize(): %s\n", t[i].name, d.count, bad ? "NO" : "yes");
+        printf("%s (%s): %zu values equal to torchao's dequantize(): %s\n", t[i].name, layout(t[i].w), d.count,
+               bad ? "NO" : "yes");
     }
+    /* one matmul of each recorded linear alone, through the CPU backend's own call */
+    npy xr = {0}, yr = {0};
+    next_rec(f, path, &xr, NPY_F32);
+    weight lin[] = {L[0].wq, L[1].w_down, m->lm_head};
+    size_t lin_in[] = {(size_t)m->cfg.dim, (size_t)m->cfg.hidden_dim, (size_t)m->cfg.dim};
+    const char *lname[] = {"layers.0.q_proj", "layers.1.down_proj", "lm_head"};
+    for (size_t i = 0; i < 3; i++) {
+        next_rec(f, path, &yr, NPY_F32);
+        size_t n = xr.shape[0], in = lin_in[i], out = yr.shape[1];
+        if (in > xr.shape[1]) die(path, "x is narrower than a recorded linear");
+        float *x = malloc(n * in * sizeof *x);
+        if (!x) die("malloc", "out of memory");
+        for (size_t r = 0; r < n; r++) memcpy(x + r * in, (const float *)xr.data + r * xr.shape[1], in * sizeof *x);
+        float *y = calloc(n * out, sizeof *y);
+        void *scratch = NULL;
+        size_t qs = kern_qscratch(n, in);
+        const qweight *q = lin[i].data;
+        if (weight_q(lin[i]) == WQ_FMT && q->fmt->scratch && q->fmt->scratch(q, n) > qs) qs = q->fmt->scratch(q, n);
+        if (!y || posix_memalign(&scratch, 64, qs)) die("malloc", "out of memory");
+        kern_matmul_w(kern_best(), NULL, y, x, lin[i], n, in, out, scratch);
+        double md = 0, scale = 0;
+        for (size_t j = 0; j < n * out; j++)
+            md = fmax(md, fabs((double)y[j] - ((const float *)yr.data)[j])), scale = fmax(scale, fabs(((const float *)yr.data)[j]));
+        CHECK(md <= 1e-5 * scale, "%s: y = x W^T differs from torchao's by %.3g (max|y| %.3g)", lname[i], md, scale);
+        printf("%s (%s): one matmul within %.3g * max|y| of torchao's F.linear\n", lname[i], layout(lin[i]), md / scale);
+        free(x), free(y), free(scratch);
+    }
+    npy_free(&xr), npy_free(&yr);
     fclose(f);
     size_t P = ids.count, V = (size_t)m->cfg.vocab_size;
     CHECK(want.count == P * V, "ref.npy: logits shape is not (prompt, vocab)");
@@ -96,22 +145,27 @@ static int cmd_fixture(const char *fixdir) {
             if (a[j] > a[ma]) ma = j;
             if (b[j] > b[mb]) mb = j;
         }
+        double gap = INFINITY; /* torchao's top-1 minus top-2 */
+        for (size_t j = 0; j < V; j++)
+            if (j != mb) gap = fmin(gap, (double)b[mb] - b[j]);
         worst = fmax(worst, md / scale);
-        CHECK(md <= 1e-5 * scale && ma == mb, "row %zu: max|diff| %.3g (max|logit| %.3g), argmax %zu vs %zu", i, md, scale, ma, mb);
+        CHECK(md <= tol * scale, "row %zu: max|diff| %.3g > %.3g * max|logit| %.3g", i, md, tol, scale);
+        CHECK(ma == mb || gap <= 2 * tol * scale, "row %zu: argmax %zu vs torchao's %zu (gap %.3g)", i, ma, mb, gap);
     }
-    printf("logits of %zu positions against torchao's forward: max|diff| / max|logit| %.3g\n", P, worst);
+    printf("logits of %zu positions against torchao's forward: max|diff| / max|logit| %.3g (tolerance %.3g: "
+           "torchao's own logits move %.3g under 1e-6 input noise)\n", P, worst, tol, ((const float *)sens.data)[0]);
     free(x), free(lg);
     kv_free(&kv);
     backend_cpu.close(ctx);
 out:
-    npy_free(&ids), npy_free(&want), npy_free(&d);
+    npy_free(&ids), npy_free(&want), npy_free(&sens), npy_free(&d);
     model_close(m);
     printf("%d checks, %d failures\n", checks, fails);
     return fails ? EXIT_DATA : 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2]);
-    fprintf(stderr, "usage: %s fixture FIXDIR\n", prog);
+    if (argc == 4 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2], argv[3]);
+    fprintf(stderr, "usage: %s fixture FIXDIR NAME\n", prog);
     return EXIT_USAGE;
 }
