@@ -354,7 +354,11 @@ done:
 
 int main(int argc, char **argv) {
     if (argc < 2) return bad_usage(NULL);
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return fputs(usage, stdout), EXIT_OK;
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs(usage, stdout);
+        printf("\nCheckpoint formats read (detected from the directory): %s\n", model_formats());
+        return EXIT_OK;
+    }
     int rc;
     if (!strcmp(argv[1], "dequant")) rc = cmd_dequant(argc - 1, argv + 1);
     else if (!strcmp(argv[1], "report")) rc = cmd_report(argc - 1, argv + 1);
