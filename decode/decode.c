@@ -326,15 +326,16 @@ int main(int argc, char **argv) {
      * token arrives only after prefill has saved S (see prefill.c). */
     kvs_store *st = NULL;
     if (read_first(&o.first, &o.n_first, (size_t)m->cfg.vocab_size, err, sizeof err) < 0) goto done_model;
-    if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_model;
+    /* the backend before the session: one that cannot start must not leave a new, empty session */
+    if (!(ctx = b->open(m, &bo, err, sizeof err))) goto done_model;
+    if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_ctx;
     if (sess_open(st, o.session, m, &s, SESS_WRITE, err, sizeof err) < 0) goto done_store;
-    if (!(ctx = b->open(m, &bo, err, sizeof err))) goto done_sess;
     if (generate(&o, m, b, ctx, &s, err, sizeof err) == 0) rc = EXIT_OK; /* each token already committed */
-    b->close(ctx);
-done_sess:
     sess_close(&s);
 done_store:
     kvs_close(st);
+done_ctx:
+    b->close(ctx);
 done_model:
     model_close(m);
 done:

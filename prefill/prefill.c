@@ -288,9 +288,10 @@ int main(int argc, char **argv) {
     kvs_store *st = NULL;
     if (!(r.m = model_open_q(model_dir(dir), quant, isatty(2) ? progress_bar : NULL, stderr, err, sizeof err)))
         goto done;
-    if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_model;
+    /* the backend first: one that cannot start must not leave a new, empty session behind */
+    if (!(r.ctx = r.b->open(r.m, &bo, err, sizeof err))) goto done_model;
+    if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_ctx;
     if (sess_open(st, o.session, r.m, &r.s, SESS_WRITE, err, sizeof err) < 0) goto done_store;
-    if (!(r.ctx = r.b->open(r.m, &bo, err, sizeof err))) goto done_sess;
     int ch = getc(in);
     int ok;
     if (ch == EOF) ok = 0;
@@ -315,11 +316,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %zu positions computed in %.3f s (%.1f tokens/s), %zu reused from the store, "
                 "session %s now %zu positions\n", prog, r.fed, r.secs, r.secs > 0 ? (double)r.fed / r.secs : 0.0,
                 r.reused, o.session, r.s.kv.n);
-    r.b->close(r.ctx);
-done_sess:
     sess_close(&r.s);
 done_store:
     kvs_close(st);
+done_ctx:
+    r.b->close(r.ctx);
 done_model:
     model_close(r.m);
 done:

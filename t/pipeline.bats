@@ -174,3 +174,19 @@ print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
     [ "$status" -eq 2 ]
     [ "$output" = "prefill: --quant: 'q5' is not one of: none, bf16, q8, q4, q4g128, 8da4w" ]
 }
+
+@test "pipeline: a backend that cannot start leaves no session behind (prefill and decode)" {
+    run bash -c "echo '1 2 3' | '$BIN/prefill' -k S --backend ax650"
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == "prefill: backend ax650: "* ]]
+    run bash -c "echo 5 | '$BIN/decode' -k D -n 1 --backend ax650"
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == "decode: backend ax650: "* ]]
+    run "$BIN/kvstore" ls
+    [ "$status" -eq 0 ]
+    [[ "$output" != *" S "* && "$output" != *" D "* ]]
+    [ "${#lines[@]}" -eq 1 ]
+    # and the same names then work on the CPU
+    run bash -c "echo '1 2 3' | '$BIN/prefill' -k S >/dev/null"
+    [ "$status" -eq 0 ]
+}
