@@ -180,18 +180,22 @@ test-debug: debug
 test-static: static
 	BIN=build/static/bin TBIN=build/static/t bats --tap t
 # The aarch64 build under qemu-aarch64: t/qemu/wrap writes a script per program that runs
-# it in qemu, BIN and TBIN name those, and the suites below run unchanged; t/qemu/arch.bats
-# adds what only two machines can test. Of t/kvstore.bats, the sessions' resume tests.
-QEMU_DIR      = build/static-aarch64/qemu
-AARCH64_TESTS = t/qemu/arch.bats t/tok.bats t/kern.bats t/quant.bats t/forward.bats t/pipeline.bats
-AARCH64_KVS   = kvs: (commit, reopen|prefix reuse|fork|a commit torn|encrypted|export)|kvstore (fork|export)
+# it in qemu, BIN and TBIN name those, and the suites run unchanged; t/qemu/arch.bats adds
+# what only two machines can test. qemu emulates f32 arithmetic in software (~80x slower
+# than native here), so the tests on 0.6b-2l (Qwen3-0.6B's dimensions) are left to the
+# native suites; everything on the tiny models runs, and of t/kvstore.bats the resumes.
+QEMU_DIR   = build/static-aarch64/qemu
+QEMU_BATS  = BIN=$(QEMU_DIR)/bin TBIN=$(QEMU_DIR)/t bats --tap
 .PHONY: test-aarch64
 test-aarch64: all models
 	$(MAKE) static ARCH=aarch64
 	sh t/qemu/wrap build/static-aarch64/bin $(QEMU_DIR)/bin
 	sh t/qemu/wrap build/static-aarch64/t $(QEMU_DIR)/t
-	BIN=$(QEMU_DIR)/bin TBIN=$(QEMU_DIR)/t bats --tap $(AARCH64_TESTS)
-	BIN=$(QEMU_DIR)/bin TBIN=$(QEMU_DIR)/t bats --tap --filter '$(AARCH64_KVS)' t/kvstore.bats
+	$(QEMU_BATS) t/qemu/arch.bats t/tok.bats t/kern.bats
+	$(QEMU_BATS) --filter 'generator|tiny|YaRN|untied|not the reference' t/forward.bats
+	$(QEMU_BATS) --filter 'kernels of every|torchao|bf16 of an f32|one cache file' t/quant.bats
+	$(QEMU_BATS) --filter '^pipeline: ([^-]|-[^-])*$$' t/pipeline.bats
+	$(QEMU_BATS) --filter 'kvs: (commit, reopen|prefix reuse|fork|a commit torn|encrypted|export)|kvstore (fork|export)' t/kvstore.bats
 
 # Fuzzing with clang's libFuzzer (+ASan+UBSan): t/fuzz/NAME_fuzz.c over every lib/*.c,
 # into build/fuzz/NAME_fuzz. `make fuzz-run` runs each FUZZ_SECONDS (default 60) from the
