@@ -117,8 +117,6 @@ static int grow(void **arr, size_t *cap, size_t n, size_t elem) {
 static int value(cur *c, gguf_kv *kv) {
     char what[96];
     snprintf(what, sizeof what, "key %.*s", (int)(kv->key.n < 48 ? kv->key.n : 48), kv->key.s);
-    if (kv->type >= GGUF_NTYPES)
-        return seterr(c->err, c->errlen, "%s: %s: unknown value type %u", c->name, what, (unsigned)kv->type);
     size_t start;
     if (kv->type == GGUF_ARRAY) {
         uint32_t et;
@@ -244,7 +242,10 @@ static int parse(gguf *g, cur *c) {
         memset(kv, 0, sizeof *kv);
         uint32_t ty;
         if (str(c, &kv->key, "key") < 0 || u32(c, &ty, "value type") < 0) return -1;
-        kv->type = ty < GGUF_NTYPES ? (gguf_vtype)ty : GGUF_NTYPES;
+        if (ty >= GGUF_NTYPES)
+            return seterr(c->err, c->errlen, "%s: key %.*s: unknown value type %u", c->name,
+                          (int)(kv->key.n < 48 ? kv->key.n : 48), kv->key.s, (unsigned)ty);
+        kv->type = (gguf_vtype)ty;
         if (value(c, kv) < 0) return -1;
         g->n_kv++;
     }

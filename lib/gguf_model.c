@@ -139,7 +139,9 @@ static int read_config(const gguf *g, const char *path, qwen_config *c, char *er
     if (c->n_heads % c->n_kv_heads)
         return seterr(err, errlen, "%s: metadata qwen3.attention.head_count: %d is not a multiple of head_count_kv %d",
                       path, c->n_heads, c->n_kv_heads);
-    if (c->head_dim % 2) return seterr(err, errlen, "%s: metadata qwen3.attention.key_length: %d is odd", path, c->head_dim);
+    if (c->head_dim % 2 || c->head_dim < 2) /* (the default dim / heads may be 0) */
+        return seterr(err, errlen, "%s: metadata qwen3.attention.key_length: %d is not an even number >= 2", path,
+                      c->head_dim);
     double eps, theta;
     /* llama.cpp's default base when the key is absent is 10000 */
     if (meta_num(g, path, "attention.layer_norm_rms_epsilon", 0, 1, -1, &eps, err, errlen) < 0 ||
