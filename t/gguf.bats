@@ -101,11 +101,13 @@ bad() {
     [ "$output" = "prefill: p: made by a different model" ]   # fingerprints: BLAKE2b of the metadata
 }
 
-@test "gguf: bad magic, version, absurd counts, duplicate keys" {
+@test "gguf: bad magic, version, absurd counts and lengths, duplicate keys, unknown value types" {
     bad magic "not a GGUF file (bad magic)"
     bad version "GGUF version 4 not supported (2 or 3)"
     bad count "4611686018427387904 tensors, more than the file's 456064 bytes can hold"
     bad dup "key general.architecture appears twice"
+    bad keylen "key at byte 24: length 1152921504606846976, only 456032 bytes left"
+    bad vtype "key general.architecture: unknown value type 13"
     printf 'GGU' > "$TMP/short.gguf"
     run "$BIN/prefill" -m "$TMP/short.gguf" -k s < "$G/mixed.ids"
     [ "$status" -eq 1 ]

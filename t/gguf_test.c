@@ -7,6 +7,7 @@
  *                                     dequantized activations: "max rel err E"; exit 1 if over 1e-5
  *   gguf_test open FILE               model_open: "ok vocab V dim D layers L tied T", or the error
  *   gguf_test mkbad CASE IN OUT       OUT = IN broken as CASE: magic, version, count, kvcount,
+ *                                     keylen (2^60), vtype (13),
  *                                     type:TENSOR (an unsupported type of the same size),
  *                                     meta:KEY=N (a u32 value changed), dup (a duplicate key),
  *                                     align (general.alignment 3), offset:TENSOR (moved by 32)
@@ -167,6 +168,8 @@ static int mkbad(const char *what, const char *in, const char *outp) {
     else if (!strcmp(what, "version")) put_le32(b + 4, 4);
     else if (!strcmp(what, "count")) put_le64(b + 8, (uint64_t)1 << 62);
     else if (!strcmp(what, "kvcount")) put_le64(b + 16, g.n_kv + 1);
+    else if (!strcmp(what, "keylen")) put_le64(b + 24, (uint64_t)1 << 60); /* the first key's length */
+    else if (!strcmp(what, "vtype")) put_le32(b + 24 + 8 + g.kv[0].key.n, 13); /* its value type */
     else if (!strncmp(what, "type:", 5) || !strncmp(what, "offset:", 7)) {
         const gguf_tensor *t = gguf_tensor_find(&g, arg);
         if (!t) return die("no such tensor");
