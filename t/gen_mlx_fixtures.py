@@ -23,6 +23,9 @@ t/fixtures/mlx/ref.npy, .npy records back to back:
     logits f32 (P, V)        mlx-lm's forward in f32 of the same model dequantized by
                              mlx_lm.utils.dequantize_model (mx.dequantize), cast to f32
     then per tensor in TENSORS: mx.dequantize of rows [0, ROWS), as bf16 bits uint16 (ROWS, in)
+t/fixtures/mlx/untied, untied.npy: float16 (older mlx-lm's default), vocab 64, an untied
+lm_head (8 bits, group 32), the embedding at 3 bits in groups of 128: prompt, both logits,
+and the dequantized rows of its embedding, lm_head and layers.0 q_proj as f32.
 t/fixtures/mlx/dequant.sha256: SHA-256 of the bytes of every tensor of
 mlx_lm.utils.dequantize_model (what `mlx_lm convert --dequantize` saves), one line each.
 t/fixtures/mlx/bad-*/: config.json + model.safetensors with only the embedding, each
@@ -58,24 +61,25 @@ OVERRIDES = {
     "model.layers.0.mlp.down_proj": (6, 64),
 }
 UNQUANTIZED = "model.layers.1.self_attn.v_proj"
+UNTIED_TENSORS = ["model.embed_tokens", "lm_head", "model.layers.0.self_attn.q_proj"]
 TENSORS = ["model.embed_tokens"] + list(OVERRIDES) + [
     "model.layers.0.mlp.up_proj", "model.layers.1.mlp.down_proj"]
 
 
-def base_model(path):
+def base_model(path, vocab=512, tied=True, dtype=torch.bfloat16):
     cfg = transformers.Qwen3Config(
-        vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=4096,
-        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+        rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=tied,
         bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
-    m = transformers.Qwen3ForCausalLM(cfg).to(torch.bfloat16)
+    m = transformers.Qwen3ForCausalLM(cfg).to(dtype)
     with torch.no_grad():  # weights of the size real checkpoints have, norms not all 1
         for n, p in m.named_parameters():
             if n.endswith("norm.weight"):
                 p.copy_(1 + 0.2 * torch.randn_like(p))
             else:
-                p.copy_(torch.randn_like(p) * (0.5 if "embed" in n else 1 / p.shape[1] ** 0.5))
+                p.copy_(torch.randn_like(p) * (0.5 if "embed" in n or "lm_head" in n else 1 / p.shape[1] ** 0.5))
     m.save_pretrained(path)
 
 
@@ -88,9 +92,53 @@ def predicate(path, module):
     return True
 
 
-def logits_of(model):
-    out = model(mx.array([PROMPT]))[0].astype(mx.float32)
+def logits_of(model, prompt=PROMPT):
+    out = model(mx.array([prompt]))[0].astype(mx.float32)
     return np.array(out)
+
+
+def get(model, name):
+    mod = model
+    for part in name.split("."):
+        mod = mod[int(part)] if part.isdigit() else getattr(mod, part)
+    return mod
+
+
+def untied():
+    """OUT/untied: float16 (older mlx-lm's default dtype), vocab 64, an untied lm_head at 8
+    bits in groups of 32 and the embedding at 3 bits in groups of 128; OUT/untied.npy:
+    prompt, native logits, f32 logits, then the rows of UNTIED_TENSORS as f32 (f16 values)."""
+    from pathlib import Path
+    tmp = tempfile.mkdtemp()
+    mdir = os.path.join(OUT, "untied")
+    over = {"lm_head": (8, 32), "model.embed_tokens": (3, 128)}
+    try:
+        base_model(tmp, vocab=64, tied=False, dtype=torch.float16)
+        model, config = load_model(Path(tmp))
+        model, config = quantize_model(model, config, 64, 4, quant_predicate=lambda p, m: {
+            "group_size": over[p][1], "bits": over[p][0], "mode": "affine"} if p in over else True)
+        save_model(mdir, model)
+        save_config(config, os.path.join(mdir, "config.json"))
+    finally:
+        shutil.rmtree(tmp)
+    model, config = load_model(Path(mdir))
+    prompt = [i % 64 for i in PROMPT]
+    native = logits_of(model, prompt)
+    deq = []
+    for name in UNTIED_TENSORS:
+        mod = get(model, name)
+        w = mx.dequantize(mod.weight, mod.scales, mod.biases, mod.group_size, mod.bits)
+        assert w.dtype == mx.float16
+        deq.append(np.array(w[:ROWS].astype(mx.float32)))
+    model = dequantize_model(model)
+    model.set_dtype(mx.float32)
+    f32 = logits_of(model, prompt)
+    with open(os.path.join(OUT, "untied.npy"), "wb") as f:
+        np.save(f, np.array(prompt, dtype=np.int32))
+        np.save(f, native)
+        np.save(f, f32)
+        for d in deq:
+            np.save(f, d)
 
 
 def bad(name, vocab, tensors, cfg):
@@ -124,9 +172,7 @@ def main():
     native = logits_of(model)
     deq = {}
     for name in TENSORS:
-        mod = model
-        for part in name.split("."):
-            mod = mod[int(part)] if part.isdigit() else getattr(mod, part)
+        mod = get(model, name)
         w = mx.dequantize(mod.weight, mod.scales, mod.biases, mod.group_size, mod.bits)
         assert w.dtype == mx.bfloat16
         deq[name] = np.array(w[:ROWS].view(mx.uint16))
@@ -145,6 +191,8 @@ def main():
         np.save(f, f32)
         for name in TENSORS:
             np.save(f, deq[name])
+
+    untied()
 
     # bad inputs: the embedding alone, in a model of vocab 8
     cfg = json.load(open(os.path.join(mdir, "config.json")))

@@ -15,6 +15,14 @@ MLX=$FIX/mlx
     [[ "${lines[-1]}" == *" checks, 0 failures" ]]
 }
 
+@test "mlx: float16 scales (f16(f16(s*q)+b) bit for bit), an untied 8-bit lm_head, a 3-bit embedding" {
+    run "$TBIN/mlx_test" untied "$MLX"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c "equal to mx.dequantize's: yes" <<<"$output")" -eq 3 ]
+    [[ "${lines[-1]}" == *" checks, 0 failures" ]]
+}
+
 @test "mlx: model dequant writes mlx-lm's dequantized tensors byte for byte, as a plain BF16 HF directory" {
     run "$BIN/model" dequant "$MLX/model" "$TMP/bf16"
     [ "$status" -eq 0 ]

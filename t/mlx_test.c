@@ -10,6 +10,9 @@
  *       `model dequant` wrote), every tensor in it must hash (SHA-256 of its bytes) as the
  *       same tensor of mlx-lm's dequantize_model (FIXDIR/dequant.sha256), and its logits
  *       equal the MLX model's within 1e-6 * max|logit|.
+ *   mlx_test untied FIXDIR
+ *       the same for FIXDIR/untied (float16 scales: f16(f16(s*q)+b) exactly; an untied
+ *       lm_head at 8 bits, the embedding at 3 bits in groups of 128).
  * "N checks, M failures" last; exit 1 on any failure. */
 #include <math.h>
 #include <sodium.h>
@@ -55,9 +58,15 @@ static void next_rec(FILE *f, const char *name, npy *a, npy_dtype t) {
     if (a->dtype != t) die(name, "a record's dtype is not what gen_mlx_fixtures.py writes");
 }
 
-/* The weights gen_mlx_fixtures.py records (TENSORS there), in its order. */
-static size_t recorded(const model *m, weight *w, const char **names) {
+/* The weights gen_mlx_fixtures.py records (TENSORS there, or UNTIED_TENSORS), in its order. */
+static size_t recorded(const model *m, int untied, weight *w, const char **names) {
     const layer_weights *L = m->layers;
+    if (untied) {
+        static const char *n[] = {"embed_tokens", "lm_head", "0.q_proj"};
+        weight t[] = {m->embed, m->lm_head, L[0].wq};
+        for (size_t i = 0; i < 3; i++) w[i] = t[i], names[i] = n[i];
+        return 3;
+    }
     static const char *n[] = {"embed_tokens", "0.q_proj", "0.k_proj", "0.v_proj", "0.o_proj",
                               "0.gate_proj", "0.down_proj", "0.up_proj", "1.down_proj"};
     weight t[] = {m->embed, L[0].wq, L[0].wk, L[0].wv, L[0].wo, L[0].w_gate, L[0].w_down, L[0].w_up, L[1].w_down};
@@ -82,26 +91,33 @@ static float *logits_of(const model *m, const int32_t *ids, size_t P) {
     return lg;
 }
 
-/* rows [0, rows) of w (in columns) against bf16 bits want: the count that differ */
+/* rows [0, rows) of w (in columns) against want (bf16 bits, or f32 values): the count
+ * that differ; a bf16 record also requires each of our values to be a bf16 value */
 static size_t differ(weight w, const npy *want) {
-    size_t rows = want->shape[0], in = want->shape[1], bad = 0;
-    for (size_t i = 0; i < rows * in; i++) {
-        uint16_t ours = quant_bf16(weight_get(w, i)), theirs = ((const uint16_t *)want->data)[i];
+    size_t bad = 0;
+    for (size_t i = 0; i < want->count; i++) {
         float f = weight_get(w, i);
-        bad += ours != theirs || kern_bf16(ours) != f; /* and exactly a bf16 value */
+        if (want->dtype == NPY_F32) {
+            float g = ((const float *)want->data)[i];
+            bad += memcmp(&f, &g, 4) != 0;
+            continue;
+        }
+        uint16_t ours = quant_bf16(f), theirs = ((const uint16_t *)want->data)[i];
+        bad += ours != theirs || kern_bf16(ours) != f;
     }
     return bad;
 }
 
-static int cmd_fixture(const char *fixdir, const char *hfdir) {
+static int cmd_fixture(const char *fixdir, const char *name, const char *hfdir) {
     char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/model", fixdir);
+    int untied = !strcmp(name, "untied");
+    snprintf(path, sizeof path, "%s/%s", fixdir, name);
     model *m = model_open(path, err, sizeof err), *h = NULL;
     if (!m) die(path, err);
     CHECK(m->format && !strcmp(m->format->name, "mlx"), "%s: not detected as an MLX checkpoint", path);
     if (hfdir && !(h = model_open(hfdir, err, sizeof err))) die(hfdir, err);
     if (h) CHECK(!h->format, "%s: should be a plain Hugging Face directory", hfdir);
-    snprintf(path, sizeof path, "%s/ref.npy", fixdir);
+    snprintf(path, sizeof path, "%s/%s.npy", fixdir, untied ? "untied" : "ref");
     FILE *f = fopen(path, "rb");
     if (!f) die(path, "cannot open");
     npy ids = {0}, native = {0}, f32 = {0}, d = {0};
@@ -110,10 +126,10 @@ static int cmd_fixture(const char *fixdir, const char *hfdir) {
     next_rec(f, path, &f32, NPY_F32);
     weight w[16], hw[16];
     const char *names[16];
-    size_t nt = recorded(m, w, names);
-    if (h) recorded(h, hw, names);
+    size_t nt = recorded(m, untied, w, names);
+    if (h) recorded(h, untied, hw, names);
     for (size_t i = 0; i < nt; i++) {
-        next_rec(f, path, &d, NPY_BF16);
+        next_rec(f, path, &d, untied ? NPY_F32 : NPY_BF16);
         size_t bad = differ(w[i], &d);
         CHECK(weight_q(w[i]) == WQ_FMT, "%s: not an MLX quantized weight", names[i]);
         CHECK(bad == 0, "%s: %zu of %zu values differ from mx.dequantize's", names[i], bad, d.count);
@@ -148,10 +164,10 @@ static int cmd_fixture(const char *fixdir, const char *hfdir) {
         worst = fmax(worst, md / scale), worst_cos = fmin(worst_cos, cs);
         same += ma == mc;
         CHECK(md <= 1e-5 * scale, "row %zu: max|diff| %.3g from MLX's f32 forward > 1e-5 * %.3g", i, md, scale);
-        CHECK(cs >= 0.998 && ma == mc, "row %zu: against MLX's bf16 forward cosine %.6f, argmax %zu vs %zu", i, cs, ma, mc);
+        CHECK(cs >= 0.998 && ma == mc, "row %zu: against MLX's own forward cosine %.6f, argmax %zu vs %zu", i, cs, ma, mc);
     }
-    printf("logits of %zu positions: max|diff| / max|logit| %.3g against mlx-lm's f32 forward; against its bf16 "
-           "quantized forward worst cosine %.6f, argmax equal on %zu of %zu\n", P, worst, worst_cos, same, P);
+    printf("logits of %zu positions: max|diff| / max|logit| %.3g against mlx-lm's f32 forward; against its own "
+           "quantized forward (the model's dtype) worst cosine %.6f, argmax equal on %zu of %zu\n", P, worst, worst_cos, same, P);
     if (h) {
         snprintf(path, sizeof path, "%s/dequant.sha256", fixdir);
         FILE *hf = fopen(path, "r");
@@ -197,7 +213,8 @@ out:
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 3 && argc <= 4 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2], argc == 4 ? argv[3] : NULL);
-    fprintf(stderr, "usage: %s fixture FIXDIR [HFDIR]\n", prog);
+    if (argc >= 3 && argc <= 4 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2], "model", argc == 4 ? argv[3] : NULL);
+    if (argc == 3 && !strcmp(argv[1], "untied")) return cmd_fixture(argv[2], "untied", NULL);
+    fprintf(stderr, "usage: %s fixture FIXDIR [HFDIR] | untied FIXDIR\n", prog);
     return EXIT_USAGE;
 }
