@@ -66,7 +66,7 @@ static int cmd_dequant(int argc, char **argv) {
     if (!m) return fail(argv[1], err);
     int rc = mlx_write_hf(m, argv[2], err, sizeof err);
     model_close(m);
-    if (rc < 0) return fail(argv[2], err);
+    if (rc < 0) return fail("dequant", err);
     return EXIT_OK;
 }
 

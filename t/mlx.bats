@@ -89,3 +89,15 @@ MLX=$FIX/mlx
     [ "$status" -eq 1 ]
     [[ "$output" == *"is a mlx checkpoint, already in its own format" ]]
 }
+
+@test "mlx: model dequant: a bad source or an unwritable destination is one line, exit 1; no arguments, exit 2" {
+    run "$BIN/model" dequant "$MLX/bad-bits" "$TMP/out"
+    [ "$status" -eq 1 ]
+    [ "$output" = "model: $MLX/bad-bits: tensor model.embed_tokens.weight: [8, 7] packs 224 bits per row of 128 elements: not 2, 3, 4, 5, 6 or 8 bits each" ]
+    run "$BIN/model" dequant "$MLX/model" "$TMP/no/such/dir"
+    [ "$status" -eq 1 ]
+    [ "$output" = "model: dequant: $TMP/no/such/dir: No such file or directory" ]
+    run "$BIN/model" dequant "$MLX/model"
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "model: dequant: want SRC OUT" ]
+}
