@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -73,6 +74,36 @@ static unsigned elem(const uint8_t *row, size_t k, int bits) {
     return v & ((1u << bits) - 1);
 }
 
+/* bf16r without the NaN test, for values known not to be NaN (an Inf stays Inf, and the
+ * largest finite values round to Inf as they should): no branch in the table's loop */
+static inline float bf16r_finite(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* out[j] = deq1(s, b, q[j]) for j < n, q given as floats */
+static void deq_n(float *out, const float *q, size_t n, float s, float b, st_dtype t) {
+    if (t != ST_BF16 || !isfinite(s) || !isfinite(b)) {
+        for (size_t j = 0; j < n; j++) out[j] = deq1(s, b, (unsigned)q[j], t);
+        return;
+    }
+    /* s finite: s*q is never NaN, nor is bf16(s*q) + b with b finite */
+    for (size_t j = 0; j < n; j++) out[j] = bf16r_finite(bf16r_finite(s * q[j]) + b);
+}
+
+static const float qvals[256] = {
+#define Q4(i) i, i + 1, i + 2, i + 3
+#define Q16(i) Q4(i), Q4(i + 4), Q4(i + 8), Q4(i + 12)
+#define Q64(i) Q16(i), Q16(i + 16), Q16(i + 32), Q16(i + 48)
+    Q64(0), Q64(64), Q64(128), Q64(192)
+#undef Q64
+#undef Q16
+#undef Q4
+};
+
 /* Group g of row r, dequantized as mx.dequantize does: out[group]. Each of the 2^bits
  * values a group can take is computed once when that is fewer than the group's size. */
 static void deq_group(const qweight *w, const mlx_q *m, size_t r, size_t g, float *out) {
@@ -80,11 +111,13 @@ static void deq_group(const qweight *w, const mlx_q *m, size_t r, size_t g, floa
     const uint8_t *row = m->q + r * m->row_bytes;
     size_t k0 = g * w->group, gs = w->group, nv = (size_t)1 << m->bits;
     if (nv > gs) {
-        for (size_t j = 0; j < gs; j++) out[j] = deq1(s, b, elem(row, k0 + j, m->bits), m->dtype);
+        float q[128];
+        for (size_t j = 0; j < gs; j++) q[j] = (float)elem(row, k0 + j, m->bits);
+        deq_n(out, q, gs, s, b, m->dtype);
         return;
     }
     float lut[64];
-    for (size_t q = 0; q < nv; q++) lut[q] = deq1(s, b, (unsigned)q, m->dtype);
+    deq_n(lut, qvals, nv, s, b, m->dtype);
     if (m->bits == 4) {
         const uint8_t *p = row + k0 / 2;
         for (size_t j = 0; j < gs / 2; j++) out[2 * j] = lut[p[j] & 15], out[2 * j + 1] = lut[p[j] >> 4];
