@@ -239,6 +239,7 @@ static int bind(model *m, const cJSON *qcfg, const char *path, size_t rows, size
     mlx_ctx *c = m->fmt_ctx;
     char name[256], sh[96];
     const cJSON *ov = jget(qcfg, path);
+    if (cJSON_IsTrue(ov)) ov = NULL; /* mlx-lm 0.24's predicate value: quantized, as the default */
     snprintf(name, sizeof name, "%s.scales", path);
     const st_tensor *ts = st_find(m->st, name);
     if (!ts) {

@@ -68,7 +68,7 @@ MLX=$FIX/mlx
     [ "$output" = "prefill: tensor model.embed_tokens.biases: missing" ]
 }
 
-@test "mlx: per-module config entries are checked against the files; other modes and --quant refused" {
+@test "mlx: per-module config entries (dicts, false, true) are checked against the files; other modes and --quant refused" {
     cp -r "$MLX/model" "$TMP/m"
     # layers.0 q_proj is 2 bits in groups of 32: say 3
     sed -i '0,/"bits": 2/s//"bits": 3/' "$TMP/m/config.json"
@@ -80,6 +80,12 @@ MLX=$FIX/mlx
     run "$BIN/embed" -m "$TMP/m" <<<"1"
     [ "$status" -eq 1 ]
     [ "$output" = "embed: tensor model.layers.1.self_attn.k_proj.scales: present, but config.json says model.layers.1.self_attn.k_proj is not quantized" ]
+    # mlx-lm 0.24 wrote true for a module quantized as the default
+    cp "$MLX/model/config.json" "$TMP/m/config.json"
+    sed -i 's/"model.layers.1.self_attn.v_proj": false/"model.layers.1.self_attn.k_proj": true/' "$TMP/m/config.json"
+    run bash -c "echo 1 | '$BIN/embed' -m '$TMP/m' | wc -c"
+    [ "$status" -eq 0 ]
+    [ "$output" -gt 0 ]
     cp "$MLX/model/config.json" "$TMP/m/config.json"
     sed -i 's/"mode": "affine"/"mode": "mxfp4"/' "$TMP/m/config.json"
     run "$BIN/embed" -m "$TMP/m" <<<"1"
