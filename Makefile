@@ -19,8 +19,11 @@ MHD_LIBS    = -ldl
 # (lib/musl-deps.sh builds musl and the libraries for it from Debian's source packages
 # with gcc-aarch64-linux-gnu) into build/static-aarch64/bin, and the t/ programs beside
 # them; `make test-aarch64` runs them under qemu-aarch64. Build-time tools stay HOSTCC.
+# (Only from the command line: an ARCH in the environment is often some other tool's.)
 HOSTARCH   := $(shell uname -m)
-ARCH       ?= $(HOSTARCH)
+ifneq ($(origin ARCH),command line)
+  ARCH     := $(HOSTARCH)
+endif
 ifeq ($(ARCH),$(HOSTARCH))
   MUSL_PREFIX ?= $(HOME)/.cache/qwen3-pipe/musl
 else
