@@ -179,21 +179,33 @@ static float dot_q4_0(const uint8_t *b, const gguf_q8_0x *y, size_t k) {
     return sumf;
 }
 
-/* Q4_K and Q6_K: integer sums per lane (element index mod 8) as ggml's 8-wide aux32,
- * scaled and added in f32 lane by lane, the mins (Q4_K) subtracted per superblock. */
+/* Q4_K and Q6_K: the weights unpacked to int8 a[256] in element order, integer sums in
+ * 8 lanes (element index mod 8) as ggml's aux32, scaled and added in f32 lane by lane,
+ * the mins (Q4_K) subtracted per superblock. Written as ggml's generic loops, which the
+ * compiler vectorizes. */
+static void lanes(int32_t aux32[8], const int8_t *q8, const int8_t *a, int scale) {
+    int32_t s[8] = {0};
+    for (int k = 0; k < 4; k++, q8 += 8, a += 8)
+        for (int l = 0; l < 8; l++) s[l] += q8[l] * a[l];
+    for (int l = 0; l < 8; l++) aux32[l] += scale * s[l];
+}
+
 static float dot_q4_k(const uint8_t *b, const gguf_q8_kx *y, size_t k) {
     float sums[8] = {0}, sumf = 0;
+    int8_t a[256];
     for (size_t i = 0; i < k / 256; i++, b += 144) {
         const uint8_t *q4 = b + 16;
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                a[64 * c + l] = (int8_t)(q4[32 * c + l] & 0xF);
+                a[64 * c + 32 + l] = (int8_t)(q4[32 * c + l] >> 4);
+            }
         int32_t aux32[8] = {0};
-        int sc[8], mn[8];
-        for (int j = 0; j < 8; j++) scale_min(j, b + 4, &sc[j], &mn[j]);
-        for (int e = 0; e < 256; e++) {
-            int c = e / 64, l = e % 32, hi = e % 64 >= 32;
-            int a = hi ? q4[32 * c + l] >> 4 : q4[32 * c + l] & 0xF;
-            aux32[e % 8] += sc[e / 32] * (y[i].q[e] * a);
+        int sc, mn[8], sumi = 0;
+        for (int j = 0; j < 8; j++) {
+            scale_min(j, b + 4, &sc, &mn[j]);
+            lanes(aux32, y[i].q + 32 * j, a + 32 * j, sc);
         }
-        int sumi = 0;
         for (int j = 0; j < 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
         float d = h2f(b) * y[i].d;
         for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
@@ -206,16 +218,24 @@ static float dot_q4_k(const uint8_t *b, const gguf_q8_kx *y, size_t k) {
 
 static float dot_q6_k(const uint8_t *b, const gguf_q8_kx *y, size_t k) {
     float sums[8] = {0}, sumf = 0;
+    int8_t a[256];
     for (size_t i = 0; i < k / 256; i++, b += 210) {
         const uint8_t *ql = b, *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192);
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32)
+            for (int l = 0; l < 32; l++) {
+                a[128 * h + l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] >> 0 & 3) << 4)) - 32);
+                a[128 * h + l + 32] = (int8_t)(((ql[l + 32] & 0xF) | ((qh[l] >> 2 & 3) << 4)) - 32);
+                a[128 * h + l + 64] = (int8_t)(((ql[l] >> 4) | ((qh[l] >> 4 & 3) << 4)) - 32);
+                a[128 * h + l + 96] = (int8_t)(((ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)) - 32);
+            }
         int32_t aux32[8] = {0};
-        for (int e = 0; e < 256; e++) {
-            int h = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
-            int lo = quarter & 1 ? ql[64 * h + l + 32] : ql[64 * h + l];
-            lo = quarter >= 2 ? lo >> 4 : lo & 0xF;
-            int a = (lo | ((qh[32 * h + l] >> 2 * quarter & 3) << 4)) - 32;
-            aux32[e % 8] += sc[e / 16] * (y[i].q[e] * a);
+        for (int j = 0; j < 16; j++) { /* a scale per 16: two chunks of 8 */
+            int32_t s[8] = {0};
+            const int8_t *q8 = y[i].q + 16 * j, *aa = a + 16 * j;
+            for (int c = 0; c < 2; c++, q8 += 8, aa += 8)
+                for (int l = 0; l < 8; l++) s[l] += q8[l] * aa[l];
+            for (int l = 0; l < 8; l++) aux32[l] += sc[j] * s[l];
         }
         float d = h2f(b + 208) * y[i].d;
         for (int l = 0; l < 8; l++) sums[l] += d * (float)aux32[l];
