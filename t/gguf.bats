@@ -101,6 +101,14 @@ bad() {
     [ "$output" = "prefill: p: made by a different model" ]   # fingerprints: BLAKE2b of the metadata
 }
 
+@test "gguf: version 2 (the same layout) reads as version 3" {
+    "$TBIN/gguf_test" mkbad v2 "$G/mixed.gguf" "$TMP/v2.gguf"
+    run "$TBIN/gguf_test" info "$TMP/v2.gguf"
+    [ "${lines[0]}" = "version 2, 20 keys, 13 tensors, alignment 32" ]
+    "$BIN/prefill" -m "$TMP/v2.gguf" -k v --all-logits < "$G/mixed.ids" > "$TMP/ours.npy"
+    cmp_logits "$TMP/ours.npy" "$G/mixed.logits.npy" 1e-4
+}
+
 @test "gguf: bad magic, version, absurd counts and lengths, duplicate keys, unknown value types" {
     bad magic "not a GGUF file (bad magic)"
     bad version "GGUF version 4 not supported (2 or 3)"

@@ -7,7 +7,7 @@
  *                                     dequantized activations: "max rel err E"; exit 1 if over 1e-5
  *   gguf_test open FILE               model_open: "ok vocab V dim D layers L tied T", or the error
  *   gguf_test mkbad CASE IN OUT       OUT = IN broken as CASE: magic, version, count, kvcount,
- *                                     keylen (2^60), vtype (13),
+ *                                     keylen (2^60), vtype (13), v2 (not broken: version 2),
  *                                     type:TENSOR (an unsupported type of the same size),
  *                                     meta:KEY=N (a u32 value changed), dup (a duplicate key),
  *                                     align (general.alignment 3), offset:TENSOR (moved by 32)
@@ -166,6 +166,7 @@ static int mkbad(const char *what, const char *in, const char *outp) {
     arg = arg ? arg + 1 : "";
     if (!strcmp(what, "magic")) memcpy(b, "GGUX", 4);
     else if (!strcmp(what, "version")) put_le32(b + 4, 4);
+    else if (!strcmp(what, "v2")) put_le32(b + 4, 2); /* v2 has v3's layout (v3 added big-endian files) */
     else if (!strcmp(what, "count")) put_le64(b + 8, (uint64_t)1 << 62);
     else if (!strcmp(what, "kvcount")) put_le64(b + 16, g.n_kv + 1);
     else if (!strcmp(what, "keylen")) put_le64(b + 24, (uint64_t)1 << 60); /* the first key's length */
