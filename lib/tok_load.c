@@ -233,8 +233,15 @@ tok *tok_load(const char *dir, char *err, size_t errlen) {
     }
     struct stat st;
     if (stat(path, &st) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
+        /* an ax-llm model directory keeps its tokenizer in qwen3_tokenizer/ */
+        char alt[PATH_MAX];
+        if ((size_t)snprintf(alt, sizeof alt, "%s/qwen3_tokenizer/tokenizer.json", dir) < sizeof alt &&
+            stat(alt, &st) == 0)
+            memcpy(path, alt, sizeof path);
+        else {
+            seterr(err, errlen, "%s: %s", path, strerror(errno));
+            return NULL;
+        }
     }
     if (sodium_init() < 0) {
         seterr(err, errlen, "libsodium: cannot initialize");

@@ -62,6 +62,19 @@ open(sys.argv[2], "wb").write(d[8 + n + a:8 + n + b])' "$TINY" "$TMP/embed.bin"
     cmp "$TMP/ax.npy" "$TMP/cpu.npy"
 }
 
+@test "ax650: tok and detok take the ax-llm directory itself (its qwen3_tokenizer/), as the checkpoint's tokenizer" {
+    run bash -c "set -o pipefail; echo 'Hello, AX650' | '$BIN/tok' -m '$AXDIR'"
+    [ "$status" -eq 0 ]
+    want=$(echo 'Hello, AX650' | "$BIN/tok" -m "$TINY")
+    [ "$output" = "$want" ]
+    run bash -c "set -o pipefail; echo '$want' | '$BIN/detok' -m '$AXDIR'"
+    [ "$status" -eq 0 ]
+    [ "$output" = "Hello, AX650" ]
+    run "$BIN/tok" -m "$TMP" </dev/null
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == *"$TMP/tokenizer.json: No such file or directory" ]]
+}
+
 @test "ax650: an HTTP-era directory (empty config.json, the files named by its run script's flags) runs the same" {
     sim
     cp -r "$AXDIR" "$TMP/http"
