@@ -1,9 +1,9 @@
 /* kern_neon: the matmul and attention's inner loops for AArch64 Advanced SIMD, in two
  * variants: "neon" (every AArch64 CPU: Advanced SIMD is part of the base ISA) and
- * "neon-dot", the same but with 8da4w's integer dots on SDOT (the dot-product extension,
- * ARMv8.2 and later; kern_variants() asks getauxval for HWCAP_ASIMDDP). SDOT is written as
- * one inline instruction, so the file builds with the base aarch64 flags and no compiler
- * ever emits it elsewhere.
+ * "neon-dot", the same but with 8da4w's integer dots on SDOT (the dot-product extension:
+ * optional from ARMv8.2, required from v8.4; kern_variants() asks getauxval for
+ * HWCAP_ASIMDDP). SDOT is written as one inline instruction, so the file builds with the
+ * base aarch64 flags and the compiler never emits it anywhere else.
  *
  * The walk is kern_avx2.c's (read its notes): tiles of NX rows of x by NW rows of W, W
  * in slabs of ~256 KiB that stay in L2 while every row of x passes; each W vector is
@@ -12,7 +12,8 @@
  * summed the same way whatever the tile's shape, so results do not depend on how rows
  * are split between threads or how many positions come at once. Widening is exact
  * (bf16: shift left 16; f16: FCVTL; int8: SXTL then SCVTF), so only the order of the f32
- * adds differs from the generic kernels. */
+ * adds differs from the generic kernels. No software prefetch: AVX2's earned its place on
+ * one x86 machine, and whether it helps a given ARM core only a board can measure. */
 #if defined(__aarch64__)
 #include <arm_neon.h>
 #include <stdint.h>
@@ -183,7 +184,7 @@ INLINE void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size
         }
 }
 
-/* Four nibble values (lanes j..j+3 of a uint8x16, already masked or shifted down) as f32. */
+/* The low (hi = 0) or high four lanes of h, nibble values widened to u16, as f32. */
 INLINE float32x4_t nib4(uint16x8_t h, int hi) {
     return vcvtq_f32_u32(hi ? vmovl_high_u16(h) : vmovl_u16(vget_low_u16(h)));
 }
