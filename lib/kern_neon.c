@@ -250,8 +250,8 @@ INLINE int32x4_t dot32(int8x16_t x0, int8x16_t x1, int8x16_t w0, int8x16_t w1) {
 /* acc + the four lanes' sums of four int8 products: SDOT. Inline assembly rather than
  * vdotq_s32, whose target("+dotprod") would forbid inlining it into the walk below that
  * the plain variant shares. The directive lets the assembler accept the instruction
- * (binutils wants the ARMv8.2 base for it); it only widens what the assembler accepts
- * in the rest of the file, not what the compiler emits. */
+ * (binutils wants the ARMv8.2 base for it) in the rest of this file, whose code needs
+ * nothing beyond Advanced SIMD; it does not change what the compiler emits. */
 INLINE int32x4_t sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
     __asm__(".arch armv8.2-a+dotprod\n\tsdot %0.4s, %1.16b, %2.16b" : "+w"(acc) : "w"(a), "w"(b));
     return acc;
@@ -264,9 +264,9 @@ INLINE int32x4_t dot32_sdot(int8x16_t x0, int8x16_t x1, int8x16_t w0, int8x16_t 
 /* 8DA4W: integer dot products, G = sum (xq - zp) * q = sum xq*q - zp * sum q per group,
  * each exact in int32 lanes (|G| < 2^24, so its f32 is exact too), then scaled by the
  * group's f32 scale into f32 accumulators. Only the order of the f32 adds differs from
- * the reference. sdot picks SDOT (constant after inlining). */
+ * the reference. use_sdot picks SDOT (constant after inlining). */
 INLINE void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in,
-                               int nx, int nw, int sdot) {
+                               int nx, int nw, int use_sdot) {
     float32x4_t acc[NX][NW];
     int32x4_t zv[NX];
     size_t ng = in / 32, rb = in / 2;
@@ -284,13 +284,13 @@ INLINE void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweight *w
         for (int b = 0; b < nw; b++) {
             int8x16_t w0, w1;
             nibbles(q + (size_t)b * rb + g * 16, &w0, &w1);
-            int32x4_t sw = sdot ? dot32_sdot(ones, ones, w0, w1) : vpaddlq_s16(vaddq_s16(vpaddlq_s8(w0), vpaddlq_s8(w1)));
+            int32x4_t sw = use_sdot ? dot32_sdot(ones, ones, w0, w1) : vpaddlq_s16(vaddq_s16(vpaddlq_s8(w0), vpaddlq_s8(w1)));
             float32x4_t sc = vdupq_n_f32(sg[(size_t)b * ng + g]);
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
                 const int8_t *xa = xq->q + (size_t)a * in + g * 32;
                 int8x16_t x0 = vld1q_s8(xa), x1 = vld1q_s8(xa + 16);
-                int32x4_t d = sdot ? dot32_sdot(x0, x1, w0, w1) : dot32(x0, x1, w0, w1);
+                int32x4_t d = use_sdot ? dot32_sdot(x0, x1, w0, w1) : dot32(x0, x1, w0, w1);
                 d = vmlsq_s32(d, zv[a], sw);
                 acc[a][b] = vfmaq_f32(acc[a][b], vcvtq_f32_s32(d), sc);
             }
@@ -302,9 +302,9 @@ INLINE void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweight *w
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = xq->scale[a] * vaddvq_f32(acc[a][b]);
 }
 
-/* The slab/tile walk of matmul() for quantized weights; t and sdot are constants after
+/* The slab/tile walk of matmul() for quantized weights; t and use_sdot are constants after
  * inlining. */
-INLINE void qmatmul(wq_type t, int sdot, float *y, const float *x, const kern_xq *xq, const qweight *w,
+INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const kern_xq *xq, const qweight *w,
                             size_t n, size_t in, size_t out, size_t o0, size_t o1) {
     size_t rowb = t == WQ_Q8 ? in : in / 2, slab = SLAB / rowb / NW * NW;
     if (slab < NW) slab = NW;
@@ -323,7 +323,7 @@ INLINE void qmatmul(wq_type t, int sdot, float *y, const float *x, const kern_xq
     case A * 8 + B:                                                                                \
         if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
         else if (t == WQ_Q4) tile_q4(yt, out, xt, w, o, in, A, B);                                 \
-        else tile_8da4w(yt, out, &xi, w, o, in, A, B, sdot);                                       \
+        else tile_8da4w(yt, out, &xi, w, o, in, A, B, use_sdot);                                       \
         break;
                     T(1, 1) T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4)
                     T(3, 1) T(3, 2) T(3, 3) T(3, 4) T(4, 1) T(4, 2) T(4, 3) T(4, 4)
