@@ -194,23 +194,11 @@ static int bind(model *m, const char *name, size_t d0, size_t d1, int quant, wei
 }
 
 static int bind_layer(model *m, int l, char *err, size_t errlen) {
-    const qwen_config *c = &m->cfg;
-    size_t dim = (size_t)c->dim, hd = (size_t)c->head_dim, q = (size_t)c->n_heads * hd,
-           kv = (size_t)c->n_kv_heads * hd, ff = (size_t)c->hidden_dim;
-    layer_weights *w = &m->layers[l];
-    const struct {
-        const char *name;
-        size_t d0, d1;
-        weight *w;
-    } t[] = {
-        {"attn_norm", dim, 0, &w->attn_norm}, {"attn_q", q, dim, &w->wq},       {"attn_k", kv, dim, &w->wk},
-        {"attn_v", kv, dim, &w->wv},          {"attn_output", dim, q, &w->wo},  {"attn_q_norm", hd, 0, &w->q_norm},
-        {"attn_k_norm", hd, 0, &w->k_norm},   {"ffn_norm", dim, 0, &w->ffn_norm}, {"ffn_gate", ff, dim, &w->w_gate},
-        {"ffn_up", ff, dim, &w->w_up},        {"ffn_down", dim, ff, &w->w_down},
-    };
-    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    model_slot t[MODEL_SLOTS];
+    model_layer_slots(m, l, t);
+    for (size_t i = 0; i < MODEL_SLOTS; i++) {
         char name[96];
-        snprintf(name, sizeof name, "blk.%d.%s.weight", l, t[i].name);
+        snprintf(name, sizeof name, "blk.%d.%s.weight", l, t[i].gguf);
         if (bind(m, name, t[i].d0, t[i].d1, t[i].d1 != 0, t[i].w, err, errlen) < 0) return -1;
     }
     return 0;

@@ -312,8 +312,7 @@ static int mlx_open(model *m, const char *dir, char *err, size_t errlen) {
     int rc = -1, b, g;
     const cJSON *qc = jget(j, "quantization");
     const qwen_config *cf = &m->cfg;
-    size_t V = (size_t)cf->vocab_size, dim = (size_t)cf->dim, hd = (size_t)cf->head_dim, ff = (size_t)cf->hidden_dim,
-           qd = (size_t)cf->n_heads * hd, kvd = (size_t)cf->n_kv_heads * hd, cap = 2 + 7 * (size_t)cf->n_layers;
+    size_t V = (size_t)cf->vocab_size, dim = (size_t)cf->dim, cap = 2 + MODEL_LINEARS * (size_t)cf->n_layers;
     mlx_ctx *c = calloc(1, sizeof *c);
     if (!c || !(c->qw = calloc(cap, sizeof *c->qw)) || !(c->mq = calloc(cap, sizeof *c->mq))) {
         if (c) free(c->qw);
@@ -327,31 +326,18 @@ static int mlx_open(model *m, const char *dir, char *err, size_t errlen) {
         plain(m, "model.norm.weight", dim, 0, &m->final_norm, err, errlen) < 0)
         goto done;
     for (int l = 0; l < cf->n_layers; l++) {
-        layer_weights *w = &m->layers[l];
-        const struct {
-            const char *name;
-            size_t d0, d1;
-            weight *w;
-        } t[] = {
-            {"self_attn.q_proj", qd, dim, &w->wq},   {"self_attn.k_proj", kvd, dim, &w->wk},
-            {"self_attn.v_proj", kvd, dim, &w->wv},  {"self_attn.o_proj", dim, qd, &w->wo},
-            {"mlp.gate_proj", ff, dim, &w->w_gate},  {"mlp.up_proj", ff, dim, &w->w_up},
-            {"mlp.down_proj", dim, ff, &w->w_down},
-        };
-        const struct {
-            const char *name;
-            size_t d;
-            weight *w;
-        } n[] = {{"input_layernorm", dim, &w->attn_norm}, {"post_attention_layernorm", dim, &w->ffn_norm},
-                 {"self_attn.q_norm", hd, &w->q_norm},    {"self_attn.k_norm", hd, &w->k_norm}};
+        model_slot t[MODEL_SLOTS];
+        model_layer_slots(m, l, t);
         char name[160];
-        for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].name);
+        for (size_t i = 0; i < MODEL_SLOTS; i++) {
+            if (!t[i].d1) continue; /* a norm */
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].hf);
             if (bind(m, qc, name, t[i].d0, t[i].d1, t[i].w, err, errlen) < 0) goto done;
         }
-        for (size_t i = 0; i < sizeof n / sizeof *n; i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n[i].name);
-            if (plain(m, name, n[i].d, 0, n[i].w, err, errlen) < 0) goto done;
+        for (size_t i = 0; i < MODEL_SLOTS; i++) {
+            if (t[i].d1) continue; /* a linear weight */
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, t[i].hf);
+            if (plain(m, name, t[i].d0, 0, t[i].w, err, errlen) < 0) goto done;
         }
     }
     /* tied: lm_head is the embedding used as a linear (QuantizedEmbedding.as_linear) */
@@ -375,23 +361,13 @@ typedef struct {
 
 static size_t list_out(const model *m, out_tensor *t) {
     const qwen_config *cf = &m->cfg;
-    size_t n = 0, V = (size_t)cf->vocab_size, dim = (size_t)cf->dim, hd = (size_t)cf->head_dim,
-           ff = (size_t)cf->hidden_dim, qd = (size_t)cf->n_heads * hd, kvd = (size_t)cf->n_kv_heads * hd;
+    size_t n = 0, V = (size_t)cf->vocab_size, dim = (size_t)cf->dim;
 #define PUT(W, R, C, ...) (snprintf(t[n].name, sizeof t[n].name, __VA_ARGS__), t[n].w = (W), t[n].rows = (R), t[n].cols = (C), n++)
     PUT(m->embed, V, dim, "model.embed_tokens.weight");
     for (int l = 0; l < cf->n_layers; l++) {
-        const layer_weights *w = &m->layers[l];
-        PUT(w->attn_norm, dim, 0, "model.layers.%d.input_layernorm.weight", l);
-        PUT(w->wq, qd, dim, "model.layers.%d.self_attn.q_proj.weight", l);
-        PUT(w->wk, kvd, dim, "model.layers.%d.self_attn.k_proj.weight", l);
-        PUT(w->wv, kvd, dim, "model.layers.%d.self_attn.v_proj.weight", l);
-        PUT(w->wo, dim, qd, "model.layers.%d.self_attn.o_proj.weight", l);
-        PUT(w->q_norm, hd, 0, "model.layers.%d.self_attn.q_norm.weight", l);
-        PUT(w->k_norm, hd, 0, "model.layers.%d.self_attn.k_norm.weight", l);
-        PUT(w->ffn_norm, dim, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        PUT(w->w_gate, ff, dim, "model.layers.%d.mlp.gate_proj.weight", l);
-        PUT(w->w_up, ff, dim, "model.layers.%d.mlp.up_proj.weight", l);
-        PUT(w->w_down, dim, ff, "model.layers.%d.mlp.down_proj.weight", l);
+        model_slot s[MODEL_SLOTS];
+        model_layer_slots(m, l, s);
+        for (size_t i = 0; i < MODEL_SLOTS; i++) PUT(*s[i].w, s[i].d0, s[i].d1, "model.layers.%d.%s.weight", l, s[i].hf);
     }
     PUT(m->final_norm, dim, 0, "model.norm.weight");
     if (!cf->tie_embeddings) PUT(m->lm_head, V, dim, "lm_head.weight");

@@ -238,26 +238,33 @@ int model_bind(const model *m, const char *name, size_t d0, size_t d1, weight *w
     return 0;
 }
 
-static int bind_layer(model *m, int l, char *err, size_t errlen) {
+void model_layer_slots(const model *m, int l, model_slot s[MODEL_SLOTS]) {
     const qwen_config *c = &m->cfg;
     size_t dim = (size_t)c->dim, hd = (size_t)c->head_dim, q = (size_t)c->n_heads * hd,
            kv = (size_t)c->n_kv_heads * hd, ff = (size_t)c->hidden_dim;
     layer_weights *w = &m->layers[l];
-    const struct {
-        const char *name;
-        size_t d0, d1;
-        weight *w;
-    } t[] = {
-        {"input_layernorm", dim, 0, &w->attn_norm},  {"self_attn.q_proj", q, dim, &w->wq},
-        {"self_attn.k_proj", kv, dim, &w->wk},       {"self_attn.v_proj", kv, dim, &w->wv},
-        {"self_attn.o_proj", dim, q, &w->wo},        {"self_attn.q_norm", hd, 0, &w->q_norm},
-        {"self_attn.k_norm", hd, 0, &w->k_norm},     {"post_attention_layernorm", dim, 0, &w->ffn_norm},
-        {"mlp.gate_proj", ff, dim, &w->w_gate},      {"mlp.up_proj", ff, dim, &w->w_up},
-        {"mlp.down_proj", dim, ff, &w->w_down},
+    const model_slot t[MODEL_SLOTS] = {
+        {"input_layernorm", "attn_norm", dim, 0, &w->attn_norm},
+        {"self_attn.q_proj", "attn_q", q, dim, &w->wq},
+        {"self_attn.k_proj", "attn_k", kv, dim, &w->wk},
+        {"self_attn.v_proj", "attn_v", kv, dim, &w->wv},
+        {"self_attn.o_proj", "attn_output", dim, q, &w->wo},
+        {"self_attn.q_norm", "attn_q_norm", hd, 0, &w->q_norm},
+        {"self_attn.k_norm", "attn_k_norm", hd, 0, &w->k_norm},
+        {"post_attention_layernorm", "ffn_norm", dim, 0, &w->ffn_norm},
+        {"mlp.gate_proj", "ffn_gate", ff, dim, &w->w_gate},
+        {"mlp.up_proj", "ffn_up", ff, dim, &w->w_up},
+        {"mlp.down_proj", "ffn_down", dim, ff, &w->w_down},
     };
-    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    memcpy(s, t, sizeof t);
+}
+
+static int bind_layer(model *m, int l, char *err, size_t errlen) {
+    model_slot t[MODEL_SLOTS];
+    model_layer_slots(m, l, t);
+    for (size_t i = 0; i < MODEL_SLOTS; i++) {
         char name[128];
-        snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, t[i].name);
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, t[i].hf);
         if (model_bind(m, name, t[i].d0, t[i].d1, t[i].w, err, errlen) < 0) return -1;
     }
     return 0;

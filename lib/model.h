@@ -142,6 +142,20 @@ int model_open_hf_base(model *m, const char *dir, char *err, size_t errlen);
 /* Point w at a F32/F16/BF16 tensor name shaped [d0] (d1 == 0) or [d0, d1] (model_open's
  * own binder: missing, dtype and shape are errors naming the tensor). */
 int model_bind(const model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen);
+/* One weight of decoder layer l as the checkpoint formats name it: hf without the
+ * "model.layers.N." prefix and the ".weight" suffix, gguf without "blk.N." and ".weight";
+ * its shape from the config ([d0] if d1 == 0); where it goes. */
+typedef struct {
+    const char *hf, *gguf;
+    size_t d0, d1;
+    weight *w;
+} model_slot;
+enum { MODEL_LINEARS = 7, MODEL_SLOTS = 11 };
+/* The weights of layer l in a checkpoint's order, the one list every format binds by:
+ * 4 norms (d1 == 0: attn, q, k, ffn) and MODEL_LINEARS linear weights (q, k, v, o, gate,
+ * up, down). */
+void model_layer_slots(const model *m, int l, model_slot s[MODEL_SLOTS]);
+
 /* The format names model_open knows, for --help ("safetensors, gguf, ..."). */
 const char *model_formats(void);
 

@@ -624,38 +624,27 @@ static int linear(ctx *c, model *m, const char *prefix, size_t N, size_t K, weig
 }
 
 static int bind_layer(ctx *c, model *m, int l, char *err, size_t errlen) {
-    const qwen_config *cf = &m->cfg;
-    size_t dim = (size_t)cf->dim, hd = (size_t)cf->head_dim, qd = (size_t)cf->n_heads * hd,
-           kv = (size_t)cf->n_kv_heads * hd, ff = (size_t)cf->hidden_dim;
+    model_slot t[MODEL_SLOTS];
+    model_layer_slots(m, l, t);
     layer_weights *w = &m->layers[l];
-    const struct {
-        const char *name;
-        size_t d0, d1;
-        int optional;
-        weight *w;
-    } f[] = {
-        {"input_layernorm.weight", dim, 0, 0, &w->attn_norm},   {"input_layernorm.bias", dim, 0, 1, &w->attn_norm_bias},
-        {"post_attention_layernorm.weight", dim, 0, 0, &w->ffn_norm},
-        {"post_attention_layernorm.bias", dim, 0, 1, &w->ffn_norm_bias},
-        {"self_attn.q_norm.weight", hd, 0, 0, &w->q_norm},      {"self_attn.k_norm.weight", hd, 0, 0, &w->k_norm},
-    };
-    const struct {
-        const char *name;
-        size_t n, k;
-        weight *w;
-    } lin[] = {
-        {"self_attn.q_proj", qd, dim, &w->wq}, {"self_attn.k_proj", kv, dim, &w->wk}, {"self_attn.v_proj", kv, dim, &w->wv},
-        {"self_attn.o_proj", dim, qd, &w->wo}, {"mlp.gate_proj", ff, dim, &w->w_gate}, {"mlp.up_proj", ff, dim, &w->w_up},
-        {"mlp.down_proj", dim, ff, &w->w_down},
-    };
+    size_t dim = (size_t)m->cfg.dim;
     char name[256];
-    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, f[i].name);
-        if (bindf(c, m, name, f[i].d0, f[i].d1, f[i].optional, f[i].w, err, errlen) < 0) return -1;
+    for (size_t i = 0; i < MODEL_SLOTS; i++) {
+        if (t[i].d1) continue; /* a linear weight */
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, t[i].hf);
+        if (bindf(c, m, name, t[i].d0, 0, 0, t[i].w, err, errlen) < 0) return -1;
     }
-    for (size_t i = 0; i < sizeof lin / sizeof *lin; i++) {
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, lin[i].name);
-        if (linear(c, m, name, lin[i].n, lin[i].k, lin[i].w, err, errlen) < 0) return -1;
+    /* the anti-outlier pass's biases on the two block norms, where it ran */
+    const struct { const char *name; weight *w; } bias[] = {{"input_layernorm", &w->attn_norm_bias},
+                                                            {"post_attention_layernorm", &w->ffn_norm_bias}};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, bias[i].name);
+        if (bindf(c, m, name, dim, 0, 1, bias[i].w, err, errlen) < 0) return -1;
+    }
+    for (size_t i = 0; i < MODEL_SLOTS; i++) {
+        if (!t[i].d1) continue; /* a norm */
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].hf);
+        if (linear(c, m, name, t[i].d0, t[i].d1, t[i].w, err, errlen) < 0) return -1;
     }
     return 0;
 }

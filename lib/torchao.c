@@ -345,8 +345,7 @@ static void tao_close(model *m) {
 static int tao_open(model *m, const char *dir, char *err, size_t errlen) {
     if (model_open_hf_base(m, dir, err, errlen) < 0) return -1;
     const qwen_config *cf = &m->cfg;
-    size_t V = (size_t)cf->vocab_size, dim = (size_t)cf->dim, hd = (size_t)cf->head_dim, ff = (size_t)cf->hidden_dim,
-           qd = (size_t)cf->n_heads * hd, kvd = (size_t)cf->n_kv_heads * hd, cap = 2 + 7 * (size_t)cf->n_layers;
+    size_t V = (size_t)cf->vocab_size, dim = (size_t)cf->dim, cap = 2 + MODEL_LINEARS * (size_t)cf->n_layers;
     tao_ctx *c = calloc(1, sizeof *c);
     if (!c || !(c->qw = calloc(cap, sizeof *c->qw)) || !(c->tq = calloc(cap, sizeof *c->tq))) {
         if (c) free(c->qw);
@@ -361,31 +360,18 @@ static int tao_open(model *m, const char *dir, char *err, size_t errlen) {
         plain(m, "model.norm.weight", dim, 0, &m->final_norm, err, errlen) < 0)
         goto done;
     for (int l = 0; l < cf->n_layers; l++) {
-        layer_weights *w = &m->layers[l];
-        const struct {
-            const char *name;
-            size_t d0, d1;
-            weight *w;
-        } t[] = {
-            {"self_attn.q_proj", qd, dim, &w->wq},  {"self_attn.k_proj", kvd, dim, &w->wk},
-            {"self_attn.v_proj", kvd, dim, &w->wv}, {"self_attn.o_proj", dim, qd, &w->wo},
-            {"mlp.gate_proj", ff, dim, &w->w_gate}, {"mlp.up_proj", ff, dim, &w->w_up},
-            {"mlp.down_proj", dim, ff, &w->w_down},
-        };
-        const struct {
-            const char *name;
-            size_t d;
-            weight *w;
-        } n[] = {{"input_layernorm", dim, &w->attn_norm}, {"post_attention_layernorm", dim, &w->ffn_norm},
-                 {"self_attn.q_norm", hd, &w->q_norm},    {"self_attn.k_norm", hd, &w->k_norm}};
+        model_slot t[MODEL_SLOTS];
+        model_layer_slots(m, l, t);
         char name[160];
-        for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].name);
+        for (size_t i = 0; i < MODEL_SLOTS; i++) {
+            if (!t[i].d1) continue; /* a norm */
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, t[i].hf);
             if (bind(m, meta, name, t[i].d0, t[i].d1, t[i].w, err, errlen) < 0) goto done;
         }
-        for (size_t i = 0; i < sizeof n / sizeof *n; i++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, n[i].name);
-            if (plain(m, name, n[i].d, 0, n[i].w, err, errlen) < 0) goto done;
+        for (size_t i = 0; i < MODEL_SLOTS; i++) {
+            if (t[i].d1) continue; /* a linear weight */
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, t[i].hf);
+            if (plain(m, name, t[i].d0, 0, t[i].w, err, errlen) < 0) goto done;
         }
     }
     /* torchao's recipe unties lm_head before quantizing it (int4, unlike the embedding's
