@@ -26,27 +26,7 @@
 #include "util.h"
 
 static const char *prog = "forward_test";
-static int fails;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            fails++;                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static void die(const char *what, const char *why) {
-    fprintf(stderr, "%s: %s: %s\n", prog, what, why);
-    exit(EXIT_DATA);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) die("malloc", "out of memory");
-    return p;
-}
+#include "check.h"
 
 /* A model with the CPU backend, and a KV cache for it. */
 typedef struct {

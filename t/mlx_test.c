@@ -28,28 +28,7 @@
 #include "util.h"
 
 static const char *prog = "mlx_test";
-static int fails, checks;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            fails++;                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static void die(const char *what, const char *why) {
-    fprintf(stderr, "%s: %s: %s\n", prog, what, why);
-    exit(EXIT_DATA);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) die("malloc", "out of memory");
-    return p;
-}
+#include "check.h"
 
 static void next_rec(FILE *f, const char *name, npy *a, npy_dtype t) {
     char err[512];

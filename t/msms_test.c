@@ -30,18 +30,7 @@
 #include "util.h"
 
 static const char *prog = "msms_test";
-static int fails;
-
-static void die(const char *what, const char *why) {
-    fprintf(stderr, "%s: %s: %s\n", prog, what, why);
-    exit(EXIT_DATA);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(n ? n : 1, 1);
-    if (!p) die("malloc", "out of memory");
-    return p;
-}
+#include "check.h"
 
 static size_t argmax(const float *v, size_t n) {
     size_t b = 0;
