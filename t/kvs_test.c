@@ -517,11 +517,18 @@ static int t_torn(const char *dir) {
     return 0;
 }
 
+/* XOR bytes[0..n) into path at off (from the end if negative): with nonzero bytes the file
+ * surely changes, whatever random bytes (nonces, ciphertext) were there. */
 static int patch(const char *path, long off, const void *bytes, size_t n) {
     int fd = open(path, O_RDWR);
     if (fd < 0) return -1;
     if (off < 0) off += lseek(fd, 0, SEEK_END);
-    int rc = pwrite(fd, bytes, n, off) == (ssize_t)n ? 0 : -1;
+    uint8_t b[64];
+    int rc = -1;
+    if (n <= sizeof b && pread(fd, b, n, off) == (ssize_t)n) {
+        for (size_t i = 0; i < n; i++) b[i] ^= ((const uint8_t *)bytes)[i];
+        rc = pwrite(fd, b, n, off) == (ssize_t)n ? 0 : -1;
+    }
     close(fd);
     return rc;
 }
