@@ -240,6 +240,7 @@ static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, ch
  * out of memory. */
 static int to_kernel_layout(tao_ctx *c, const tao_q *t, size_t rows, size_t in, size_t group, int embed, weight *w) {
     int int4 = t->act && group == 32;
+    if (embed && int4) return 0; /* an embedding is never a matmul: its WQ_FMT row() reads it */
     if (!int4 && (t->act || t->groups != 1)) return 0;
     for (size_t i = 0; i < rows * t->groups; i++)
         if (t->zp[i]) return 0;
@@ -377,8 +378,21 @@ static int tao_open(model *m, const char *dir, char *err, size_t errlen) {
     /* torchao's recipe unties lm_head before quantizing it (int4, unlike the embedding's
      * int8), and transformers saves it even when the config still says tied: a quantized
      * lm_head in the file is the one torchao ran */
-    if (cf->tie_embeddings && !st_find(m->st, "lm_head._weight_qdata")) m->lm_head = m->embed;
-    else if (bind(m, meta, "lm_head", V, dim, &m->lm_head, err, errlen) < 0) goto done;
+    if (cf->tie_embeddings && !st_find(m->st, "lm_head._weight_qdata")) {
+        m->lm_head = m->embed;
+        /* the int8 per-row embedding (WQ_E8, never a matmul) as a linear is WQ_Q8: the same
+         * integers and per-row f32 scales, read as w8a16 */
+        if (weight_q(m->embed) == WQ_E8) {
+            qweight *q = own(c, sizeof *q);
+            if (!q) {
+                seterr(err, errlen, "%s: out of memory", dir);
+                goto done;
+            }
+            *q = *(const qweight *)m->embed.data;
+            q->q = WQ_Q8;
+            m->lm_head = (weight){WQ_DTYPE(WQ_Q8), q};
+        }
+    } else if (bind(m, meta, "lm_head", V, dim, &m->lm_head, err, errlen) < 0) goto done;
     rc = 0;
 done:
     cJSON_Delete(meta);

@@ -60,3 +60,17 @@ TAO=$FIX/torchao
     [ "$status" -eq 1 ]
     [[ "$output" == "embed: "*"model.safetensors"* ]]
 }
+
+@test "torchao: a tied export whose int8 per-row embedding is also the lm_head runs (as w8a16), close to its dequantized BF16 copy" {
+    mkdir "$TMP/tied"
+    python3 "$PWD/t/torchao/tie.py" "$TAO/model" "$TMP/tied"
+    run bash -c "set -o pipefail; echo '1 2 3 4 5 6 7' | '$BIN/embed' -m '$TMP/tied' | '$BIN/prefill' -m '$TMP/tied' -k a --all-logits > '$TMP/a.npy'"
+    [ "$status" -eq 0 ]
+    "$BIN/model" dequant "$TMP/tied" "$TMP/bf16"
+    echo '1 2 3 4 5 6 7' | "$BIN/embed" -m "$TMP/bf16" | "$BIN/prefill" -m "$TMP/bf16" -k b --all-logits > "$TMP/b.npy"
+    # the same integers through int8 activations vs bf16 weights and f32 activations
+    run "$BIN/npycmp" --tol 0.999 "$TMP/a.npy" "$TMP/b.npy"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "${lines[-1]}" == *" 7/7" ]]
+}
