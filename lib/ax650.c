@@ -642,7 +642,7 @@ static int setup(ax *a, char *err, size_t errlen) {
     for (int l = 0; l < L; l++) {
         amodel *md = &a->layers[l];
         gmeta *gm = NULL;
-        snprintf(md->path, sizeof md->path, a->files.layer_tmpl, l);
+        axllm_layer_path(&a->files, l, md->path, sizeof md->path);
         int rc = load_model(a, md, &gm, err, errlen);
         if (rc == 0) rc = check_layer(a, md, gm, l == 0, err, errlen);
         free(gm);

@@ -147,6 +147,9 @@ typedef struct {
  * filename_post_axmodel, filename_tokens_embed, tokens_embed_num, tokens_embed_size;
  * paths relative to dir). -1 with err naming the field. */
 int axllm_files_read(const char *dir, axllm_files *f, char *err, size_t errlen);
+/* The path of layer l's axmodel: layer_tmpl with its %d (the last one: the directory part
+ * may hold '%' too, so the path is never a printf format) replaced by l. */
+void axllm_layer_path(const axllm_files *f, int l, char *out, size_t outlen);
 /* 1 if m was opened from an ax-llm directory (model_open's "ax-llm" format). */
 int axllm_is(const model *m);
 

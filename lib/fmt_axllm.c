@@ -41,6 +41,13 @@ static int path_in(char *out, const char *dir, const char *rel, const char *fiel
     return 0;
 }
 
+void axllm_layer_path(const axllm_files *f, int l, char *out, size_t outlen) {
+    const char *d = f->layer_tmpl, *p, *at = NULL;
+    for (p = d; (p = strstr(p, "%d")); p++) at = p;
+    if (!at) snprintf(out, outlen, "%s", d);
+    else snprintf(out, outlen, "%.*s%d%s", (int)(at - d), d, l, at + 2);
+}
+
 static const char *str_of(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(v) ? v->valuestring : NULL;
@@ -256,7 +263,7 @@ static int open_axllm(model *m, const char *dir, char *err, size_t errlen) {
     hash_file_size(&hs, f.embed);
     hash_file_size(&hs, f.post);
     for (int l = 0; l < f.n_layers; l++) {
-        snprintf(path, sizeof path, f.layer_tmpl, l);
+        axllm_layer_path(&f, l, path, sizeof path);
         hash_file_size(&hs, path);
     }
     crypto_generichash_final(&hs, m->fingerprint, sizeof m->fingerprint);

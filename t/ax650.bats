@@ -304,3 +304,16 @@ print(max(range(len(a)), key=a.__getitem__))' "$TMP/l.npy")
     echo "$output"
     [[ "$output" == *"f"*"20"* ]]
 }
+
+@test "ax650: a directory whose name holds printf directives ('%s', '%n') is only a name" {
+    d="$TMP/Qwen3 100%s%n%d"
+    cp -r "$AXDIR" "$d"
+    echo "0 9707" | "$BIN/embed" -m "$AXDIR" > "$TMP/want.npy"
+    run bash -c "echo '0 9707' | '$BIN/embed' -m '$d' > '$TMP/got.npy'"
+    [ "$status" -eq 0 ]
+    cmp "$TMP/want.npy" "$TMP/got.npy"
+    sim
+    echo "1 2 3" | "$BIN/prefill" -m "$d" --backend ax650 -k p > "$TMP/ax.npy"
+    echo "1 2 3" | "$BIN/prefill" -m "$AXDIR" --backend ax650 -k q > "$TMP/ax0.npy"
+    cmp "$TMP/ax.npy" "$TMP/ax0.npy"
+}
