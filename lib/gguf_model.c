@@ -174,6 +174,10 @@ static int bind(model *m, const char *name, size_t d0, size_t d1, int quant, wei
                           m->dir, name, got, d1, d0);
         return seterr(err, errlen, "%s: tensor %s: dims %s, metadata wants [%zu]", m->dir, name, got, d0);
     }
+    size_t es = t->type == GGML_F32 ? 4 : t->type == GGML_F16 || t->type == GGML_BF16 ? 2 : 1;
+    if ((uintptr_t)t->data % es) /* general.alignment may be 1 or 2; the kernels read in place */
+        return seterr(err, errlen, "%s: tensor %s: data not aligned to its %zu-byte elements (general.alignment)",
+                      m->dir, name, es);
     switch (t->type) {
     case GGML_F32: w->dtype = ST_F32; w->data = t->data; return 0;
     case GGML_F16: w->dtype = ST_F16; w->data = t->data; return 0;

@@ -497,6 +497,17 @@ done:
 }
 
 int mlx_write_hf(const model *m, const char *outdir, char *err, size_t errlen) {
+    /* every weight must have values here (an ax-llm directory's layers live in its axmodels) */
+    const weight *ws[] = {&m->embed, &m->final_norm, &m->lm_head};
+    for (size_t i = 0; i < 3; i++)
+        if (!ws[i]->data) return seterr(err, errlen, "%s: no weights on the host to write (an %s directory)", m->dir, m->format ? m->format->name : "?");
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        model_slot s[MODEL_SLOTS];
+        model_layer_slots(m, l, s);
+        for (size_t i = 0; i < MODEL_SLOTS; i++)
+            if (!s[i].w->data)
+                return seterr(err, errlen, "%s: no weights on the host to write (an %s directory)", m->dir, m->format ? m->format->name : "?");
+    }
     if (mkdir(outdir, 0777) < 0 && errno != EEXIST) return seterr(err, errlen, "%s: %s", outdir, strerror(errno));
     if (write_weights(m, outdir, err, errlen) < 0) return -1;
     static const char *const tokfiles[] = {"tokenizer.json",   "tokenizer_config.json", "generation_config.json",

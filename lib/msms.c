@@ -252,7 +252,7 @@ const wfmt msms_fmt = {
 
 typedef struct {
     cJSON *desc;
-    char desc_name[64];
+    char desc_name[256];
     int v1;              /* "version": "1.0.0" (packed W4A8) */
     size_t group_size;   /* "group_size", 0 = per channel */
     const st_file *st;

@@ -317,3 +317,10 @@ print(max(range(len(a)), key=a.__getitem__))' "$TMP/l.npy")
     echo "1 2 3" | "$BIN/prefill" -m "$AXDIR" --backend ax650 -k q > "$TMP/ax0.npy"
     cmp "$TMP/ax.npy" "$TMP/ax0.npy"
 }
+
+@test "ax650: model dequant refuses an ax-llm directory (its layers are axmodels, not host weights) and writes nothing" {
+    run "$BIN/model" dequant "$AXDIR" "$TMP/out"
+    [ "$status" -eq 1 ]
+    [ "${lines[0]}" = "model: dequant: $AXDIR: no weights on the host to write (an ax-llm directory)" ]
+    [ ! -e "$TMP/out" ]
+}
