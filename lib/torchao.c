@@ -184,6 +184,10 @@ static cJSON *read_meta(const char *dir, char *err, size_t errlen) {
     } else
         cJSON_ArrayForEach(e, wm) {
             if (!cJSON_IsString(e) || strchr(e->valuestring, '/')) continue;
+            const cJSON *p; /* each shard once: the map names it for every tensor it holds */
+            for (p = wm->child; p != e; p = p->next)
+                if (cJSON_IsString(p) && !strcmp(p->valuestring, e->valuestring)) break;
+            if (p != e) continue;
             snprintf(path, sizeof path, "%s/%s", dir, e->valuestring);
             if ((rc = file_meta(path, meta, err, errlen)) < 0) break;
         }
