@@ -34,8 +34,6 @@ typedef struct {
     qweight *qw;
     mlx_q *mq;
     size_t n, cap;
-    void **copies; /* aligned copies of unaligned plain tensors */
-    size_t n_copies;
 } mlx_ctx;
 
 static float ld(const uint8_t *p, st_dtype t, size_t i) {
@@ -205,31 +203,11 @@ static void shape_str(const st_tensor *t, char *s, size_t n) {
     snprintf(s + strlen(s), n - strlen(s), "]");
 }
 
-/* A plain F32/F16/BF16 tensor [d0] (d1 == 0) or [d0, d1], as model_bind checks it. MLX's
+/* A plain F32/F16/BF16 tensor (the norms, and any module left unquantized). MLX's
  * safetensors writer packs tensors back to back with no alignment, so a BF16 norm can sit
- * at an odd offset, which the kernels' typed reads must not see: such a tensor is copied
- * once into an aligned buffer (the norms, and any module left unquantized). */
+ * at an odd offset: model_bind_copy copies such a one once. */
 static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
-    mlx_ctx *c = m->fmt_ctx;
-    const st_tensor *t = st_find(m->st, name);
-    size_t es = t ? st_dtype_size(t->dtype) : 0;
-    if (!t || !es || (uintptr_t)t->data % es == 0) return model_bind(m, name, d0, d1, w, err, errlen);
-    if ((t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) || t->ndim != (d1 ? 2 : 1) ||
-        t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
-        char sh[96];
-        shape_str(t, sh, sizeof sh);
-        return seterr(err, errlen, "tensor %s: %s %s, want F32, F16 or BF16 [%zu%s%.0zu]", name, st_dtype_name(t->dtype),
-                      sh, d0, d1 ? ", " : "", d1);
-    }
-    void **cp = realloc(c->copies, (c->n_copies + 1) * sizeof *cp), *p;
-    if (!cp) return seterr(err, errlen, "tensor %s: out of memory", name);
-    c->copies = cp;
-    if (!(p = malloc(t->nbytes ? t->nbytes : 1))) return seterr(err, errlen, "tensor %s: out of memory", name);
-    memcpy(p, t->data, t->nbytes);
-    cp[c->n_copies++] = p;
-    w->dtype = t->dtype;
-    w->data = p;
-    return 0;
+    return model_bind_copy(m, name, d0, d1, w, err, errlen);
 }
 
 /* Module path (e.g. "model.layers.3.mlp.down_proj") of shape [rows, in] into w: quantized
@@ -297,8 +275,6 @@ static int bind(model *m, const cJSON *qcfg, const char *path, size_t rows, size
 static void mlx_close(model *m) {
     mlx_ctx *c = m->fmt_ctx;
     if (!c) return;
-    for (size_t i = 0; i < c->n_copies; i++) free(c->copies[i]);
-    free(c->copies);
     free(c->qw);
     free(c->mq);
     free(c);

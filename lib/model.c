@@ -215,8 +215,9 @@ int cfg_load(const char *dir, qwen_config *c, char *err, size_t errlen) {
 }
 
 /* Point w at tensor name, which must be F32/F16/BF16, shaped [d0] (d1 == 0) or [d0, d1]. */
-int model_bind(const model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
-    const st_tensor *t = st_find(m->st, name);
+/* t (named name) checked as a plain weight shaped [d0] or [d0, d1]; copy 1 allows an
+ * unaligned offset (the caller copies it). */
+static int check_plain(const st_tensor *t, const char *name, size_t d0, size_t d1, int copy, char *err, size_t errlen) {
     if (!t) return seterr(err, errlen, "tensor %s: missing", name);
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
         return seterr(err, errlen, "tensor %s: dtype %s, want F32, F16 or BF16", name, st_dtype_name(t->dtype));
@@ -231,10 +232,37 @@ int model_bind(const model *m, const char *name, size_t d0, size_t d1, weight *w
     }
     /* the mapping is page-aligned, so this is the offset within the file */
     size_t es = st_dtype_size(t->dtype);
-    if ((uintptr_t)t->data % es)
+    if (!copy && (uintptr_t)t->data % es)
         return seterr(err, errlen, "tensor %s: data not aligned to its %zu-byte elements", name, es);
+    return 0;
+}
+
+int model_bind(const model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
+    const st_tensor *t = st_find(m->st, name);
+    if (check_plain(t, name, d0, d1, 0, err, errlen) < 0) return -1;
     w->dtype = t->dtype;
     w->data = t->data;
+    return 0;
+}
+
+void *model_own(model *m, size_t bytes) {
+    void **o = realloc(m->owned, (m->n_owned + 1) * sizeof *o), *p;
+    if (!o) return NULL;
+    m->owned = o;
+    if (!(p = malloc(bytes ? bytes : 1))) return NULL;
+    return o[m->n_owned++] = p;
+}
+
+int model_bind_copy(model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
+    const st_tensor *t = st_find(m->st, name);
+    if (check_plain(t, name, d0, d1, 1, err, errlen) < 0) return -1;
+    w->dtype = t->dtype;
+    w->data = t->data;
+    if ((uintptr_t)t->data % st_dtype_size(t->dtype) == 0) return 0;
+    void *p = model_own(m, t->nbytes); /* the one copy: kernels read the elements typed */
+    if (!p) return seterr(err, errlen, "tensor %s: out of memory", name);
+    memcpy(p, t->data, t->nbytes);
+    w->data = p;
     return 0;
 }
 
@@ -366,6 +394,8 @@ void model_close(model *m) {
         unmap_file(&f);
     }
     free(m->qw);
+    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     st_close(m->st);
     free(m->layers);
     free(m->dir);

@@ -118,6 +118,8 @@ typedef struct {
     void *qmap;         /* the mapped cache file of quantized weights, or NULL */
     size_t qmap_size;
     qweight *qw;        /* the quantized weights' descriptors (weights point at them) */
+    void **owned;       /* buffers a format had to make (model_own), freed by model_close */
+    size_t n_owned;
     const struct model_format *format; /* NULL: a Hugging Face safetensors directory */
     void *fmt_ctx;      /* the format's own state (freed by format->close) */
 } model;
@@ -155,6 +157,13 @@ enum { MODEL_LINEARS = 7, MODEL_SLOTS = 11 };
  * 4 norms (d1 == 0: attn, q, k, ffn) and MODEL_LINEARS linear weights (q, k, v, o, gate,
  * up, down). */
 void model_layer_slots(const model *m, int l, model_slot s[MODEL_SLOTS]);
+
+/* model_bind, but a tensor at an offset its dtype does not divide (MLX's and torchao's
+ * writers pack tensors back to back) is copied once into memory m owns, which the
+ * kernels' typed reads need; a Hugging Face checkpoint keeps model_bind's refusal. */
+int model_bind_copy(model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen);
+/* bytes of memory that lives as long as m (freed by model_close), or NULL. */
+void *model_own(model *m, size_t bytes);
 
 /* The format names model_open knows, for --help ("safetensors, gguf, ..."). */
 const char *model_formats(void);

@@ -27,8 +27,6 @@ typedef struct {
     qweight *qw;
     tao_q *tq;
     size_t n, cap;
-    void **copies; /* aligned copies of unaligned plain tensors */
-    size_t n_copies;
 } tao_ctx;
 
 static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
@@ -202,36 +200,11 @@ static void shape_str(const st_tensor *t, char *s, size_t n) {
     snprintf(s + strlen(s), n - strlen(s), "]");
 }
 
-static void *own(tao_ctx *c, size_t bytes) {
-    void **cp = realloc(c->copies, (c->n_copies + 1) * sizeof *cp), *p;
-    if (!cp) return NULL;
-    c->copies = cp;
-    if (!(p = malloc(bytes ? bytes : 1))) return NULL;
-    return cp[c->n_copies++] = p;
-}
-
-/* A plain F32/F16/BF16 tensor, as model_bind checks it; one at an offset its dtype does
- * not divide (safetensors does not align) is copied once into an aligned buffer. */
+/* A plain F32/F16/BF16 tensor; safetensors does not align, so model_bind_copy copies one
+ * at an offset its dtype does not divide, once. */
 static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, char *err, size_t errlen) {
-    tao_ctx *c = m->fmt_ctx;
-    const st_tensor *t = st_find(m->st, name);
-    size_t es = t ? st_dtype_size(t->dtype) : 0;
-    if (!t || !es || (uintptr_t)t->data % es == 0) return model_bind(m, name, d0, d1, w, err, errlen);
-    if ((t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) || t->ndim != (d1 ? 2 : 1) ||
-        t->shape[0] != d0 || (d1 && t->shape[1] != d1)) {
-        char sh[96];
-        shape_str(t, sh, sizeof sh);
-        return seterr(err, errlen, "tensor %s: %s %s, want F32, F16 or BF16 [%zu%s%.0zu]", name, st_dtype_name(t->dtype),
-                      sh, d0, d1 ? ", " : "", d1);
-    }
-    void *p = own(c, t->nbytes);
-    if (!p) return seterr(err, errlen, "tensor %s: out of memory", name);
-    memcpy(p, t->data, t->nbytes);
-    w->dtype = t->dtype;
-    w->data = p;
-    return 0;
+    return model_bind_copy(m, name, d0, d1, w, err, errlen);
 }
-
 
 /* The recipe's weights in the layouts the CPU kernels already run (quant.h), when every
  * zero point is 0 and the integers fit: an int4 group-32 linear with int8 activations
@@ -242,7 +215,7 @@ static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, ch
  * not F32 and aligned). The same integers and scales as the WQ_FMT path, through the SIMD
  * kernels (equal up to the order of f32 rounding). 1 if done, 0 if w stays WQ_FMT, -1 on
  * out of memory. */
-static int to_kernel_layout(tao_ctx *c, const tao_q *t, size_t rows, size_t in, size_t group, int embed, weight *w) {
+static int to_kernel_layout(model *m, tao_ctx *c, const tao_q *t, size_t rows, size_t in, size_t group, int embed, weight *w) {
     int int4 = t->act && group == 32;
     if (embed && int4) return 0; /* an embedding is never a matmul: its WQ_FMT row() reads it */
     if (!int4 && (t->act || t->groups != 1)) return 0;
@@ -253,7 +226,7 @@ static int to_kernel_layout(tao_ctx *c, const tao_q *t, size_t rows, size_t in, 
             if (t->q[i] < -8 || t->q[i] > 7) return 0;
     float *sc = t->sdt == ST_F32 && (uintptr_t)t->scale % 4 == 0 ? (float *)t->scale : NULL;
     if (!sc) {
-        if (!(sc = own(c, rows * t->groups * sizeof *sc))) return -1;
+        if (!(sc = model_own(m, rows * t->groups * sizeof *sc))) return -1;
         for (size_t i = 0; i < rows * t->groups; i++) sc[i] = ld(t->scale, t->sdt, i);
     }
     qweight *q = &c->qw[c->n - 1];
@@ -262,7 +235,7 @@ static int to_kernel_layout(tao_ctx *c, const tao_q *t, size_t rows, size_t in, 
         w->dtype = WQ_DTYPE(q->q);
         return 1;
     }
-    uint8_t *nib = own(c, rows * in / 2);
+    uint8_t *nib = model_own(m, rows * in / 2);
     if (!nib) return -1;
     for (size_t r = 0; r < rows; r++)
         for (size_t b = 0; b < in / 32; b++) {
@@ -331,7 +304,7 @@ static int bind(model *m, const cJSON *meta, const char *path, size_t rows, size
     *q = (qweight){.q = WQ_FMT, .data = tq->data, .scales = ts->data, .group = group, .in = in, .fmt = &tao_fmt, .aux = t};
     w->dtype = WQ_DTYPE(WQ_FMT);
     w->data = q;
-    if (to_kernel_layout(c, t, rows, in, group, !strcmp(path, "model.embed_tokens"), w) < 0)
+    if (to_kernel_layout(m, c, t, rows, in, group, !strcmp(path, "model.embed_tokens"), w) < 0)
         return seterr(err, errlen, "%s: out of memory", path);
     return 0;
 }
@@ -339,8 +312,6 @@ static int bind(model *m, const cJSON *meta, const char *path, size_t rows, size
 static void tao_close(model *m) {
     tao_ctx *c = m->fmt_ctx;
     if (!c) return;
-    for (size_t i = 0; i < c->n_copies; i++) free(c->copies[i]);
-    free(c->copies);
     free(c->qw);
     free(c->tq);
     free(c);
@@ -387,7 +358,7 @@ static int tao_open(model *m, const char *dir, char *err, size_t errlen) {
         /* the int8 per-row embedding (WQ_E8, never a matmul) as a linear is WQ_Q8: the same
          * integers and per-row f32 scales, read as w8a16 */
         if (weight_q(m->embed) == WQ_E8) {
-            qweight *q = own(c, sizeof *q);
+            qweight *q = model_own(m, sizeof *q);
             if (!q) {
                 seterr(err, errlen, "%s: out of memory", dir);
                 goto done;
