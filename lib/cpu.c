@@ -3,7 +3,8 @@
  * max_batch positions; a layer writes its K and V straight into the cache rows (after
  * the k norm and RoPE, as HF caches them), so nothing is copied or allocated per token.
  * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
- * kern_matmul_w dispatches on each weight's type, with scratch for 8da4w's activations. */
+ * kern_matmul_w dispatches on each weight's type, with scratch for the quantized activations
+ * (q4, 8da4w), quantized once for q, k and v and once for gate and up. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,7 +119,8 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         for (size_t i = 0; i < 7; i++) {
             const weight *w = l < cf->n_layers ? ws[i] : &m->lm_head;
             const qweight *q = w->data;
-            if (weight_q(*w) == WQ_FMT && q->fmt->scratch && q->fmt->scratch(q, B) > qs) qs = q->fmt->scratch(q, B);
+            if (weight_q(*w) == WQ_FMT && q->fmt->scratch && 64 + q->fmt->scratch(q, B) > qs)
+                qs = 64 + q->fmt->scratch(q, B);
         }
     }
     if (posix_memalign(&c->qscratch, 64, qs)) {
@@ -157,9 +159,10 @@ dtype:
     return NULL;
 }
 
-/* y = x @ W^T for any weight type (see kern_matmul_w). */
-static void mm(cpu *c, float *y, const float *x, weight w, size_t n, size_t in, size_t out) {
-    kern_matmul_w(c->k, c->pool, y, x, w, n, in, out, c->qscratch);
+/* y = x @ W^T for any weight type (see kern_matmul_w); same: x is the last call's, whose
+ * quantized activations may serve again. */
+static void mm(cpu *c, float *y, const float *x, weight w, size_t n, size_t in, size_t out, int same) {
+    (same ? kern_matmul_w_same : kern_matmul_w)(c->k, c->pool, y, x, w, n, in, out, c->qscratch);
 }
 
 /* x[n,dim] += b[dim] on every row (the anti-outlier norm bias). */
@@ -185,9 +188,9 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     /* attention */
     kern_rmsnorm(c->xb, x, norms, n, dim, cf->rms_eps);
     if (bias) add_rows(c->xb, bias, n, dim);
-    mm(c, c->q, c->xb, w->wq, n, dim, qdim);
-    mm(c, kr, c->xb, w->wk, n, dim, kv_dim);
-    mm(c, vr, c->xb, w->wv, n, dim, kv_dim);
+    mm(c, c->q, c->xb, w->wq, n, dim, qdim, 0);
+    mm(c, kr, c->xb, w->wk, n, dim, kv_dim, 1);
+    mm(c, vr, c->xb, w->wv, n, dim, kv_dim, 1);
     kern_rmsnorm(c->q, c->q, norms + 2 * dim, n * nh, hd, cf->rms_eps); /* per head, before RoPE */
     kern_rmsnorm(kr, kr, norms + 2 * dim + hd, n * nkv, hd, cf->rms_eps);
     if (c->rope_pos0 != pos0 || c->rope_n != n) { /* once per forward, shared by the layers */
@@ -198,16 +201,16 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     kern_rope(c->q, c->cos, c->sin, n, nh, half);
     kern_rope(kr, c->cos, c->sin, n, nkv, half);
     kern_attention(k, c->pool, c->att, c->q, kv->k[l], kv->v[l], pos0, n, nh, nkv, hd);
-    mm(c, c->xb, c->att, w->wo, n, qdim, dim);
+    mm(c, c->xb, c->att, w->wo, n, qdim, dim, 0);
     kern_add(x, c->xb, n * dim);
 
     /* SwiGLU MLP */
     kern_rmsnorm(c->xb, x, norms + dim, n, dim, cf->rms_eps);
     if (bias) add_rows(c->xb, bias + dim, n, dim);
-    mm(c, c->hb, c->xb, w->w_gate, n, dim, hidden);
-    mm(c, c->hb2, c->xb, w->w_up, n, dim, hidden);
+    mm(c, c->hb, c->xb, w->w_gate, n, dim, hidden, 0);
+    mm(c, c->hb2, c->xb, w->w_up, n, dim, hidden, 1);
     kern_swiglu(c->hb, c->hb, c->hb2, n * hidden);
-    mm(c, c->xb, c->hb, w->w_down, n, hidden, dim);
+    mm(c, c->xb, c->hb, w->w_down, n, hidden, dim, 0);
     kern_add(x, c->xb, n * dim);
     return 0;
 }
@@ -229,7 +232,7 @@ static int cpu_logits(void *ctx, const float *x, size_t n, float *logits, char *
     for (size_t i = 0; i < n; i += c->max_batch) {
         size_t nb = n - i < c->max_batch ? n - i : c->max_batch;
         kern_rmsnorm(c->xb, x + i * dim, c->final_norm, nb, dim, cf->rms_eps);
-        mm(c, logits + i * vocab, c->xb, c->m->lm_head, nb, dim, vocab);
+        mm(c, logits + i * vocab, c->xb, c->m->lm_head, nb, dim, vocab, 0);
     }
     return 0;
 }

@@ -131,22 +131,26 @@ static void qmatmul_q8(float *y, const float *x, const kern_xq *xq, const qweigh
     }
 }
 
-/* Q4: y = sum x * (q*d), d the f16 group scale; q*d is exact in f32 (4 + 11 bits), so
- * this is the f32 matmul of the dequantized weight, four partial sums. */
+/* Q4 (w4a16 with int16 activations): per block b of 32, S_b = sum h*q exact in int32
+ * (|S| <= 32 * 32767 * 8 < 2^24, so exact in f32 too), then y = sum_b (hs_b * d) * S_b
+ * in f32, blocks in order; d the f16 scale of the block's group. */
 static void qmatmul_q4(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
                        size_t out, size_t o0, size_t o1) {
-    (void)xq;
-    size_t ng = in / w->group;
+    (void)x;
+    size_t ng = in / w->group, nb = in / 32, gb = w->group / 32;
     for (size_t o = o0; o < o1; o++) {
         const uint8_t *nib = (const uint8_t *)w->data + o * in / 2;
         const uint16_t *d = (const uint16_t *)w->scales + o * ng;
         for (size_t i = 0; i < n; i++) {
-            const float *xi = x + i * in;
-            float s[4] = {0};
-            for (size_t k = 0; k < in; k += 4)
-                for (int j = 0; j < 4; j++)
-                    s[j] += xi[k + j] * ((float)quant_nib(nib, k + j) * kern_f16(d[(k + j) / w->group]));
-            y[i * out + o] = (s[0] + s[1]) + (s[2] + s[3]);
+            const int16_t *h = xq->h + i * in;
+            const float *hs = xq->hs + i * nb;
+            float acc = 0;
+            for (size_t b = 0; b < nb; b++) {
+                int32_t S = 0;
+                for (size_t k = b * 32; k < b * 32 + 32; k++) S += h[k] * quant_nib(nib, k);
+                acc += (hs[b] * kern_f16(d[b / gb])) * (float)S;
+            }
+            y[i * out + o] = acc;
         }
     }
 }
@@ -205,12 +209,37 @@ void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t
     *zp = zi;
 }
 
+void kern_quant_act16(int16_t *h, float *hs, const float *x, size_t in) {
+    for (size_t b = 0; b < in / 32; b++, x += 32, h += 32) {
+        float amax = 0, bad = 0;
+        for (size_t k = 0; k < 32; k++) {
+            amax = fmaxf(amax, fabsf(x[k]));
+            bad += x[k] * 0;
+        }
+        float d = amax / 32767.0f;
+        hs[b] = bad != 0 || bad != bad ? NAN : d;
+        for (size_t k = 0; k < 32; k++) {
+            float v = hs[b] > 0 ? x[k] / d : 0;
+            v = v > 32767 ? 32767 : v < -32767 ? -32767 : v;
+            h[k] = (int16_t)rne(v);
+        }
+    }
+}
+
+/* With h = q - zp, as kern_ops.quant_act. */
+static void quant_act(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in) {
+    kern_quant_act(q, scale, zp, x, in);
+    for (size_t k = 0; k < in; k++) h[k] = (int16_t)(q[k] - *zp);
+}
+
 static const kern_ops kern_generic = {
     .name = "generic",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
+    .quant_act = quant_act,
+    .quant_act16 = kern_quant_act16,
 };
 
 size_t kern_variants(const kern_ops **v, size_t max) {
@@ -296,8 +325,6 @@ static void fmt_task(void *arg, int i, int nt) {
     if (lo < hi) j->w->fmt->matmul(j->y, j->x, j->scratch, j->w, j->n, j->out, lo, hi);
 }
 
-size_t kern_qscratch(size_t n, size_t in) { return 2 * up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)); }
-
 /* k's kernel for t, else the best variant below k that has one (generic has all). */
 static kern_qmatmul_fn *qfn(const kern_ops *k, wq_type t) {
     if (k->qmatmul[t]) return k->qmatmul[t];
@@ -309,31 +336,88 @@ static kern_qmatmul_fn *qfn(const kern_ops *k, wq_type t) {
     return kern_generic.qmatmul[t];
 }
 
-void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight wt, size_t n,
-                   size_t in, size_t out, void *scratch) {
+/* The scratch: a header saying what its activations hold, then the arrays of kern_xq. */
+typedef struct {
+    const float *x;
+    size_t n, in;
+    int kind; /* WQ_8DA4W or WQ_Q4: what was quantized; 0: nothing */
+} act_hdr;
+
+size_t kern_qscratch(size_t n, size_t in) {
+    return 64 + up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)) + up64(2 * n * in) +
+           up64(n * (in / 32) * sizeof(float));
+}
+
+static kern_xq xq_of(void *scratch, size_t n, size_t in) {
+    uint8_t *s = (uint8_t *)scratch + 64;
+    kern_xq xq;
+    xq.q = (int8_t *)s, s += up64(n * in);
+    xq.scale = (float *)s, s += up64(n * sizeof(float));
+    xq.zp = (int32_t *)s, s += up64(n * sizeof(int32_t));
+    xq.h = (int16_t *)s, s += up64(2 * n * in);
+    xq.hs = (float *)s;
+    return xq;
+}
+
+/* Rows of x quantized over the pool (a row's bits do not depend on the thread). */
+typedef struct {
+    const kern_ops *k;
+    const kern_xq *xq;
+    const float *x;
+    size_t n, in;
+    int kind;
+} act_job;
+
+static void act_task(void *arg, int i, int nt) {
+    const act_job *j = arg;
+    size_t lo, hi, in = j->in;
+    pool_split(j->n, 1, i, nt, &lo, &hi);
+    const kern_xq *xq = j->xq;
+    for (size_t r = lo; r < hi; r++) {
+        if (j->kind == WQ_8DA4W)
+            (j->k->quant_act ? j->k->quant_act : quant_act)(xq->q + r * in, xq->h + r * in, xq->scale + r, xq->zp + r,
+                                                            j->x + r * in, in);
+        else
+            (j->k->quant_act16 ? j->k->quant_act16 : kern_quant_act16)(xq->h + r * in, xq->hs + r * (in / 32),
+                                                                     j->x + r * in, in);
+    }
+}
+
+static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight wt, size_t n, size_t in,
+                     size_t out, void *scratch, int same) {
     if (weight_q(wt) == WQ_NONE) {
         kern_matmul(k, p, y, x, wt, n, in, out);
         return;
     }
     const qweight *w = wt.data;
+    act_hdr *h = scratch;
     if (w->q == WQ_FMT) {
-        if (w->fmt->prep) w->fmt->prep(w, x, n, scratch);
-        fmt_job fj = {w, y, x, scratch, n, out};
+        h->kind = 0; /* the format's prep owns the scratch past the header */
+        void *fs = (uint8_t *)scratch + 64;
+        if (w->fmt->prep) w->fmt->prep(w, x, n, fs);
+        fmt_job fj = {w, y, x, fs, n, out};
         pool_run(n * in * out < 32768 ? NULL : p, fmt_task, &fj);
         return;
     }
-    kern_xq xq = {0};
-    if (w->q == WQ_8DA4W) {
-        uint8_t *s = scratch;
-        xq.q = (int8_t *)s;
-        xq.u = s + up64(n * in);
-        xq.scale = (float *)(s + 2 * up64(n * in));
-        xq.zp = (int32_t *)(s + 2 * up64(n * in) + up64(n * sizeof(float)));
-        for (size_t i = 0; i < n; i++) kern_quant_act(xq.q + i * in, xq.scale + i, xq.zp + i, x + i * in, in);
-        for (size_t i = 0; i < n * in; i++) xq.u[i] = (uint8_t)(xq.q[i] + 128);
+    kern_xq xq = xq_of(scratch, n, in);
+    int kind = w->q == WQ_8DA4W || w->q == WQ_Q4 ? (int)w->q : 0;
+    if (kind && !(same && h->kind == kind && h->x == x && h->n == n && h->in == in)) {
+        act_job aj = {k, &xq, x, n, in, kind};
+        pool_run(n < 4 ? NULL : p, act_task, &aj);
+        *h = (act_hdr){x, n, in, kind};
     }
     qmatmul_job j = {qfn(k, w->q), y, x, &xq, w, n, in, out};
     pool_run(n * in * out < 32768 ? NULL : p, qmatmul_task, &j);
+}
+
+void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n, size_t in,
+                   size_t out, void *scratch) {
+    matmul_w(k, p, y, x, w, n, in, out, scratch, 0);
+}
+
+void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n, size_t in,
+                        size_t out, void *scratch) {
+    matmul_w(k, p, y, x, w, n, in, out, scratch, 1);
 }
 
 void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps) {

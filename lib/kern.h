@@ -24,19 +24,24 @@
 typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, size_t in,
                             size_t out, size_t o0, size_t o1);
 
-/* Activations quantized per token for 8da4w, as torchao's
- * _apply_int8_act_asym_per_token_quant_dequant: row i is (q[i*in ..], scale[i], zp[i]) and
- * stands for x' = (q - zp) * scale. A row holding a NaN or an Inf gets scale NaN, so its
- * outputs are NaN (defined behaviour, the same in every variant). */
+/* Activations quantized for the integer kernels.
+ * 8DA4W: per token, as torchao's _apply_int8_act_asym_per_token_quant_dequant: row i is
+ *   (q[i*in ..], scale[i], zp[i]) and stands for x' = (q - zp) * scale.
+ * Q4: int16 per block of 32 (kern_quant_act16): row i is h[i*in ..] with block scales
+ *   hs[i*in/32 ..], x' = h * hs; within 2^-16 of the block's largest |x|, so Q4 is w4a16 in
+ *   accuracy, with integer dot products (pmaddwd, SMLAL) instead of widening every weight.
+ * A row (8DA4W) or block (Q4) holding a NaN or an Inf gets scale NaN, so its outputs are
+ * NaN (defined behaviour, the same in every variant). */
 typedef struct {
-    int8_t *q;
-    uint8_t *u;    /* q + 128, the unsigned operand x86's maddubs wants */
+    int8_t *q;     /* 8DA4W */
     float *scale;
     int32_t *zp;
+    int16_t *h;    /* Q4; 8DA4W: q - zp, the int16 operand of x86's pmaddwd */
+    float *hs;     /* Q4 */
 } kern_xq;
 
-/* The same contract as kern_matmul_fn for a quantized weight w: x f32 for Q8 and Q4, xq
- * for 8DA4W (x is then unused). */
+/* The same contract as kern_matmul_fn for a quantized weight w: x f32 for Q8, xq for Q4
+ * and 8DA4W (x is then unused). */
 typedef void kern_qmatmul_fn(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                              size_t in, size_t out, size_t o0, size_t o1);
 typedef struct {
@@ -49,6 +54,10 @@ typedef struct {
     void (*scores)(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd);
     /* o[hd] += sum over t < n of p[t] * v[t*stride .. +hd] (probabilities times values) */
     void (*accum)(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd);
+    /* kern_quant_act and kern_quant_act16 with the same bits (NULL: the generic ones);
+     * quant_act also writes h = q - zp */
+    void (*quant_act)(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
+    void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
 } kern_ops;
 
 /* The fastest variant this CPU runs. */
@@ -62,20 +71,30 @@ size_t kern_variants(const kern_ops **v, size_t max);
 void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                  size_t in, size_t out);
 
-/* Bytes of scratch kern_matmul_w needs for n rows of in inputs (8da4w's int8 activations). */
+/* Bytes of scratch kern_matmul_w needs for n rows of in inputs (the quantized activations). */
 size_t kern_qscratch(size_t n, size_t in);
 
 /* kern_matmul for any weight: F32/F16/BF16 is exactly kern_matmul; a quantized weight
- * goes to k's qmatmul (8da4w first quantizes x into scratch, kern_qscratch(n, in) bytes,
- * 64-byte aligned); a WQ_FMT weight to its format's prep and matmul (scratch: at least
- * w->fmt->scratch(w, n) bytes, 64-byte aligned). */
+ * goes to k's qmatmul (8da4w and q4 first quantize x into scratch, kern_qscratch(n, in)
+ * bytes, 64-byte aligned); a WQ_FMT weight to its format's prep and matmul (scratch: at
+ * least 64 + w->fmt->scratch(w, n) bytes, 64-byte aligned; the format gets it past 64). */
 void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                    size_t in, size_t out, void *scratch);
+/* The same, for an x unchanged since the last kern_matmul_w on this scratch (q, k and v
+ * share their input, and so do gate and up): activations already quantized the way w
+ * wants, for this x, n and in, are used as they are rather than quantized again. */
+void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
+                        size_t in, size_t out, void *scratch);
 
 /* One row x[in] to int8 per torchao (quant.h): min_neg = min(min x, 0), max_pos = max(max x, 0),
  * s = max((max_pos - min_neg) / 255, FLT_MIN), zp = clamp(-128 - rne(min_neg / s), -128, 127),
  * q = clamp(rne(x * (1/s)) + zp, -128, 127); all f32. */
 void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t in);
+
+/* One row x[in] (in a multiple of 32) to int16 per block of 32 (Q4's activations): amax the
+ * block's largest |x|, hs = amax / 32767, h = clamp(rne(x / hs), -32767, 32767) (all f32;
+ * h = 0 where hs is 0: amax 0, or below 2^-134); a block holding a NaN or an Inf gets hs NaN and h 0. */
+void kern_quant_act16(int16_t *h, float *hs, const float *x, size_t in);
 
 /* The generic (reference) kernel for quantization type t, for tests. */
 kern_qmatmul_fn *kern_qref(wq_type t);

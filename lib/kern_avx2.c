@@ -11,8 +11,11 @@
  * accumulator, summed in the same order whatever the tile's shape, so results do not
  * depend on how rows are split between threads or how many positions come at once. */
 #if defined(__x86_64__) || defined(__i386__)
+#include <float.h>
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kern.h"
 
@@ -210,44 +213,40 @@ INLINE AVX2 __m256i nibbles(const uint8_t *p) {
     return _mm256_sub_epi8(_mm256_and_si256(b, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
 }
 
-/* Q4 (w4a16): per 32-block, the 32 weights widened to f32 already scaled: bytes zero-
- * extended to int32 lanes straight from memory, the low nibble masked and the high one
- * shifted down, and (v - 8) * d as fma(v, d, -8d), which is exact (v*d has 4 + 11
- * significant bits). Then FMA'd into f32 accumulators: the f32 matmul of the dequantized
- * weight, as the reference. */
-INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx,
+/* Q4 (w4a16, int16 activations): per 32-block, the 16 bytes zero-extended to 16-bit
+ * lanes (one shuffle), the low nibbles masked and the high ones shifted down, 8
+ * subtracted: elements 0..15 and 16..31 as int16. pmaddwd against the block's int16
+ * activations gives 8 exact int32 sums; converted, they are scaled by hs * d (the
+ * reference's product) into f32 accumulators. Only the order of the f32 adds differs
+ * from the reference. */
+INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in, int nx,
                          int nw) {
     __m256 acc[QX][QW];
-    size_t ng = in / w->group, rb = in / 2;
+    size_t ng = in / w->group, nb = in / 32, gb = w->group / 32, rb = in / 2;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const uint16_t *d = (const uint16_t *)w->scales + o * ng;
-    const __m256i m15 = _mm256_set1_epi32(15);
+    const __m256i m15 = _mm256_set1_epi16(15), e8 = _mm256_set1_epi16(8);
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
     const char *next = (const char *)(q + (size_t)nw * rb);
-    for (size_t k = 0; k < in; k += 32) {
-        if (k % 128 == 0)
-            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + k / 2, _MM_HINT_T0);
+    for (size_t g = 0; g < nb; g++) {
+        if (g % 4 == 0)
+            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) {
-            const uint8_t *p = q + (size_t)b * rb + k / 2;
-            float ds = _cvtsh_ss(d[(size_t)b * ng + k / w->group]); /* F16C, inline */
-            __m256 sc = _mm256_set1_ps(ds), m8 = _mm256_set1_ps(-8 * ds);
-            __m256i a0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
-            __m256i a1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
-            __m256 w0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(a0, m15)), sc, m8);
-            __m256 w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(a1, m15)), sc, m8);
-            __m256 w2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(a0, 4)), sc, m8);
-            __m256 w3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(a1, 4)), sc, m8);
+            __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)b * rb + g * 16)));
+            __m256i lo = _mm256_sub_epi16(_mm256_and_si256(v, m15), e8);
+            __m256i hi = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), e8);
+            __m256 dw = _mm256_set1_ps(_cvtsh_ss(d[(size_t)b * ng + g / gb]));
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
-                const float *xa = x + (size_t)a * in + k;
-                __m256 t = _mm256_fmadd_ps(_mm256_loadu_ps(xa), w0, acc[a][b]);
-                t = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 8), w1, t);
-                t = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 16), w2, t);
-                acc[a][b] = _mm256_fmadd_ps(_mm256_loadu_ps(xa + 24), w3, t);
+                const int16_t *h = xq->h + (size_t)a * in + g * 32;
+                __m256i s = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)h)),
+                                             _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(h + 16))));
+                __m256 sc = _mm256_mul_ps(_mm256_broadcast_ss(xq->hs + (size_t)a * nb + g), dw);
+                acc[a][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[a][b]);
             }
         }
     }
@@ -257,41 +256,40 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const float *x, const qweight *w,
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = hsum(acc[a][b]);
 }
 
-/* 8DA4W: integer dot products. x comes as u = xq + 128 (unsigned, maddubs' first
- * operand) and Z = 128 + zp; per 32-block maddubs(u, q) - maddubs(Z, q) is, pair by pair,
- * sum (xq - zp) * q exactly (|.| <= 255*8*2 fits int16), madd widens it to 8 int32 lane
- * sums, and those are scaled by the block's f32 scale into f32 accumulators. So each
- * group's integer sum is exact and only the f32 adds are ordered differently from the
- * reference. TODO: AVX-512 VNNI / AVX-VNNI (vpdpbusd) would fuse maddubs+madd; no
- * machine here to test it on. */
+/* 8DA4W: integer dot products on the int16 h = xq - zp (in [-255, 255]): per 32-block
+ * the weights widened to int16 as Q4's, pmaddwd against h gives 8 exact int32 sums of
+ * (xq - zp) * q, converted and scaled by the block's f32 scale into f32 accumulators, the
+ * row's scale applied at the end. So each group's integer sum is exact and only the f32
+ * adds are ordered differently from the reference. (pmaddwd here does what maddubs +
+ * a second maddubs for the zero point + pmaddwd did before, in one instruction fewer per
+ * row of x; AVX-512 VNNI / AVX-VNNI would fuse more, with no machine here to test it.) */
 INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in,
                             int nx, int nw) {
     __m256 acc[QX][QW];
-    __m256i zv[QX];
     size_t ng = in / 32, rb = in / 2;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const float *sg = (const float *)w->scales + o * ng;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i m15 = _mm256_set1_epi16(15), e8 = _mm256_set1_epi16(8);
 #pragma GCC unroll 4
-    for (int a = 0; a < nx; a++) {
-        zv[a] = _mm256_set1_epi8((char)(uint8_t)(128 + xq->zp[a]));
+    for (int a = 0; a < nx; a++)
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
-    }
     const char *next = (const char *)(q + (size_t)nw * rb);
     for (size_t g = 0; g < ng; g++) {
         if (g % 4 == 0)
             for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
 #pragma GCC unroll 3
         for (int b = 0; b < nw; b++) {
-            __m256i qv = nibbles(q + (size_t)b * rb + g * 16);
+            __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)b * rb + g * 16)));
+            __m256i lo = _mm256_sub_epi16(_mm256_and_si256(v, m15), e8);
+            __m256i hi = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), e8);
             __m256 sc = _mm256_broadcast_ss(sg + (size_t)b * ng + g);
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
-                __m256i u = _mm256_loadu_si256((const __m256i *)(xq->u + (size_t)a * in + g * 32));
-                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, qv), _mm256_maddubs_epi16(zv[a], qv));
-                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
-                acc[a][b] = _mm256_fmadd_ps(f, sc, acc[a][b]);
+                const int16_t *h = xq->h + (size_t)a * in + g * 32;
+                __m256i s = _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)h)),
+                                             _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(h + 16))));
+                acc[a][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[a][b]);
             }
         }
     }
@@ -311,7 +309,8 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
         for (size_t i = 0; i < n; i += QX) {
             int nx = n - i < QX ? (int)(n - i) : QX;
             kern_xq xi = {0};
-            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i};
+            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
+            if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += qw) {
                 int nw = s1 - o < qw ? (int)(s1 - o) : (int)qw;
                 float *yt = y + i * out + o;
@@ -320,7 +319,7 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
 #define T(A, B)                                                                                    \
     case A * 8 + B:                                                                                \
         if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
-        else if (t == WQ_Q4) tile_q4(yt, out, xt, w, o, in, A, B);                                 \
+        else if (t == WQ_Q4) tile_q4(yt, out, &xi, w, o, in, A, B);                                 \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B);                                             \
         break;
                     T(1, 1) T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(3, 1) T(3, 2) T(3, 3) T(4, 1) T(4, 2) T(4, 3)
@@ -344,12 +343,112 @@ static AVX2 void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, cons
     qmatmul(WQ_8DA4W, y, x, xq, w, n, in, out, o0, o1);
 }
 
+/* ---- activation quantization: kern.c's kern_quant_act and kern_quant_act16, bit for bit
+ * (min, max, one IEEE product or quotient per element, RNE conversion, saturating packs
+ * for the clamps), 32 elements at a time. in is a multiple of 32 for every quantized
+ * weight; any rest goes to the scalar code. */
+
+INLINE AVX2 float hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE AVX2 float hmin(__m256 v) {
+    __m128 s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_min_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Nonzero if any of x*0 is not 0: a NaN or an infinity among the 8. */
+INLINE AVX2 int nonfinite(__m256 x) {
+    return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_mul_ps(x, _mm256_setzero_ps()), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+
+static AVX2 void quant_act(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in) {
+    size_t n32 = in / 32 * 32;
+    if (n32 < in) { /* not a layout any weight has: the reference, then h */
+        kern_quant_act(q, scale, zp, x, in);
+        for (size_t k = 0; k < in; k++) h[k] = (int16_t)(q[k] - *zp);
+        return;
+    }
+    __m256 mn = _mm256_setzero_ps(), mx = _mm256_setzero_ps();
+    int bad = 0;
+    for (size_t k = 0; k < in; k += 8) {
+        __m256 v = _mm256_loadu_ps(x + k);
+        mn = _mm256_min_ps(mn, v);
+        mx = _mm256_max_ps(mx, v);
+        bad |= nonfinite(v);
+    }
+    if (bad) {
+        memset(q, 0, in);
+        memset(h, 0, in * sizeof *h);
+        *scale = NAN;
+        *zp = 0;
+        return;
+    }
+    float fmn = hmin(mn), fmx = hmax(mx);
+    float s = fmaxf((fmx - fmn) / 255.0f, FLT_MIN), id = 1.0f / s;
+    float z = -128.0f - rintf(fmaxf(fmn / s, -1e6f));
+    int32_t zi = (int32_t)(z < -128 ? -128 : z > 127 ? 127 : z);
+    const __m256 vid = _mm256_set1_ps(id), lo = _mm256_set1_ps(-512), hi = _mm256_set1_ps(512);
+    const __m256i vz = _mm256_set1_epi32(zi), perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+                  vz16 = _mm256_set1_epi16((short)zi);
+    for (size_t k = 0; k < in; k += 32) {
+        __m256i r[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8 * j), vid), lo), hi);
+            r[j] = _mm256_add_epi32(_mm256_cvtps_epi32(v), vz);
+        }
+        __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+        b = _mm256_permutevar8x32_epi32(b, perm);
+        _mm256_storeu_si256((__m256i *)(q + k), b);
+        _mm256_storeu_si256((__m256i *)(h + k), _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(b)), vz16));
+        _mm256_storeu_si256((__m256i *)(h + k + 16),
+                            _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1)), vz16));
+    }
+    *scale = s;
+    *zp = zi;
+}
+
+static AVX2 void quant_act16(int16_t *h, float *hs, const float *x, size_t in) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-32767), hi = _mm256_set1_ps(32767);
+    for (size_t b = 0; b < in / 32; b++, x += 32, h += 32) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        int bad = 0;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(x + 8 * j);
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+            bad |= nonfinite(v[j]);
+        }
+        float d = hmax(m) / 32767.0f;
+        hs[b] = bad ? NAN : d;
+        if (!(hs[b] > 0)) {
+            memset(h, 0, 32 * sizeof *h);
+            continue;
+        }
+        __m256 vd = _mm256_set1_ps(d);
+        __m256i r[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+            r[j] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v[j], vd), lo), hi));
+        _mm256_storeu_si256((__m256i *)h, _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xd8));
+        _mm256_storeu_si256((__m256i *)(h + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(r[2], r[3]), 0xd8));
+    }
+}
+
 const kern_ops kern_avx2 = {
     .name = "avx2",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
+    .quant_act = quant_act,
+    .quant_act16 = quant_act16,
 };
 #else
 /* ISO C wants something in every translation unit. */

@@ -184,43 +184,40 @@ INLINE void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size
         }
 }
 
-/* The low (hi = 0) or high four lanes of h, nibble values widened to u16, as f32. */
-INLINE float32x4_t nib4(uint16x8_t h, int hi) {
-    return vcvtq_f32_u32(hi ? vmovl_high_u16(h) : vmovl_u16(vget_low_u16(h)));
-}
-
-/* Q4 (w4a16): per 32-block the 32 weights widened to f32 already scaled, (v - 8) * d as
- * fma(v, d, -8d), exact (v*d has 4 + 11 significant bits): the f32 matmul of the
- * dequantized weight, as the reference. */
-INLINE void tile_q4(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx, int nw) {
+/* Q4 (w4a16, int16 activations; kern.h): per 32-block the weights as int8 (nibble - 8),
+ * widened to int16 (SXTL), multiplied with the block's int16 activations into int32
+ * lanes (SMULL/SMLAL: exact), converted and scaled by hs * d, the reference's product.
+ * Only the order of the f32 adds differs from the reference. */
+INLINE void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in, int nx,
+                    int nw) {
     float32x4_t acc[NX][NW];
-    size_t ng = in / w->group, rb = in / 2;
+    size_t ng = in / w->group, nb = in / 32, gb = w->group / 32, rb = in / 2;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const uint16_t *d = (const uint16_t *)w->scales + o * ng;
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = vdupq_n_f32(0);
-    for (size_t k = 0; k < in; k += 32) {
+    for (size_t g = 0; g < nb; g++) {
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
-            uint8x16_t v = vld1q_u8(q + (size_t)b * rb + k / 2);
-            float ds = kern_f16(d[(size_t)b * ng + k / w->group]);
-            float32x4_t sc = vdupq_n_f32(ds), m8 = vdupq_n_f32(-8 * ds);
-            uint8x16_t lo = vandq_u8(v, vdupq_n_u8(15)), hi = vshrq_n_u8(v, 4);
-            uint16x8_t l0 = vmovl_u8(vget_low_u8(lo)), l1 = vmovl_high_u8(lo);
-            uint16x8_t h0 = vmovl_u8(vget_low_u8(hi)), h1 = vmovl_high_u8(hi);
-            float32x4_t wv[8] = {nib4(l0, 0), nib4(l0, 1), nib4(l1, 0), nib4(l1, 1),
-                                 nib4(h0, 0), nib4(h0, 1), nib4(h1, 0), nib4(h1, 1)};
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) wv[i] = vfmaq_f32(m8, wv[i], sc);
+            uint8x16_t v = vld1q_u8(q + (size_t)b * rb + g * 16);
+            int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
+            int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+            int16x8_t wv[4] = {vmovl_s8(vget_low_s8(lo)), vmovl_high_s8(lo), vmovl_s8(vget_low_s8(hi)),
+                               vmovl_high_s8(hi)};
+            float dw = kern_f16(d[(size_t)b * ng + g / gb]);
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
-                const float *xa = x + (size_t)a * in + k;
-                float32x4_t t = acc[a][b];
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) t = vfmaq_f32(t, vld1q_f32(xa + 4 * i), wv[i]);
-                acc[a][b] = t;
+                const int16_t *h = xq->h + (size_t)a * in + g * 32;
+                int32x4_t s = vdupq_n_s32(0);
+#pragma GCC unroll 4
+                for (int i = 0; i < 4; i++) {
+                    int16x8_t hv = vld1q_s16(h + 8 * i);
+                    s = vmlal_s16(s, vget_low_s16(wv[i]), vget_low_s16(hv));
+                    s = vmlal_high_s16(s, wv[i], hv);
+                }
+                acc[a][b] = vfmaq_f32(acc[a][b], vcvtq_f32_s32(s), vdupq_n_f32(xq->hs[(size_t)a * nb + g] * dw));
             }
         }
     }
@@ -313,7 +310,8 @@ INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const ker
         for (size_t i = 0; i < n; i += NX) {
             int nx = n - i < NX ? (int)(n - i) : NX;
             kern_xq xi = {0};
-            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i};
+            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
+            if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += NW) {
                 int nw = s1 - o < NW ? (int)(s1 - o) : NW;
                 float *yt = y + i * out + o;
@@ -322,7 +320,7 @@ INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const ker
 #define T(A, B)                                                                                    \
     case A * 8 + B:                                                                                \
         if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
-        else if (t == WQ_Q4) tile_q4(yt, out, xt, w, o, in, A, B);                                 \
+        else if (t == WQ_Q4) tile_q4(yt, out, &xi, w, o, in, A, B);                                 \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B, use_sdot);                                       \
         break;
                     T(1, 1) T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4)

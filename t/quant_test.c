@@ -263,7 +263,9 @@ static double bound(const float *x, const kern_xq *xq, const qweight *qw, size_t
     weight w = {WQ_DTYPE(qw->q), qw};
     double s = 0;
     for (size_t k = 0; k < in; k++) {
-        double xv = qw->q == WQ_8DA4W ? ((double)xq->q[i * in + k] - xq->zp[i]) * xq->scale[i] : x[i * in + k];
+        double xv = qw->q == WQ_8DA4W ? ((double)xq->q[i * in + k] - xq->zp[i]) * xq->scale[i]
+                    : qw->q == WQ_Q4 ? (double)xq->h[i * in + k] * xq->hs[i * (in / 32) + k / 32]
+                                     : x[i * in + k];
         s += fabs(xv * weight_get(w, o * in + k));
     }
     return 2e-6 * s + 1e-37;
@@ -284,12 +286,17 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
         if (n > 2) x[2 * in + 1] = INFINITY;  /* row 2: an Inf */
     }
     int8_t *q = xmalloc(n * in);
-    uint8_t *u = xmalloc(n * in);
     float *sc = xmalloc(n * sizeof *sc);
     int32_t *zp = xmalloc(n * sizeof *zp);
-    kern_xq xq = {q, u, sc, zp};
-    for (size_t i = 0; i < n; i++) kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
-    for (size_t i = 0; i < n * in; i++) u[i] = (uint8_t)(q[i] + 128);
+    int16_t *h = xmalloc(n * in * sizeof *h);
+    float *hs = xmalloc(n * (in / 32 + 1) * sizeof *hs);
+    kern_xq xq = {q, sc, zp, h, hs};
+    for (size_t i = 0; i < n; i++) {
+        kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
+        if (t == WQ_8DA4W)
+            for (size_t k = 0; k < in; k++) h[i * in + k] = (int16_t)(q[i * in + k] - zp[i]);
+        else if (in % 32 == 0) kern_quant_act16(h + i * in, hs + i * (in / 32), x + i * in, in);
+    }
     kern_qref(t)(want, x, &xq, &qw, n, in, out, 0, out);
     for (size_t i = 0; i < n * out; i++) got[i] = 12345;
     size_t o0 = out > 2 ? 1 : 0, o1 = out > 2 ? out - 1 : out;
@@ -306,10 +313,10 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
                         kinds[kind], n, in, out, i, o, a, b);
         }
     CHECK(!bad, "kernel mismatch");
-    if (t == WQ_8DA4W && kind == 4 && n > 2) /* defined: a non-finite x row gives NaN outputs */
-        CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "8da4w: NaN/Inf rows not NaN");
+    if ((t == WQ_8DA4W || t == WQ_Q4) && kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
+        CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "%s: NaN/Inf rows not NaN", t == WQ_Q4 ? "q4" : "8da4w");
     free_qw(&qw);
-    free(x), free(want), free(got), free(q), free(u), free(sc), free(zp);
+    free(x), free(want), free(got), free(q), free(sc), free(zp), free(h), free(hs);
 }
 
 static void test_roundtrip(void) {
@@ -366,6 +373,58 @@ static void test_act(void) {
     CHECK(isnan(s), "act quant: an Inf gives scale NaN");
 }
 
+/* kern_quant_act16 within half a step of every x, and every variant's quantizers (both
+ * kinds) bit for bit the generic ones, on the adversarial rows too. */
+static void test_act16(void) {
+    enum { IN = 160, NB = IN / 32 };
+    const kern_ops *v[4];
+    size_t nv = kern_variants(v, 4);
+    float x[IN], hs[NB], hs2[NB], s, s2;
+    int16_t h[IN], h2[IN];
+    int8_t q[IN], q2[IN];
+    int32_t zp, zp2;
+    for (int trial = 0; trial < 600; trial++) {
+        float big = trial % 4 == 0 ? 1e-20f : trial % 4 == 1 ? 1e20f : trial % 4 == 2 ? 1e-39f : 3;
+        for (size_t k = 0; k < IN; k++) x[k] = (unif() + (trial % 7 == 0 ? 1.0f : trial % 7 == 1 ? -1.0f : 0)) * big;
+        if (trial % 11 == 0) memset(x, 0, 64 * sizeof *x);  /* zero blocks */
+        if (trial % 13 == 0) x[trial % IN] = NAN;
+        if (trial % 17 == 0) x[(trial * 7) % IN] = -INFINITY;
+        if (trial % 5 == 0) x[trial % IN] = 1e4f * (trial % 2 ? -big : big); /* an outlier */
+        kern_quant_act16(h, hs, x, IN);
+        double worst = 0;
+        for (size_t k = 0; k < IN; k++) {
+            if (isnan(hs[k / 32])) {
+                CHECK(h[k] == 0, "act16: a non-finite block's h is 0");
+                continue;
+            }
+            /* hs subnormal (x near 2^-126 / 32767) is rounded to 2^-149: h clamps short by that much */
+            worst = fmax(worst, fabs(x[k] - h[k] * (double)hs[k / 32]) - hs[k / 32] * 0.504 - 32767 * 0x1p-150);
+        }
+        for (size_t b = 0; b < NB; b++) {
+            int bad = 0;
+            for (size_t k = b * 32; k < b * 32 + 32; k++) bad |= !isfinite(x[k]);
+            CHECK(bad == !!isnan(hs[b]), "act16, trial %d: block %zu NaN iff it holds a NaN or an Inf", trial, b);
+        }
+        CHECK(worst <= 0, "act16, trial %d: excess %g", trial, worst);
+        kern_quant_act(q, &s, &zp, x, IN);
+        for (size_t vi = 0; vi < nv; vi++) {
+            if (v[vi]->quant_act16) {
+                memset(h2, 0x55, sizeof h2);
+                v[vi]->quant_act16(h2, hs2, x, IN);
+                CHECK(!memcmp(h, h2, sizeof h) && !memcmp(hs, hs2, sizeof hs), "%s act16, trial %d: not the generic bits",
+                      v[vi]->name, trial);
+            }
+            if (v[vi]->quant_act) {
+                memset(q2, 0x55, sizeof q2);
+                v[vi]->quant_act(q2, h2, &s2, &zp2, x, IN);
+                int ok = !memcmp(q, q2, sizeof q) && !memcmp(&s, &s2, sizeof s) && zp == zp2;
+                for (size_t k = 0; k < IN; k++) ok &= h2[k] == q[k] - zp;
+                CHECK(ok, "%s act, trial %d: not the generic bits", v[vi]->name, trial);
+            }
+        }
+    }
+}
+
 static void test_f16(void) {
     for (int i = 0; i < 100000; i++) {
         float f = ldexpf(unif(), (int)(next() % 40) - 30);
@@ -386,6 +445,7 @@ static int cmd_kernels(void) {
     printf("\n");
     test_roundtrip();
     test_act();
+    test_act16();
     test_f16();
     static const size_t ns[] = {1, 2, 3, 4, 7}, ins[] = {32, 96, 128, 384}, outs[] = {1, 2, 5, 17, 64};
     const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}};

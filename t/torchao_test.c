@@ -94,7 +94,8 @@ static int cmd_fixture(const char *fixdir, const char *name) {
         void *scratch = NULL;
         size_t qs = kern_qscratch(n, in);
         const qweight *q = lin[i].data;
-        if (weight_q(lin[i]) == WQ_FMT && q->fmt->scratch && q->fmt->scratch(q, n) > qs) qs = q->fmt->scratch(q, n);
+        if (weight_q(lin[i]) == WQ_FMT && q->fmt->scratch && 64 + q->fmt->scratch(q, n) > qs)
+            qs = 64 + q->fmt->scratch(q, n);
         if (!y || posix_memalign(&scratch, 64, qs)) die("malloc", "out of memory");
         kern_matmul_w(kern_best(), NULL, y, x, lin[i], n, in, out, scratch);
         double md = 0, scale = 0;
