@@ -105,6 +105,15 @@ static void scores(float *s, const float *q, const float *k, size_t n, size_t st
     for (size_t t = 0; t < n; t++) s[t] = dot_f32(q, k + t * stride, hd);
 }
 
+static float exps(float *s, size_t n, float m) {
+    float sum = 0;
+    for (size_t t = 0; t < n; t++) {
+        s[t] = expf(s[t] - m);
+        sum += s[t];
+    }
+    return sum;
+}
+
 static void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
     for (size_t t = 0; t < n; t++)
         for (size_t j = 0; j < hd; j++) o[j] += p[t] * v[t * stride + j];
@@ -238,6 +247,7 @@ static const kern_ops kern_generic = {
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
+    .exps = exps,
     .quant_act = quant_act,
     .quant_act16 = kern_quant_act16,
 };
@@ -542,10 +552,7 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t ng, const
                 l[g] *= c;
                 m[g] = mb;
             }
-            for (size_t t = 0; t < nb; t++) {
-                s[t] = expf(s[t] - mb);
-                l[g] += s[t];
-            }
+            l[g] += (k->exps ? k->exps : exps)(s, nb, mb);
             k->accum(og, s, vc + t0 * stride, nb, stride, hd);
         }
     }
@@ -561,11 +568,12 @@ static void attn_task(void *arg, int ti, int nt) {
     size_t per = (group + parts - 1) / parts, kv_dim = a->n_kv_heads * a->hd;
     size_t items = a->n * a->n_kv_heads * parts;
     float scale = 1.0f / sqrtf((float)a->hd);
-    /* an item is (position, kv head, part of its q heads); strided, not contiguous:
-     * later positions attend over more rows, so every thread gets a fair share of the
-     * causal triangle */
+    /* an item is (kv head, part of its q heads, position), position fastest; strided, not
+     * contiguous: later positions attend over more rows, so every thread gets a fair share
+     * of the causal triangle, and a thread's next item reads the same head's K/V rows
+     * (still in L2) rather than the next head's (all of a layer's K/V, from memory) */
     for (size_t it = (size_t)ti; it < items; it += (size_t)nt) {
-        size_t i = it / (a->n_kv_heads * parts), kvh = it / parts % a->n_kv_heads, h0 = kvh * group + it % parts * per;
+        size_t i = it % a->n, hp = it / a->n, kvh = hp / parts, h0 = kvh * group + hp % parts * per;
         size_t ng = h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
         size_t row = (i * a->n_heads + h0) * a->hd;
         attend(a->k, a->out + row, a->q + row, ng, a->kc + kvh * a->hd, a->vc + kvh * a->hd, a->pos0 + i + 1,

@@ -54,6 +54,9 @@ typedef struct {
     void (*scores)(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd);
     /* o[hd] += sum over t < n of p[t] * v[t*stride .. +hd] (probabilities times values) */
     void (*accum)(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd);
+    /* s[t] = exp(s[t] - m) for t < n (every s[t] <= m), returning their sum: softmax's
+     * numerators; within 2 ulp of expf, a NaN stays NaN */
+    float (*exps)(float *s, size_t n, float m);
     /* kern_quant_act and kern_quant_act16 with the same bits (NULL: the generic ones);
      * quant_act also writes h = q - zp */
     void (*quant_act)(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);

@@ -120,24 +120,78 @@ static AVX2 void matmul_bf16(float *y, const float *x, const void *w, size_t n, 
     matmul(y, x, w, ST_BF16, n, in, out, o0, o1);
 }
 
-/* Four accumulators: a 128-float row is 16 vectors, four chains of four FMAs. */
+/* The 8 sums of a[0..7] as one vector (lane j: the sum of a[j]'s lanes). */
+INLINE AVX2 __m256 hsum8(const __m256 *a) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* Eight keys at a time, one accumulator each (eight independent FMA chains sharing each
+ * vector of q), reduced together: one horizontal sum per 8 keys rather than per key.
+ * The keys past the last 8 (and rows with hd not a multiple of 8) one at a time. */
 static AVX2 void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
-    for (size_t t = 0; t < n; t++) {
-        const float *kr = k + t * stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-               a3 = _mm256_setzero_ps();
-        size_t j = 0;
-        for (; j + 32 <= hd; j += 32) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kr + j), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 8), _mm256_loadu_ps(kr + j + 8), a1);
-            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 16), _mm256_loadu_ps(kr + j + 16), a2);
-            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j + 24), _mm256_loadu_ps(kr + j + 24), a3);
+    size_t t = 0, h8 = hd / 8 * 8;
+    if (h8 == hd)
+        for (; t + 8 <= n; t += 8) {
+            __m256 a[8];
+            const float *kr = k + t * stride;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+            for (size_t j = 0; j < hd; j += 8) {
+                __m256 qv = _mm256_loadu_ps(q + j);
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr + i * stride + j), a[i]);
+            }
+            _mm256_storeu_ps(s + t, hsum8(a));
         }
-        for (; j + 8 <= hd; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kr + j), a0);
-        float r = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; t < n; t++) {
+        const float *kr = k + t * stride;
+        __m256 a0 = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j < h8; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kr + j), a0);
+        float r = hsum(a0);
         for (; j < hd; j++) r += q[j] * kr[j];
         s[t] = r;
     }
+}
+
+/* exp(x) for x <= 0: x = n ln2 + r (ln2 in two parts, |r| <= ln2/2), exp(r) by Cephes'
+ * degree-6 polynomial (expf's to 2 ulp), times 2^n built in the exponent bits. Below
+ * -87.3 it is exp(-87.3), 1.2e-38 (nothing beside the softmax's largest term, 1); a NaN
+ * passes through. */
+INLINE AVX2 __m256 exp_neg(__m256 x) {
+    __m256 x0 = x, nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    return _mm256_blendv_ps(y, x0, nan);
+}
+
+static AVX2 float exps(float *s, size_t n, float m) {
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    size_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+        __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + t), vm));
+        _mm256_storeu_ps(s + t, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum(acc);
+    for (; t < n; t++) {
+        s[t] = expf(s[t] - m);
+        sum += s[t];
+    }
+    return sum;
 }
 
 /* o in registers, 64 floats at a time, while the n rows of V stream past. */
@@ -447,6 +501,7 @@ const kern_ops kern_avx2 = {
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
+    .exps = exps,
     .quant_act = quant_act,
     .quant_act16 = quant_act16,
 };

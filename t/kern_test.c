@@ -177,6 +177,40 @@ static void test_scores_accum(const kern_ops **v, size_t nv) {
         }
 }
 
+/* exps: within 2.5 ulp of expf down to -87 (and below, no more than exp(-87)); NaN stays
+ * NaN; the sum is the sum of what it wrote. */
+static void test_exps(const kern_ops **v, size_t nv) {
+    enum { N = 203 };
+    float x[N], s[N];
+    for (size_t k = 0; k < nv; k++) {
+        if (!v[k]->exps) continue;
+        for (int trial = 0; trial < 200; trial++) {
+            float m = trial % 2 ? 3.5f : -1e3f;
+            for (size_t t = 0; t < N; t++) x[t] = m - (float)(fabs(unif()) * (trial % 3 == 0 ? 120 : 20));
+            x[trial % N] = m;
+            if (trial % 7 == 0) x[(trial * 5) % N] = NAN;
+            memcpy(s, x, sizeof s);
+            float sum = v[k]->exps(s, N, m);
+            int ok = 1;
+            double want_sum = 0;
+            for (size_t t = 0; t < N; t++) {
+                float e = expf(x[t] - m);
+                if (isnan(x[t])) {
+                    ok &= isnan(s[t]) != 0;
+                    continue;
+                }
+                want_sum += s[t];
+                int okt = x[t] - m >= -87 ? fabs((double)s[t] - e) <= 2.5 * (nextafterf(e, INFINITY) - e)
+                                          : s[t] >= 0 && s[t] <= 1.65e-38f; /* exp(-87) */
+                ok &= okt;
+            }
+            int has_nan = trial % 7 == 0;
+            ok &= has_nan ? isnan(sum) : close_to(sum, want_sum, 1e-6 * want_sum);
+            check(ok, "%s exps, trial %d", v[k]->name, trial);
+        }
+    }
+}
+
 /* ---- the pool: same bits on 1, 2 and 3 threads ---- */
 
 typedef struct {
@@ -739,6 +773,7 @@ int main(int argc, char **argv) {
     test_convert();
     test_matmul_variants(v, nv);
     test_scores_accum(v, nv);
+    test_exps(v, nv);
     test_pool(v, nv);
     test_rope();
     test_attention(v, nv);
