@@ -5,6 +5,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant.h"
@@ -354,7 +355,7 @@ typedef struct {
 } act_hdr;
 
 size_t kern_qscratch(size_t n, size_t in) {
-    return 64 + up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)) + up64(2 * n * in) +
+    return 64 + 2 * up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)) + up64(2 * n * in) +
            up64(n * (in / 32) * sizeof(float));
 }
 
@@ -362,6 +363,7 @@ static kern_xq xq_of(void *scratch, size_t n, size_t in) {
     uint8_t *s = (uint8_t *)scratch + 64;
     kern_xq xq;
     xq.q = (int8_t *)s, s += up64(n * in);
+    xq.u = s, s += up64(n * in);
     xq.scale = (float *)s, s += up64(n * sizeof(float));
     xq.zp = (int32_t *)s, s += up64(n * sizeof(int32_t));
     xq.h = (int16_t *)s, s += up64(2 * n * in);
@@ -384,23 +386,94 @@ static void act_task(void *arg, int i, int nt) {
     pool_split(j->n, 1, i, nt, &lo, &hi);
     const kern_xq *xq = j->xq;
     for (size_t r = lo; r < hi; r++) {
-        if (j->kind == WQ_8DA4W)
+        if (j->kind == WQ_8DA4W) {
             (j->k->quant_act ? j->k->quant_act : quant_act)(xq->q + r * in, xq->h + r * in, xq->scale + r, xq->zp + r,
                                                             j->x + r * in, in);
-        else
+            for (size_t c = 0; c < in; c++) xq->u[r * in + c] = (uint8_t)(xq->q[r * in + c] ^ 0x80);
+        } else
             (j->k->quant_act16 ? j->k->quant_act16 : kern_quant_act16)(xq->h + r * in, xq->hs + r * (in / 32),
                                                                      j->x + r * in, in);
     }
 }
 
-static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight wt, size_t n, size_t in,
-                     size_t out, void *scratch, int same) {
+/* A panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
+ * columns as 16 bytes (byte b: row b/4 in its low nibble, row 4 + b/4 in its high one,
+ * column b%4 of the quad, each as q + 8), then the 8 rows' f32 scales, then their int32
+ * sums of q. Rows past the weight's last (the last panel's padding) are zero. */
+struct kern_packed {
+    void *panels;
+    size_t rows, in;
+};
+
+enum { PANEL_BLOCK = 8 * 16 + 8 * 4 + 8 * 4 };
+
+kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
+    if (!k->panel_8da4w || w->q != WQ_8DA4W || w->in % 32) return NULL;
+    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * ng * PANEL_BLOCK;
+    kern_packed *pk = malloc(sizeof *pk);
+    void *mem = NULL;
+    if (!pk || posix_memalign(&mem, 64, bytes ? bytes : 64)) {
+        free(pk);
+        return NULL;
+    }
+    *pk = (kern_packed){mem, rows, in};
+    const float *sc = w->scales;
+    for (size_t pi = 0; pi < np; pi++)
+        for (size_t g = 0; g < ng; g++) {
+            uint8_t *blk = (uint8_t *)mem + (pi * ng + g) * PANEL_BLOCK, v[8][32];
+            float *ps = (float *)(blk + 128);
+            int32_t *qs = (int32_t *)(blk + 160);
+            for (int r = 0; r < 8; r++) { /* the 8 rows' q + 8 (0..15), padding rows 8 (q = 0) */
+                size_t row = pi * 8 + (size_t)r;
+                const uint8_t *nib = (const uint8_t *)w->data + row * in / 2 + g * 16;
+                int32_t sum = 0;
+                for (int c = 0; c < 16; c++) {
+                    v[r][c] = row < rows ? nib[c] & 15 : 8;
+                    v[r][c + 16] = row < rows ? nib[c] >> 4 : 8;
+                    sum += v[r][c] + v[r][c + 16] - 16;
+                }
+                ps[r] = row < rows ? sc[row * ng + g] : 0;
+                qs[r] = sum;
+            }
+            for (int j = 0; j < 8; j++)
+                for (int b = 0; b < 16; b++)
+                    blk[j * 16 + b] = (uint8_t)(v[b / 4][4 * j + b % 4] | v[4 + b / 4][4 * j + b % 4] << 4);
+        }
+    return pk;
+}
+
+const void *kern_panels(const kern_packed *p) { return p->panels; }
+
+void kern_packed_free(kern_packed *p) {
+    if (!p) return;
+    free(p->panels);
+    free(p);
+}
+
+typedef struct {
+    const kern_ops *k;
+    float *y;
+    const kern_xq *xq;
+    const kern_packed *pk;
+    size_t n, out;
+} panel_job;
+
+static void panel_task(void *arg, int i, int nt) {
+    const panel_job *j = arg;
+    size_t lo, hi;
+    pool_split(j->out, 16, i, nt, &lo, &hi);
+    if (lo < hi) j->k->panel_8da4w(j->y, j->xq, j->pk->panels, j->n, j->pk->in, j->out, lo, hi);
+}
+
+static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight wt, const kern_packed *pk,
+                     size_t n, size_t in, size_t out, void *scratch, int same) {
     if (weight_q(wt) == WQ_NONE) {
         kern_matmul(k, p, y, x, wt, n, in, out);
         return;
     }
     const qweight *w = wt.data;
     act_hdr *h = scratch;
+    if (!k->panel_8da4w) pk = NULL;
     if (w->q == WQ_FMT) {
         h->kind = 0; /* the format's prep owns the scratch past the header */
         void *fs = (uint8_t *)scratch + 64;
@@ -416,18 +489,28 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         pool_run(n < 4 ? NULL : p, act_task, &aj);
         *h = (act_hdr){x, n, in, kind};
     }
+    if (pk && n >= 4 && w->q == WQ_8DA4W && k->panel_8da4w && pk->rows == out && pk->in == in) {
+        panel_job pj = {k, y, &xq, pk, n, out};
+        pool_run(p, panel_task, &pj);
+        return;
+    }
     qmatmul_job j = {qfn(k, w->q), y, x, &xq, w, n, in, out};
     pool_run(n * in * out < 32768 ? NULL : p, qmatmul_task, &j);
 }
 
 void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n, size_t in,
                    size_t out, void *scratch) {
-    matmul_w(k, p, y, x, w, n, in, out, scratch, 0);
+    matmul_w(k, p, y, x, w, NULL, n, in, out, scratch, 0);
 }
 
 void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n, size_t in,
                         size_t out, void *scratch) {
-    matmul_w(k, p, y, x, w, n, in, out, scratch, 1);
+    matmul_w(k, p, y, x, w, NULL, n, in, out, scratch, 1);
+}
+
+void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
+                    size_t n, size_t in, size_t out, void *scratch, int same) {
+    matmul_w(k, p, y, x, w, pk, n, in, out, scratch, same);
 }
 
 void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps) {

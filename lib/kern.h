@@ -34,6 +34,7 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
  * NaN (defined behaviour, the same in every variant). */
 typedef struct {
     int8_t *q;     /* 8DA4W */
+    uint8_t *u;    /* 8DA4W: q + 128, the unsigned operand of x86's maddubs (panels) */
     float *scale;
     int32_t *zp;
     int16_t *h;    /* Q4; 8DA4W: q - zp, the int16 operand of x86's pmaddwd */
@@ -61,6 +62,10 @@ typedef struct {
      * quant_act also writes h = q - zp */
     void (*quant_act)(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
     void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
+    /* 8DA4W weights repacked as panels (kern_pack, below): y columns [o0, o1) of n rows, o0
+     * a multiple of 8; NULL where the variant has none */
+    void (*panel_8da4w)(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                        size_t o0, size_t o1);
 } kern_ops;
 
 /* The fastest variant this CPU runs. */
@@ -88,6 +93,25 @@ void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight 
  * wants, for this x, n and in, are used as they are rather than quantized again. */
 void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                         size_t in, size_t out, void *scratch);
+
+/* An 8DA4W weight repacked for a prefill's GEMM: panels of 8 rows whose int4 values are
+ * interleaved 4 columns at a time, each block of 32 columns followed by the 8 rows' scales
+ * and sums of q, so that one maddubs multiplies 4 columns of one x row (broadcast) with
+ * 8 rows of W, lanes are rows, and the per-block int-to-f32 scaling is done once per 8
+ * rows rather than per row. The same integers, so the same exact group sums as the
+ * reference; the f32 adds in block order as the reference, fused. Built in memory by the
+ * CPU backend of a process that prefills (the cache file keeps the plain layout, which
+ * decode reads); results can then differ from the plain kernels' in the last bits, so a
+ * position's K/V from a prefill of 4 or more positions is not bit for bit its K/V computed
+ * alone (they agree to f32 rounding). NULL if k has no panel kernel or out of memory. */
+typedef struct kern_packed kern_packed;
+kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
+void kern_packed_free(kern_packed *p);
+const void *kern_panels(const kern_packed *p); /* for tests: kern_ops.panel_8da4w's argument */
+/* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where n >= 4 and pk is
+ * not NULL. */
+void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
+                    size_t n, size_t in, size_t out, void *scratch, int same);
 
 /* One row x[in] to int8 per torchao (quant.h): min_neg = min(min x, 0), max_pos = max(max x, 0),
  * s = max((max_pos - min_neg) / 255, FLT_MIN), zp = clamp(-128 - rne(min_neg / s), -128, 127),

@@ -363,8 +363,8 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
         for (size_t i = 0; i < n; i += QX) {
             int nx = n - i < QX ? (int)(n - i) : QX;
             kern_xq xi = {0};
-            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
-            if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
+            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
+            if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += qw) {
                 int nw = s1 - o < qw ? (int)(s1 - o) : (int)qw;
                 float *yt = y + i * out + o;
@@ -395,6 +395,85 @@ static AVX2 void qmatmul_q4(float *y, const float *x, const kern_xq *xq, const q
 static AVX2 void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                                size_t in, size_t out, size_t o0, size_t o1) {
     qmatmul(WQ_8DA4W, y, x, xq, w, n, in, out, o0, o1);
+}
+
+/* ---- 8DA4W panels (kern.h's kern_pack): a prefill's GEMM ----
+ * Per block of 32 columns, per quad of 4: the 16 bytes give 32 signed values, byte 4r+c
+ * row r's column c; each of PX rows of x broadcasts its 4 u bytes (x + 128) to all lanes
+ * and one maddubs gives per row of W the two pair sums of u*q, added in int16 over the
+ * block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640: exact). Per block, pmaddwd by ones
+ * makes lane r row r's sum of u*q, minus (128 + zp) * sum q (pmaddwd of the int32 sums of
+ * q, which fit 16 bits, by Z: exact) = sum (xq - zp) * q, the reference's group sum; one
+ * FMA per 8 rows scales it into f32 in block order. */
+
+enum { PX = 4, PANEL_BLOCK = 192 };
+
+INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx,
+                            int nr) {
+    __m256 acc[PX];
+    __m256i z[PX];
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(128 + xq->zp[a]);
+    for (size_t g = 0; g < in / 32; g++, pan += PANEL_BLOCK) {
+        __m256i s16[PX];
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) s16[a] = _mm256_setzero_si256();
+        _mm_prefetch((const char *)pan + 4 * PANEL_BLOCK, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + 4 * PANEL_BLOCK + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + 4 * PANEL_BLOCK + 128, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i w = nibbles(pan + 16 * j);
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) {
+                int32_t u4;
+                memcpy(&u4, xq->u + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
+                s16[a] = _mm256_add_epi16(s16[a], _mm256_maddubs_epi16(_mm256_set1_epi32(u4), w));
+            }
+        }
+        __m256 sc = _mm256_loadu_ps((const float *)(pan + 128));
+        __m256i qs = _mm256_loadu_si256((const __m256i *)(pan + 160));
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) {
+            __m256i G = _mm256_sub_epi32(_mm256_madd_epi16(s16[a], ones), _mm256_madd_epi16(qs, z[a]));
+            acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(G), sc, acc[a]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++) {
+        __m256 r = _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
+        if (nr == 8) _mm256_storeu_ps(y + (size_t)a * ldy, r);
+        else {
+            float t[8];
+            _mm256_storeu_ps(t, r);
+            memcpy(y + (size_t)a * ldy, t, (size_t)nr * sizeof *t);
+        }
+    }
+}
+
+static AVX2 void panel_8da4w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                             size_t o0, size_t o1) {
+    size_t pb = in / 32 * PANEL_BLOCK, slab = SLAB / pb;
+    if (slab < 1) slab = 1;
+    for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
+        size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
+        for (size_t i = 0; i < n; i += PX) {
+            int nx = n - i < PX ? (int)(n - i) : PX;
+            kern_xq xi = {xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, 0, 0};
+            for (size_t pi = p0; pi < p1; pi++) {
+                int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
+                const uint8_t *pan = (const uint8_t *)panels + pi * pb;
+                float *yt = y + i * out + pi * 8;
+                switch (nx) {
+                case 1: panel_tile(yt, out, &xi, pan, in, 1, nr); break;
+                case 2: panel_tile(yt, out, &xi, pan, in, 2, nr); break;
+                case 3: panel_tile(yt, out, &xi, pan, in, 3, nr); break;
+                default: panel_tile(yt, out, &xi, pan, in, 4, nr); break;
+                }
+            }
+        }
+    }
 }
 
 /* ---- activation quantization: kern.c's kern_quant_act and kern_quant_act16, bit for bit
@@ -504,6 +583,7 @@ const kern_ops kern_avx2 = {
     .exps = exps,
     .quant_act = quant_act,
     .quant_act16 = quant_act16,
+    .panel_8da4w = panel_8da4w,
 };
 #else
 /* ISO C wants something in every translation unit. */

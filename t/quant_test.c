@@ -290,13 +290,15 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     int32_t *zp = xmalloc(n * sizeof *zp);
     int16_t *h = xmalloc(n * in * sizeof *h);
     float *hs = xmalloc(n * (in / 32 + 1) * sizeof *hs);
-    kern_xq xq = {q, sc, zp, h, hs};
+    uint8_t *u = xmalloc(n * in);
+    kern_xq xq = {q, u, sc, zp, h, hs};
     for (size_t i = 0; i < n; i++) {
         kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
         if (t == WQ_8DA4W)
             for (size_t k = 0; k < in; k++) h[i * in + k] = (int16_t)(q[i * in + k] - zp[i]);
         else if (in % 32 == 0) kern_quant_act16(h + i * in, hs + i * (in / 32), x + i * in, in);
     }
+    for (size_t i = 0; i < n * in; i++) u[i] = (uint8_t)(q[i] + 128);
     kern_qref(t)(want, x, &xq, &qw, n, in, out, 0, out);
     for (size_t i = 0; i < n * out; i++) got[i] = 12345;
     size_t o0 = out > 2 ? 1 : 0, o1 = out > 2 ? out - 1 : out;
@@ -313,10 +315,28 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
                         kinds[kind], n, in, out, i, o, a, b);
         }
     CHECK(!bad, "kernel mismatch");
+    kern_packed *pk = t == WQ_8DA4W ? kern_pack(v, &qw, out) : NULL;
+    if (pk) { /* the panel GEMM of the same weight, columns [o0 & ~7, o1) as the pool splits them */
+        size_t p0 = o0 / 8 * 8;
+        for (size_t i = 0; i < n * out; i++) got[i] = 12345;
+        v->panel_8da4w(got, &xq, kern_panels(pk), n, in, out, p0, o1);
+        for (size_t i = 0; i < n && !bad; i++)
+            for (size_t o = 0; o < out && !bad; o++) {
+                float a = got[i * out + o], b = want[i * out + o];
+                if (o < p0 || o >= o1) bad = a != 12345;
+                else if (!isfinite(b)) bad = isnan(a) != isnan(b) || isinf(a) != isinf(b) || (isinf(a) && a != b);
+                else bad = !(fabs((double)a - b) <= bound(x, &xq, &qw, i, o, in));
+                if (bad)
+                    fprintf(stderr, "%s panels %s n=%zu in=%zu out=%zu: y[%zu][%zu] = %.9g, reference %.9g\n", v->name,
+                            kinds[kind], n, in, out, i, o, a, b);
+            }
+        CHECK(!bad, "panel kernel mismatch");
+        kern_packed_free(pk);
+    }
     if ((t == WQ_8DA4W || t == WQ_Q4) && kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
         CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "%s: NaN/Inf rows not NaN", t == WQ_Q4 ? "q4" : "8da4w");
     free_qw(&qw);
-    free(x), free(want), free(got), free(q), free(sc), free(zp), free(h), free(hs);
+    free(x), free(want), free(got), free(q), free(u), free(sc), free(zp), free(h), free(hs);
 }
 
 static void test_roundtrip(void) {
