@@ -418,26 +418,35 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
     }
     *pk = (kern_packed){mem, rows, in};
     const float *sc = w->scales;
+    /* A row's block is 16 bytes, byte c holding column c (low nibble) and c + 16 (high):
+     * masked as two 64-bit words they are columns 0..15 and 16..31 as bytes, i.e. the 8
+     * quads as 32-bit words; quad j of the panel is the 4 words j of rows 0..3, rows 4..7
+     * in the high nibbles. Padding rows are q = 0 (0x88 bytes), scale 0. */
+    const uint64_t m4 = 0x0f0f0f0f0f0f0f0full;
     for (size_t pi = 0; pi < np; pi++)
         for (size_t g = 0; g < ng; g++) {
-            uint8_t *blk = (uint8_t *)mem + (pi * ng + g) * PANEL_BLOCK, v[8][32];
+            uint8_t *blk = (uint8_t *)mem + (pi * ng + g) * PANEL_BLOCK;
+            uint32_t quad[8][4];
             float *ps = (float *)(blk + 128);
             int32_t *qs = (int32_t *)(blk + 160);
-            for (int r = 0; r < 8; r++) { /* the 8 rows' q + 8 (0..15), padding rows 8 (q = 0) */
+            for (int r = 0; r < 8; r++) {
                 size_t row = pi * 8 + (size_t)r;
-                const uint8_t *nib = (const uint8_t *)w->data + row * in / 2 + g * 16;
-                int32_t sum = 0;
-                for (int c = 0; c < 16; c++) {
-                    v[r][c] = row < rows ? nib[c] & 15 : 8;
-                    v[r][c + 16] = row < rows ? nib[c] >> 4 : 8;
-                    sum += v[r][c] + v[r][c + 16] - 16;
+                uint64_t b[2] = {0x8888888888888888ull, 0x8888888888888888ull}, v[4];
+                if (row < rows) memcpy(b, (const uint8_t *)w->data + row * in / 2 + g * 16, 16);
+                v[0] = b[0] & m4, v[1] = b[1] & m4, v[2] = b[0] >> 4 & m4, v[3] = b[1] >> 4 & m4;
+                int32_t sum = -256; /* 32 values of q + 8 */
+                for (int i = 0; i < 4; i++) {
+                    uint64_t t = (v[i] & 0x00ff00ff00ff00ffull) + (v[i] >> 8 & 0x00ff00ff00ff00ffull);
+                    t = (t & 0x0000ffff0000ffffull) + (t >> 16 & 0x0000ffff0000ffffull);
+                    sum += (int32_t)((t & 0xffffffffull) + (t >> 32));
+                    uint32_t lo = (uint32_t)v[i], hi = (uint32_t)(v[i] >> 32); /* quads 2i, 2i+1 */
+                    if (r < 4) quad[2 * i][r] = lo, quad[2 * i + 1][r] = hi;
+                    else quad[2 * i][r - 4] |= lo << 4, quad[2 * i + 1][r - 4] |= hi << 4;
                 }
                 ps[r] = row < rows ? sc[row * ng + g] : 0;
                 qs[r] = sum;
             }
-            for (int j = 0; j < 8; j++)
-                for (int b = 0; b < 16; b++)
-                    blk[j * 16 + b] = (uint8_t)(v[b / 4][4 * j + b % 4] | v[4 + b / 4][4 * j + b % 4] << 4);
+            memcpy(blk, quad, 128);
         }
     return pk;
 }
