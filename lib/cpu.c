@@ -274,7 +274,7 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     if (bias) add_rows(c->xb, bias + dim, n, dim);
     mml(c, l, 4, c->hb, c->xb, w->w_gate, n, dim, hidden, 0);
     mml(c, l, 5, c->hb2, c->xb, w->w_up, n, dim, hidden, 1);
-    kern_swiglu(c->hb, c->hb, c->hb2, n * hidden);
+    kern_swiglu_k(k, c->hb, c->hb, c->hb2, n * hidden);
     mml(c, l, 6, c->xb, c->hb, w->w_down, n, hidden, dim, 0);
     kern_add(x, c->xb, n * dim);
     return 0;

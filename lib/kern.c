@@ -687,6 +687,10 @@ void kern_swiglu(float *y, const float *g, const float *u, size_t n) {
     }
 }
 
+void kern_swiglu_k(const kern_ops *k, float *y, const float *g, const float *u, size_t n) {
+    (k->swiglu ? k->swiglu : kern_swiglu)(y, g, u, n);
+}
+
 void kern_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }

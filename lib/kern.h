@@ -58,6 +58,8 @@ typedef struct {
     /* s[t] = exp(s[t] - m) for t < n (every s[t] <= m), returning their sum: softmax's
      * numerators; within 2 ulp of expf, a NaN stays NaN */
     float (*exps)(float *s, size_t n, float m);
+    /* kern_swiglu within a few ulp (NULL: kern_swiglu itself) */
+    void (*swiglu)(float *y, const float *g, const float *u, size_t n);
     /* kern_quant_act and kern_quant_act16 with the same bits (NULL: the generic ones);
      * quant_act also writes h = q - zp */
     void (*quant_act)(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
@@ -149,6 +151,8 @@ void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, cons
 
 /* y[i] = silu(g[i]) * u[i] = g/(1+exp(-g)) * u for i < n; y may be g or u. */
 void kern_swiglu(float *y, const float *g, const float *u, size_t n);
+/* The same by k's variant. */
+void kern_swiglu_k(const kern_ops *k, float *y, const float *g, const float *u, size_t n);
 
 /* y[i] += x[i] for i < n (the residual). */
 void kern_add(float *y, const float *x, size_t n);

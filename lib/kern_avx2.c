@@ -397,6 +397,21 @@ static AVX2 void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, cons
     qmatmul(WQ_8DA4W, y, x, xq, w, n, in, out, o0, o1);
 }
 
+/* silu(g) * u with e = exp(-|g|): sigmoid(g) = 1/(1+e) for g >= 0, e/(1+e) below (no
+ * overflow either way); a NaN g gives NaN. */
+static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gv = _mm256_loadu_ps(g + i);
+        __m256 e = exp_neg(_mm256_or_ps(gv, sign)); /* -|g| */
+        __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
+        __m256 s = _mm256_blendv_ps(r, _mm256_mul_ps(e, r), gv); /* sign bit set: g < 0 */
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(gv, s), _mm256_loadu_ps(u + i)));
+    }
+    kern_swiglu(y + i, g + i, u + i, n - i);
+}
+
 /* ---- 8DA4W panels (kern.h's kern_pack): a prefill's GEMM ----
  * Per block of 32 columns, per quad of 4: the 16 bytes give 32 signed values, byte 4r+c
  * row r's column c; each of PX rows of x broadcasts its 4 u bytes (x + 128) to all lanes
@@ -581,6 +596,7 @@ const kern_ops kern_avx2 = {
     .scores = scores,
     .accum = accum,
     .exps = exps,
+    .swiglu = swiglu,
     .quant_act = quant_act,
     .quant_act16 = quant_act16,
     .panel_8da4w = panel_8da4w,
