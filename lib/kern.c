@@ -627,10 +627,11 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t ng, const
     float m[ATT_GROUP], l[ATT_GROUP], s[ATT_BLOCK];
     for (size_t g = 0; g < ng; g++) m[g] = -INFINITY, l[g] = 0;
     memset(o, 0, ng * hd * sizeof *o);
-    prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, hd);
+    int pf = stride != hd; /* rows a page apart: the prefetchers would not follow them */
+    if (pf) prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, hd);
     for (size_t t0 = 0; t0 < len; t0 += ATT_BLOCK) {
         size_t nb = len - t0 < ATT_BLOCK ? len - t0 : ATT_BLOCK;
-        if (t0 + nb < len) prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, hd);
+        if (pf && t0 + nb < len) prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, hd);
         for (size_t g = 0; g < ng; g++) {
             float *og = o + g * hd, mb = m[g];
             k->scores(s, q + g * hd, kc + t0 * stride, nb, stride, hd);
@@ -664,13 +665,30 @@ static void attn_task(void *arg, int ti, int nt) {
      * contiguous: later positions attend over more rows, so every thread gets a fair share
      * of the causal triangle, and a thread's next item reads the same head's K/V rows
      * (still in L2) rather than the next head's (all of a layer's K/V, from memory) */
+    /* A prefill copies each kv head's rows into a contiguous buffer once per thread: in the
+     * cache one head's rows are kv_dim floats apart (4 KiB in Qwen3), so a block of them
+     * falls in a handful of L1 sets and evicts itself; copied, they are hd apart. The same
+     * values and the same arithmetic: the bits do not change. */
+    size_t len = a->pos0 + a->n, hd = a->hd, have = SIZE_MAX;
+    float *buf = a->n >= 16 ? malloc(2 * len * hd * sizeof *buf) : NULL;
     for (size_t it = (size_t)ti; it < items; it += (size_t)nt) {
         size_t i = it % a->n, hp = it / a->n, kvh = hp / parts, h0 = kvh * group + hp % parts * per;
         size_t ng = h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
-        size_t row = (i * a->n_heads + h0) * a->hd;
-        attend(a->k, a->out + row, a->q + row, ng, a->kc + kvh * a->hd, a->vc + kvh * a->hd, a->pos0 + i + 1,
-               kv_dim, a->hd, scale);
+        size_t row = (i * a->n_heads + h0) * hd;
+        const float *kc = a->kc + kvh * hd, *vc = a->vc + kvh * hd;
+        size_t stride = kv_dim;
+        if (buf) {
+            if (have != kvh)
+                for (size_t t = 0; t < len; t++) {
+                    memcpy(buf + t * hd, kc + t * kv_dim, hd * sizeof *buf);
+                    memcpy(buf + (len + t) * hd, vc + t * kv_dim, hd * sizeof *buf);
+                }
+            have = kvh;
+            kc = buf, vc = buf + len * hd, stride = hd;
+        }
+        attend(a->k, a->out + row, a->q + row, ng, kc, vc, a->pos0 + i + 1, stride, hd, scale);
     }
+    free(buf);
 }
 
 void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, const float *kc,
