@@ -622,19 +622,21 @@ static void prefetch_rows(const float *kc, const float *vc, size_t t0, size_t n,
  * accumulators, rescaled when m grows (online softmax), so nothing grows with the
  * context. Blocks start at key 0 for every query, so a position gets the same bits
  * whether it came in a prefill or alone. */
-static void attend(const kern_ops *k, float *o, const float *q, size_t ng, const float *kc, const float *vc,
-                   size_t len, size_t stride, size_t hd, float scale) {
+static void attend(const kern_ops *k, float *o, const float *q, size_t ng, size_t group, const float *kc,
+                   const float *vc, size_t len, size_t stride, size_t hd, float scale) {
     float m[ATT_GROUP], l[ATT_GROUP], s[ATT_BLOCK];
     for (size_t g = 0; g < ng; g++) m[g] = -INFINITY, l[g] = 0;
     memset(o, 0, ng * hd * sizeof *o);
     int pf = stride != hd; /* rows a page apart: the prefetchers would not follow them */
-    if (pf) prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, hd);
+    size_t span = (ng + group - 1) / group * hd; /* floats of a row the item reads */
+    if (pf) prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, span);
     for (size_t t0 = 0; t0 < len; t0 += ATT_BLOCK) {
         size_t nb = len - t0 < ATT_BLOCK ? len - t0 : ATT_BLOCK;
-        if (pf && t0 + nb < len) prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, hd);
+        if (pf && t0 + nb < len) prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, span);
         for (size_t g = 0; g < ng; g++) {
             float *og = o + g * hd, mb = m[g];
-            k->scores(s, q + g * hd, kc + t0 * stride, nb, stride, hd);
+            size_t kvo = g / group * hd; /* this q head's kv head within the item */
+            k->scores(s, q + g * hd, kc + kvo + t0 * stride, nb, stride, hd);
             for (size_t t = 0; t < nb; t++) {
                 s[t] *= scale;
                 if (s[t] > mb) mb = s[t];
@@ -646,7 +648,7 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t ng, const
                 m[g] = mb;
             }
             l[g] += (k->exps ? k->exps : exps)(s, nb, mb);
-            k->accum(og, s, vc + t0 * stride, nb, stride, hd);
+            k->accum(og, s, vc + kvo + t0 * stride, nb, stride, hd);
         }
     }
     for (size_t g = 0; g < ng; g++) {
@@ -659,21 +661,25 @@ static void attn_task(void *arg, int ti, int nt) {
     const attn_job *a = arg;
     size_t group = a->n_heads / a->n_kv_heads, parts = (group + ATT_GROUP - 1) / ATT_GROUP;
     size_t per = (group + parts - 1) / parts, kv_dim = a->n_kv_heads * a->hd;
-    size_t items = a->n * a->n_kv_heads * parts;
     float scale = 1.0f / sqrtf((float)a->hd);
-    /* an item is (kv head, part of its q heads, position), position fastest; strided, not
-     * contiguous: later positions attend over more rows, so every thread gets a fair share
-     * of the causal triangle, and a thread's next item reads the same head's K/V rows
-     * (still in L2) rather than the next head's (all of a layer's K/V, from memory) */
+    size_t len = a->pos0 + a->n, hd = a->hd, have = SIZE_MAX;
     /* A prefill copies each kv head's rows into a contiguous buffer once per thread: in the
      * cache one head's rows are kv_dim floats apart (4 KiB in Qwen3), so a block of them
      * falls in a handful of L1 sets and evicts itself; copied, they are hd apart. The same
      * values and the same arithmetic: the bits do not change. */
-    size_t len = a->pos0 + a->n, hd = a->hd, have = SIZE_MAX;
     float *buf = a->n >= 16 ? malloc(2 * len * hd * sizeof *buf) : NULL;
+    /* Otherwise (decode) an item takes as many whole kv heads as ATT_GROUP q heads allow
+     * (hk; their rows are side by side), so each row is read in longer runs. */
+    size_t hk = !buf && parts == 1 ? ATT_GROUP / group : 1;
+    while (a->n_kv_heads % hk) hk--;
+    size_t units = a->n_kv_heads / hk * parts, items = a->n * units;
+    /* an item is (kv heads, part of their q heads, position), position fastest; strided,
+     * not contiguous: later positions attend over more rows, so every thread gets a fair
+     * share of the causal triangle, and a thread's next item reads the same head's K/V
+     * rows (still in L2) rather than the next head's (all of a layer's K/V, from memory) */
     for (size_t it = (size_t)ti; it < items; it += (size_t)nt) {
-        size_t i = it % a->n, hp = it / a->n, kvh = hp / parts, h0 = kvh * group + hp % parts * per;
-        size_t ng = h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
+        size_t i = it % a->n, hp = it / a->n, kvh = hp / parts * hk, h0 = kvh * group + hp % parts * per;
+        size_t ng = hk > 1 ? hk * group : h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
         size_t row = (i * a->n_heads + h0) * hd;
         const float *kc = a->kc + kvh * hd, *vc = a->vc + kvh * hd;
         size_t stride = kv_dim;
@@ -686,7 +692,7 @@ static void attn_task(void *arg, int ti, int nt) {
             have = kvh;
             kc = buf, vc = buf + len * hd, stride = hd;
         }
-        attend(a->k, a->out + row, a->q + row, ng, kc, vc, a->pos0 + i + 1, stride, hd, scale);
+        attend(a->k, a->out + row, a->q + row, ng, hk > 1 ? group : ng, kc, vc, a->pos0 + i + 1, stride, hd, scale);
     }
     free(buf);
 }
