@@ -98,6 +98,20 @@ int main(int argc, char **argv) {
                 double m = t[R / 2];
                 printf("%-6s %5zux%-8zu %4zu %9.3f %8.2f %9.2f\n", schemes[s], in, out, n, m * 1e3, bytes / m / 1e9,
                        (double)n * in * out / m / 1e9);
+                /* 8da4w's prefill path: the weight repacked as panels (kern_pack) */
+                kern_packed *pk = n > 1 && weight_q(wt) == WQ_8DA4W ? kern_pack(k, wt.data, out) : NULL;
+                if (pk) {
+                    for (int r = 0; r < R && r < 32; r++) {
+                        double t0 = now();
+                        for (int i = 0; i < reps; i++) kern_matmul_wp(k, p, y, x, wt, pk, n, in, out, scratch, 0);
+                        t[r] = (now() - t0) / reps;
+                    }
+                    qsort(t, (size_t)(R < 32 ? R : 32), sizeof *t, cmp);
+                    m = t[R / 2];
+                    printf("%-6s %5zux%-8zu %4zu %9.3f %8.2f %9.2f  (panels)\n", schemes[s], in, out, n, m * 1e3,
+                           bytes / m / 1e9, (double)n * in * out / m / 1e9);
+                    kern_packed_free(pk);
+                }
             }
         }
         free(w), free(x), free(y), free(scratch);

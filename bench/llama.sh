@@ -7,6 +7,7 @@
 #   llama-bench's model_size: every matrix once, the tied lm_head being token_embd).
 #   sh bench/llama.sh [threads=2] [reps=3]      (after `make`; writes bench/out/llama.md)
 #   SIZES="0.6b 4b" sh bench/llama.sh            (Qwen3-4B dimensions too: 8 GB of bf16)
+#   SIZES=4b ONLY="q4 8da4w" sh bench/llama.sh 2 2   (some rows only)
 # llama.cpp is built by bench/llama_build.sh (cached outside the repo); the GGUF files are
 # written from our model directories by bench/to_gguf.py into build/gguf (never committed).
 # llama.cpp side: llama-bench -p 512 -n 0, and -p 0 -n 128 -d 512 (tg128 at depth 512),
@@ -41,6 +42,10 @@ rows() {
     done
 }
 rows > "$tmp/rows"
+# ONLY="q4 8da4w": just those rows (the 4B ones take minutes each)
+if [ -n "${ONLY:-}" ]; then
+    awk -v only=" $ONLY " 'index(only, " " $2 " ")' "$tmp/rows" > "$tmp/rows.only" && mv "$tmp/rows.only" "$tmp/rows"
+fi
 
 # Models (ours, generated) and their GGUF twins, written once and kept under build/.
 while read -r size name dir quant gt; do
