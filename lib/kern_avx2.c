@@ -419,7 +419,9 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
  * block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640: exact). Per block, pmaddwd by ones
  * makes lane r row r's sum of u*q, minus (128 + zp) * sum q (pmaddwd of the int32 sums of
  * q, which fit 16 bits, by Z: exact) = sum (xq - zp) * q, the reference's group sum; one
- * FMA per 8 rows scales it into f32 in block order. */
+ * FMA per 8 rows scales it into f32 in block order. The plain tile_8da4w sums the blocks'
+ * f32 terms in another order, so a row of y from the panels can differ from the tile's in
+ * the last bits (kern.h, kern_pack: prefill uses panels, decode the tiles). */
 
 enum { PX = 4, PANEL_BLOCK = 192 };
 
