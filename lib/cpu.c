@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "kern.h"
@@ -95,7 +96,8 @@ static size_t slot_rows(const qwen_config *cf, size_t i) {
 
 /* Drop [p, p+n) of a read-only file mapping from this process (whole pages inside it). */
 static void drop_pages(const model *m, const void *p, size_t n) {
-    uintptr_t a = (uintptr_t)p, e = a + n, q0 = (uintptr_t)m->qmap, page = 4096;
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, e = a + n, q0 = (uintptr_t)m->qmap, page = ps > 0 ? (uintptr_t)ps : 4096;
     if (!m->qmap || a < q0 || e > q0 + m->qmap_size) return; /* not the cache file's: keep it */
     a = (a + page - 1) / page * page;
     e = e / page * page;
@@ -174,6 +176,7 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         c->qscratch = NULL;
         goto oom;
     }
+    memset(c->qscratch, 0, 64);
     for (int l = 0; l < cf->n_layers; l++) {
         const layer_weights *lw = &m->layers[l];
         float *nl = c->norms + (size_t)l * npl;
@@ -205,8 +208,13 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         if (!(c->packed = calloc(7 * (size_t)cf->n_layers, sizeof *c->packed))) goto oom;
         pack_job pj = {c, 0};
         pool_run(c->pool, pack_task, &pj);
-        for (size_t i = 0; i < 7 * (size_t)cf->n_layers; i++)
-            if (weight_q(*slot_w(m, i)) == WQ_8DA4W && !c->packed[i]) goto oom;
+        int all = 1; /* the panels are a speed-up: without memory for all, none */
+        for (size_t i = 0; i < 7 * (size_t)cf->n_layers; i++) all &= weight_q(*slot_w(m, i)) != WQ_8DA4W || c->packed[i];
+        if (!all) {
+            for (size_t i = 0; i < 7 * (size_t)cf->n_layers; i++) kern_packed_free(c->packed[i]);
+            free(c->packed);
+            c->packed = NULL;
+        }
     }
     return c;
 oom:

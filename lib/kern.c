@@ -5,6 +5,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,7 +254,8 @@ static const kern_ops kern_generic = {
     .quant_act16 = kern_quant_act16,
 };
 
-size_t kern_variants(const kern_ops **v, size_t max) {
+/* The variants this CPU runs, as written. */
+static size_t raw_variants(const kern_ops **v, size_t max) {
     size_t n = 0;
     if (n < max) v[n++] = &kern_generic;
 #ifdef KERN_X86
@@ -266,6 +268,38 @@ size_t kern_variants(const kern_ops **v, size_t max) {
     if (n < max) v[n++] = &kern_neon;
     if (n < max && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP)) v[n++] = &kern_neon_dot;
 #endif
+    return n;
+}
+
+/* The variants as run: each one's entries, and where it has none (NULL) those of the
+ * variant below it, so that an AVX-512 CPU runs AVX2's quantized kernels, quantizers,
+ * exp and panels, which kern_avx512.c does not repeat. Built once. */
+static kern_ops merged[4];
+static size_t n_merged;
+static pthread_once_t merge_once = PTHREAD_ONCE_INIT;
+
+static void merge(void) {
+    const kern_ops *raw[4];
+    n_merged = raw_variants(raw, 4);
+    for (size_t i = 0; i < n_merged; i++) {
+        kern_ops *m = &merged[i];
+        *m = *raw[i];
+        if (i == 0) continue;
+        const kern_ops *b = &merged[i - 1];
+        for (int t = 0; t < WQ_N; t++)
+            if (!m->qmatmul[t]) m->qmatmul[t] = b->qmatmul[t];
+        if (!m->exps) m->exps = b->exps;
+        if (!m->swiglu) m->swiglu = b->swiglu;
+        if (!m->quant_act) m->quant_act = b->quant_act;
+        if (!m->quant_act16) m->quant_act16 = b->quant_act16;
+        if (!m->panel_8da4w) m->panel_8da4w = b->panel_8da4w;
+    }
+}
+
+size_t kern_variants(const kern_ops **v, size_t max) {
+    pthread_once(&merge_once, merge);
+    size_t n = n_merged < max ? n_merged : max;
+    for (size_t i = 0; i < n; i++) v[i] = &merged[i];
     return n;
 }
 
@@ -476,12 +510,13 @@ static void panel_task(void *arg, int i, int nt) {
 
 static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight wt, const kern_packed *pk,
                      size_t n, size_t in, size_t out, void *scratch, int same) {
+    act_hdr *h = scratch;
     if (weight_q(wt) == WQ_NONE) {
+        if (h) h->kind = 0; /* whatever the scratch held may be for another x now */
         kern_matmul(k, p, y, x, wt, n, in, out);
         return;
     }
     const qweight *w = wt.data;
-    act_hdr *h = scratch;
     if (!k->panel_8da4w) pk = NULL;
     if (w->q == WQ_FMT) {
         h->kind = 0; /* the format's prep owns the scratch past the header */
@@ -493,6 +528,7 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
     }
     kern_xq xq = xq_of(scratch, n, in);
     int kind = w->q == WQ_8DA4W || w->q == WQ_Q4 ? (int)w->q : 0;
+    if (!kind) h->kind = 0;
     if (kind && !(same && h->kind == kind && h->x == x && h->n == n && h->in == in)) {
         act_job aj = {k, &xq, x, n, in, kind};
         pool_run(n < 4 ? NULL : p, act_task, &aj);
@@ -670,7 +706,7 @@ static void attn_task(void *arg, int ti, int nt) {
     float *buf = a->n >= 16 ? malloc(2 * len * hd * sizeof *buf) : NULL;
     /* Otherwise (decode) an item takes as many whole kv heads as ATT_GROUP q heads allow
      * (hk; their rows are side by side), so each row is read in longer runs. */
-    size_t hk = !buf && parts == 1 ? ATT_GROUP / group : 1;
+    size_t hk = a->n < 16 && parts == 1 ? ATT_GROUP / group : 1; /* the same in every thread */
     while (a->n_kv_heads % hk) hk--;
     size_t units = a->n_kv_heads / hk * parts, items = a->n * units;
     /* an item is (kv heads, part of their q heads, position), position fastest; strided,

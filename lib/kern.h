@@ -81,7 +81,8 @@ size_t kern_variants(const kern_ops **v, size_t max);
 void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                  size_t in, size_t out);
 
-/* Bytes of scratch kern_matmul_w needs for n rows of in inputs (the quantized activations). */
+/* Bytes of scratch kern_matmul_w needs for n rows of in inputs (the quantized activations).
+ * Its first 64 bytes say what it holds: zero them once before the first call. */
 size_t kern_qscratch(size_t n, size_t in);
 
 /* kern_matmul for any weight: F32/F16/BF16 is exactly kern_matmul; a quantized weight

@@ -398,7 +398,9 @@ static AVX2 void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, cons
 }
 
 /* silu(g) * u with e = exp(-|g|): sigmoid(g) = 1/(1+e) for g >= 0, e/(1+e) below (no
- * overflow either way); a NaN g gives NaN. */
+ * overflow either way); below -87.3 (where e is clamped) sigmoid is 0, as expf gives
+ * there to within a subnormal, and -inf gives NaN as the generic code does; a NaN g gives
+ * NaN. */
 static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     size_t i = 0;
@@ -407,6 +409,7 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
         __m256 e = exp_neg(_mm256_or_ps(gv, sign)); /* -|g| */
         __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
         __m256 s = _mm256_blendv_ps(r, _mm256_mul_ps(e, r), gv); /* sign bit set: g < 0 */
+        s = _mm256_andnot_ps(_mm256_cmp_ps(gv, _mm256_set1_ps(-87.3f), _CMP_LT_OQ), s);
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(gv, s), _mm256_loadu_ps(u + i)));
     }
     kern_swiglu(y + i, g + i, u + i, n - i);

@@ -457,6 +457,38 @@ static void test_f16(void) {
     }
 }
 
+/* kern_matmul_w_same reuses activations only when the scratch says they are this x's for
+ * this kind: after a call that quantized nothing (a q8 weight), or of another kind, it
+ * quantizes again; after a q4 call on the same x, it reuses (same bits). */
+static void test_same(void) {
+    enum { N = 3, IN = 64, OUT = 17 };
+    const kern_ops *k = kern_best();
+    qweight q4, q8, d4;
+    make_qw(&q4, WQ_Q4, 32, OUT, IN, 0, 1);
+    make_qw(&q8, WQ_Q8, 0, OUT, IN, 0, 1);
+    make_qw(&d4, WQ_8DA4W, 32, OUT, IN, 0, 1);
+    weight w4 = {WQ_DTYPE(WQ_Q4), &q4}, w8 = {WQ_DTYPE(WQ_Q8), &q8}, wd = {WQ_DTYPE(WQ_8DA4W), &d4};
+    float *xb = xmalloc(N * IN * sizeof *xb), *x2 = xmalloc(N * IN * sizeof *x2), *want = xmalloc(N * OUT * 4),
+          *got = xmalloc(N * OUT * 4);
+    void *scratch = NULL;
+    if (posix_memalign(&scratch, 64, kern_qscratch(N, IN))) die("malloc", "out of memory");
+    memset(scratch, 0, 64);
+    for (size_t i = 0; i < N * IN; i++) xb[i] = unif(), x2[i] = unif();
+    kern_matmul_w(k, NULL, want, x2, w4, N, IN, OUT, scratch); /* q4 of x2, from scratch */
+    kern_matmul_w(k, NULL, got, xb, w4, N, IN, OUT, scratch);  /* q4 of xb's first content */
+    memcpy(xb, x2, N * IN * sizeof *xb);                       /* xb changes */
+    kern_matmul_w(k, NULL, got, xb, w8, N, IN, OUT, scratch);  /* a q8 call quantizes nothing */
+    kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch);
+    CHECK(!memcmp(got, want, N * OUT * 4), "same after a q8 call: stale activations used");
+    kern_matmul_w(k, NULL, got, xb, wd, N, IN, OUT, scratch);  /* 8da4w: another kind */
+    kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch);
+    CHECK(!memcmp(got, want, N * OUT * 4), "same after an 8da4w call: the wrong kind reused");
+    kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch);
+    CHECK(!memcmp(got, want, N * OUT * 4), "same after q4 on the same x: not the same bits");
+    free_qw(&q4), free_qw(&q8), free_qw(&d4);
+    free(xb), free(x2), free(want), free(got), free(scratch);
+}
+
 static int cmd_kernels(void) {
     const kern_ops *v[4];
     size_t nv = kern_variants(v, 4);
@@ -466,6 +498,7 @@ static int cmd_kernels(void) {
     test_roundtrip();
     test_act();
     test_act16();
+    test_same();
     test_f16();
     static const size_t ns[] = {1, 2, 3, 4, 7}, ins[] = {32, 96, 128, 384}, outs[] = {1, 2, 5, 17, 64};
     const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}};
