@@ -271,6 +271,27 @@ static double bound(const float *x, const kern_xq *xq, const qweight *qw, size_t
     return 2e-6 * s + 1e-37;
 }
 
+/* Nonzero (and the first bad element on stderr) unless got's columns [o0, o1) are want's
+ * within bound(), and the others untouched (12345). Non-finite references are matched in
+ * kind: NaN for NaN, the same infinity. */
+static int mismatch(const float *got, const float *want, const float *x, const kern_xq *xq, const qweight *qw,
+                    size_t n, size_t in, size_t out, size_t o0, size_t o1, const char *name, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t o = 0; o < out; o++) {
+            float a = got[i * out + o], b = want[i * out + o];
+            int bad;
+            if (o < o0 || o >= o1) bad = a != 12345;
+            else if (!isfinite(b)) bad = isnan(a) != isnan(b) || isinf(a) != isinf(b) || (isinf(a) && a != b);
+            else bad = !(fabs((double)a - b) <= bound(x, xq, qw, i, o, in));
+            if (bad) {
+                fprintf(stderr, "%s %d g%zu %s n=%zu in=%zu out=%zu: y[%zu][%zu] = %.9g, reference %.9g\n", name, qw->q,
+                        qw->group, what, n, in, out, i, o, a, b);
+                return 1;
+            }
+        }
+    return 0;
+}
+
 static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t in, size_t out, int kind) {
     static const char *kinds[] = {"random", "zero groups", "huge", "tiny", "nan/inf"};
     qweight qw;
@@ -303,34 +324,13 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     for (size_t i = 0; i < n * out; i++) got[i] = 12345;
     size_t o0 = out > 2 ? 1 : 0, o1 = out > 2 ? out - 1 : out;
     v->qmatmul[t](got, x, &xq, &qw, n, in, out, o0, o1);
-    int bad = 0;
-    for (size_t i = 0; i < n && !bad; i++)
-        for (size_t o = 0; o < out && !bad; o++) {
-            float a = got[i * out + o], b = want[i * out + o];
-            if (o < o0 || o >= o1) bad = a != 12345;
-            else if (!isfinite(b)) bad = isnan(a) != isnan(b) || isinf(a) != isinf(b) || (isinf(a) && a != b);
-            else bad = !(fabs((double)a - b) <= bound(x, &xq, &qw, i, o, in));
-            if (bad)
-                fprintf(stderr, "%s %d g%zu %s n=%zu in=%zu out=%zu: y[%zu][%zu] = %.9g, reference %.9g\n", v->name, t, g,
-                        kinds[kind], n, in, out, i, o, a, b);
-        }
-    CHECK(!bad, "kernel mismatch");
+    CHECK(!mismatch(got, want, x, &xq, &qw, n, in, out, o0, o1, v->name, kinds[kind]), "kernel mismatch");
     kern_packed *pk = t == WQ_8DA4W ? kern_pack(v, &qw, out) : NULL;
     if (pk) { /* the panel GEMM of the same weight, columns [o0 & ~7, o1) as the pool splits them */
         size_t p0 = o0 / 8 * 8;
         for (size_t i = 0; i < n * out; i++) got[i] = 12345;
         v->panel_8da4w(got, &xq, kern_panels(pk), n, in, out, p0, o1);
-        for (size_t i = 0; i < n && !bad; i++)
-            for (size_t o = 0; o < out && !bad; o++) {
-                float a = got[i * out + o], b = want[i * out + o];
-                if (o < p0 || o >= o1) bad = a != 12345;
-                else if (!isfinite(b)) bad = isnan(a) != isnan(b) || isinf(a) != isinf(b) || (isinf(a) && a != b);
-                else bad = !(fabs((double)a - b) <= bound(x, &xq, &qw, i, o, in));
-                if (bad)
-                    fprintf(stderr, "%s panels %s n=%zu in=%zu out=%zu: y[%zu][%zu] = %.9g, reference %.9g\n", v->name,
-                            kinds[kind], n, in, out, i, o, a, b);
-            }
-        CHECK(!bad, "panel kernel mismatch");
+        CHECK(!mismatch(got, want, x, &xq, &qw, n, in, out, p0, o1, v->name, "panels"), "panel kernel mismatch");
         kern_packed_free(pk);
     }
     if ((t == WQ_8DA4W || t == WQ_Q4) && kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
