@@ -104,13 +104,9 @@ static void drop_pages(const model *m, const void *p, size_t n) {
     if (a < e) madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
-typedef struct {
-    cpu *c;
-    int unused;
-} pack_job;
-
+/* Pool job (arg: the cpu): weights ti, ti + nt, ... as panels. */
 static void pack_task(void *arg, int ti, int nt) {
-    cpu *c = ((pack_job *)arg)->c;
+    cpu *c = arg;
     const model *m = c->m;
     for (size_t i = (size_t)ti; i < 7 * (size_t)m->cfg.n_layers; i += (size_t)nt) {
         const weight *w = slot_w(m, i);
@@ -200,14 +196,13 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         return NULL;
     }
     /* A backend that prefills gets 8da4w's panels if this CPU has a kernel for them: a
-     * copy of the layers' weights in memory, built here over the pool (about 0.1 s for
-     * 0.6B dims). The cache file's pages it read are then dropped from this process (they
+     * copy of the layers' weights in memory, built here over the pool (about 0.2 s for
+     * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
      * stay in the page cache), so its memory holds one copy. lm_head stays plain: a
      * prefill wants one position's logits. */
     if (B >= 4 && c->k->panel_8da4w && weight_q(m->layers[0].wq) == WQ_8DA4W) {
         if (!(c->packed = calloc(7 * (size_t)cf->n_layers, sizeof *c->packed))) goto oom;
-        pack_job pj = {c, 0};
-        pool_run(c->pool, pack_task, &pj);
+        pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */
         for (size_t i = 0; i < 7 * (size_t)cf->n_layers; i++) all &= weight_q(*slot_w(m, i)) != WQ_8DA4W || c->packed[i];
         if (!all) {
