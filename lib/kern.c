@@ -237,10 +237,10 @@ void kern_quant_act16(int16_t *h, float *hs, const float *x, size_t in) {
     }
 }
 
-/* With h = q - zp, as kern_ops.quant_act. */
-static void quant_act(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in) {
+/* With u = q + 128 and h = q - zp, as kern_ops.quant_act. */
+static void quant_act(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in) {
     kern_quant_act(q, scale, zp, x, in);
-    for (size_t k = 0; k < in; k++) h[k] = (int16_t)(q[k] - *zp);
+    for (size_t k = 0; k < in; k++) u[k] = (uint8_t)(q[k] ^ 0x80), h[k] = (int16_t)(q[k] - *zp);
 }
 
 static const kern_ops kern_generic = {
@@ -250,6 +250,7 @@ static const kern_ops kern_generic = {
     .scores = scores,
     .accum = accum,
     .exps = exps,
+    .swiglu = kern_swiglu,
     .quant_act = quant_act,
     .quant_act16 = kern_quant_act16,
 };
@@ -370,17 +371,6 @@ static void fmt_task(void *arg, int i, int nt) {
     if (lo < hi) j->w->fmt->matmul(j->y, j->x, j->scratch, j->w, j->n, j->out, lo, hi);
 }
 
-/* k's kernel for t, else the best variant below k that has one (generic has all). */
-static kern_qmatmul_fn *qfn(const kern_ops *k, wq_type t) {
-    if (k->qmatmul[t]) return k->qmatmul[t];
-    const kern_ops *v[4];
-    size_t nv = kern_variants(v, 4), i = nv;
-    while (i > 0 && v[i - 1] != k) i--;
-    for (i = i ? i - 1 : nv; i-- > 0;)
-        if (v[i]->qmatmul[t]) return v[i]->qmatmul[t];
-    return kern_generic.qmatmul[t];
-}
-
 /* The scratch: a header saying what its activations hold, then the arrays of kern_xq. */
 typedef struct {
     const float *x;
@@ -420,13 +410,11 @@ static void act_task(void *arg, int i, int nt) {
     pool_split(j->n, 1, i, nt, &lo, &hi);
     const kern_xq *xq = j->xq;
     for (size_t r = lo; r < hi; r++) {
-        if (j->kind == WQ_8DA4W) {
-            (j->k->quant_act ? j->k->quant_act : quant_act)(xq->q + r * in, xq->h + r * in, xq->scale + r, xq->zp + r,
-                                                            j->x + r * in, in);
-            for (size_t c = 0; c < in; c++) xq->u[r * in + c] = (uint8_t)(xq->q[r * in + c] ^ 0x80);
-        } else
-            (j->k->quant_act16 ? j->k->quant_act16 : kern_quant_act16)(xq->h + r * in, xq->hs + r * (in / 32),
-                                                                     j->x + r * in, in);
+        if (j->kind == WQ_8DA4W)
+            j->k->quant_act(xq->q + r * in, xq->u + r * in, xq->h + r * in, xq->scale + r, xq->zp + r, j->x + r * in,
+                            in);
+        else
+            j->k->quant_act16(xq->h + r * in, xq->hs + r * (in / 32), j->x + r * in, in);
     }
 }
 
@@ -539,7 +527,7 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         pool_run(p, panel_task, &pj);
         return;
     }
-    qmatmul_job j = {qfn(k, w->q), y, x, &xq, w, n, in, out};
+    qmatmul_job j = {k->qmatmul[w->q], y, x, &xq, w, n, in, out};
     pool_run(n * in * out < 32768 ? NULL : p, qmatmul_task, &j);
 }
 
@@ -683,7 +671,7 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t ng, size_
                 l[g] *= c;
                 m[g] = mb;
             }
-            l[g] += (k->exps ? k->exps : exps)(s, nb, mb);
+            l[g] += k->exps(s, nb, mb);
             k->accum(og, s, vc + kvo + t0 * stride, nb, stride, hd);
         }
     }
@@ -748,7 +736,7 @@ void kern_swiglu(float *y, const float *g, const float *u, size_t n) {
 }
 
 void kern_swiglu_k(const kern_ops *k, float *y, const float *g, const float *u, size_t n) {
-    (k->swiglu ? k->swiglu : kern_swiglu)(y, g, u, n);
+    k->swiglu(y, g, u, n);
 }
 
 void kern_add(float *y, const float *x, size_t n) {

@@ -45,6 +45,8 @@ typedef struct {
  * and 8DA4W (x is then unused). */
 typedef void kern_qmatmul_fn(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                              size_t in, size_t out, size_t o0, size_t o1);
+/* A variant as kern_variants gives it has every entry: those its file leaves NULL are the
+ * variant's below it (generic has all but panel_8da4w), so callers never check. */
 typedef struct {
     const char *name;
     kern_matmul_fn *matmul[3];
@@ -58,11 +60,11 @@ typedef struct {
     /* s[t] = exp(s[t] - m) for t < n (every s[t] <= m), returning their sum: softmax's
      * numerators; within 2 ulp of expf, a NaN stays NaN */
     float (*exps)(float *s, size_t n, float m);
-    /* kern_swiglu within a few ulp (NULL: kern_swiglu itself) */
+    /* kern_swiglu within a few ulp */
     void (*swiglu)(float *y, const float *g, const float *u, size_t n);
-    /* kern_quant_act and kern_quant_act16 with the same bits (NULL: the generic ones);
-     * quant_act also writes h = q - zp */
-    void (*quant_act)(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
+    /* kern_quant_act and kern_quant_act16 with the same bits; quant_act also writes
+     * u = q + 128 and h = q - zp */
+    void (*quant_act)(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
     void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
     /* 8DA4W weights repacked as panels (kern_pack, below): y columns [o0, o1) of n rows, o0
      * a multiple of 8; NULL where the variant has none */

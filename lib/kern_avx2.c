@@ -520,11 +520,12 @@ INLINE AVX2 int nonfinite(__m256 x) {
     return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_mul_ps(x, _mm256_setzero_ps()), _mm256_setzero_ps(), _CMP_NEQ_UQ));
 }
 
-static AVX2 void quant_act(int8_t *q, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in) {
+static AVX2 void quant_act(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x,
+                           size_t in) {
     size_t n32 = in / 32 * 32;
-    if (n32 < in) { /* not a layout any weight has: the reference, then h */
+    if (n32 < in) { /* not a layout any weight has: the reference, then u and h */
         kern_quant_act(q, scale, zp, x, in);
-        for (size_t k = 0; k < in; k++) h[k] = (int16_t)(q[k] - *zp);
+        for (size_t k = 0; k < in; k++) u[k] = (uint8_t)(q[k] ^ 0x80), h[k] = (int16_t)(q[k] - *zp);
         return;
     }
     __m256 mn = _mm256_setzero_ps(), mx = _mm256_setzero_ps();
@@ -537,6 +538,7 @@ static AVX2 void quant_act(int8_t *q, int16_t *h, float *scale, int32_t *zp, con
     }
     if (bad) {
         memset(q, 0, in);
+        memset(u, 0x80, in);
         memset(h, 0, in * sizeof *h);
         *scale = NAN;
         *zp = 0;
@@ -548,7 +550,7 @@ static AVX2 void quant_act(int8_t *q, int16_t *h, float *scale, int32_t *zp, con
     int32_t zi = (int32_t)(z < -128 ? -128 : z > 127 ? 127 : z);
     const __m256 vid = _mm256_set1_ps(id), lo = _mm256_set1_ps(-512), hi = _mm256_set1_ps(512);
     const __m256i vz = _mm256_set1_epi32(zi), perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
-                  vz16 = _mm256_set1_epi16((short)zi);
+                  vz16 = _mm256_set1_epi16((short)zi), flip = _mm256_set1_epi8((char)0x80);
     for (size_t k = 0; k < in; k += 32) {
         __m256i r[4];
 #pragma GCC unroll 4
@@ -559,6 +561,7 @@ static AVX2 void quant_act(int8_t *q, int16_t *h, float *scale, int32_t *zp, con
         __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
         b = _mm256_permutevar8x32_epi32(b, perm);
         _mm256_storeu_si256((__m256i *)(q + k), b);
+        _mm256_storeu_si256((__m256i *)(u + k), _mm256_xor_si256(b, flip));
         _mm256_storeu_si256((__m256i *)(h + k), _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(b)), vz16));
         _mm256_storeu_si256((__m256i *)(h + k + 16),
                             _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1)), vz16));
