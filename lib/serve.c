@@ -64,7 +64,7 @@ typedef struct sess {
     ids hist;           /* token_ids: the conversation as last encoded; diffs start after it */
     ids pend;           /* token_ids_cache: ids /decode has not yet turned into text */
     int stuck;          /* the cache can never decode cleanly again: /decode gives "" */
-    time_t used;        /* last request (monotonic seconds), for idle expiry */
+    int64_t used;       /* last request (monotonic ms), for idle expiry */
     int refs;           /* 1 for the table + 1 per request holding it */
     struct sess *prev, *next; /* LRU list, most recently used first */
 } sess;
@@ -162,11 +162,12 @@ static int put_kv(buf *o, const char *key, const char *msg, size_t len) {
 
 /* ---- the uid table ---- */
 
-/* Seconds on a clock that wall-clock changes do not move, for idle expiry. */
-static time_t now_s(void) {
+/* Milliseconds on a clock that wall-clock changes do not move, for idle expiry (whole
+ * seconds would expire a uid up to a second early). */
+static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sess_free(sess *se) {
@@ -189,8 +190,8 @@ static void unlink_sess(server *s, sess *se) {
 }
 
 /* Under s->mu: forget uids idle too long (the list's tail is the oldest). */
-static void expire(server *s, time_t now) {
-    while (s->idle_s > 0 && s->tail && now - s->tail->used >= s->idle_s) unlink_sess(s, s->tail);
+static void expire(server *s, int64_t now) {
+    while (s->idle_s > 0 && s->tail && now - s->tail->used >= (int64_t)s->idle_s * 1000) unlink_sess(s, s->tail);
 }
 
 static cJSON *system_messages(const char *content) {
@@ -225,7 +226,7 @@ static int sess_new(server *s, char out[37]) {
     memcpy(out, se->uid, 37);
     se->refs = 1;
     pthread_mutex_lock(&s->mu);
-    se->used = now_s();
+    se->used = now_ms();
     expire(s, se->used);
     while (s->n >= s->max_uids && s->tail) unlink_sess(s, s->tail);
     se->next = s->head;
@@ -241,7 +242,7 @@ static int sess_new(server *s, char out[37]) {
 static sess *sess_get(server *s, const char *uid) {
     if (!uid) return NULL;
     pthread_mutex_lock(&s->mu);
-    time_t now = now_s();
+    int64_t now = now_ms();
     expire(s, now);
     sess *se = s->head;
     while (se && strcmp(se->uid, uid)) se = se->next;
@@ -726,7 +727,7 @@ int serve_run(const tok *t, const serve_opts *o, volatile sig_atomic_t *stop, ch
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
             pthread_mutex_lock(&s.mu);
-            expire(&s, now_s());
+            expire(&s, now_ms());
             pthread_mutex_unlock(&s.mu);
         }
         s.mhd.stop_daemon(d); /* waits for every connection thread */

@@ -227,9 +227,14 @@ count_ids() { # the number of ids in the first [...] of $1
     head -c 10485760 /dev/zero | tr '\0' ' ' > "$TMP/big"
     # Content-Length over the cap: refused before the body is read (with or without
     # Expect: 100-continue)
+    # (curl waits 1 s for the answer to Expect: 100-continue, then sends anyway: on a
+    # loaded machine the refusal may then reach it as a reset)
     run curl -sS -o "$TMP/body" -w '%{http_code}' --data-binary @"$TMP/big" "http://127.0.0.1:$PORT/encode"
-    [ "$output" = 413 ]
-    [ "$(cat "$TMP/body")" = '{"error": "Request body too large"}' ]
+    if [ "$output" = 413 ]; then
+        [ "$(cat "$TMP/body")" = '{"error": "Request body too large"}' ]
+    else
+        [[ "$output" == *"reset by peer"* || "$output" == *"Send failure"* ]]
+    fi
     run curl -sS -o "$TMP/body" -w '%{http_code}' -H 'Expect:' --data-binary @"$TMP/big" \
         "http://127.0.0.1:$PORT/encode"
     [ "$output" = 413 ] || [[ "$output" == *"reset by peer"* || "$output" == *"Send failure"* ]]
