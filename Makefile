@@ -204,10 +204,13 @@ test-aarch64: all models
 # Fuzzing with clang's libFuzzer (+ASan+UBSan): t/fuzz/NAME_fuzz.c over every lib/*.c,
 # into build/fuzz/NAME_fuzz. `make fuzz-run` runs each FUZZ_SECONDS (default 60) from the
 # seeds in t/fuzz/corpus/NAME (new inputs go to build/fuzz/corpus-NAME, crashes to
-# build/fuzz/crash-*); it fails if any target finds a crash.
+# build/fuzz/crash-*); it fails if any target finds a crash. FUZZ_SEED (default 1, as
+# CI runs it: the same inputs in the same order each time, so CI does not fail by luck)
+# seeds libFuzzer's mutations; FUZZ_SEED=0 lets libFuzzer pick one, for exploring.
 FUZZ         = build/fuzz
 FUZZ_TARGETS = gguf st
 FUZZ_SECONDS ?= 60
+FUZZ_SEED    ?= 1
 .PHONY: fuzz fuzz-run
 fuzz: $(FUZZ_TARGETS:%=$(FUZZ)/%_fuzz)
 $(FUZZ)/%_fuzz: t/fuzz/%_fuzz.c $(LIBSRC) lib/*.h $(GEN)
@@ -218,7 +221,7 @@ fuzz-run: fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ)/corpus-$$t && \
 	  echo "fuzz $$t: $(FUZZ_SECONDS) s" && \
-	  $(FUZZ)/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+	  $(FUZZ)/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -seed=$(FUZZ_SEED) -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ)/crash-$$t- $(FUZZ)/corpus-$$t t/fuzz/corpus/$$t \
 	    > $(FUZZ)/$$t.log 2>&1; rc=$$?; \
 	  grep -E '^stat::number_of_executed_units' $(FUZZ)/$$t.log; \
