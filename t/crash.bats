@@ -36,24 +36,36 @@ m = next(m for m in d["models"] if m["name"] == "tiny")
 print(" ".join(map(str, next(p for p in m["prompts"] if p["name"] == "chat")["ids"])))' "$FIX/forward/forward.json"
 }
 
-# N seeded kill delays in seconds, uniform in [0, MAX): delays N MAX SEED
-delays() {
+# N seeded kill moments, one line each, "G D": wait until the program's output holds G
+# units (G uniform in [0, GMAX)), then D seconds more: uniform in [0, DMAX), or in
+# [0, DMAX0) when G is 0, so that some kills land in the program's start.
+# moments N GMAX DMAX DMAX0 SEED. Progress, not the clock alone, places the kill: a loaded
+# machine (CI, ASan) slows the program and the clock both, so kills timed from the start
+# alone land after the end when the measured span was pessimistic.
+moments() {
     python3 -c '
 import random, sys
-r = random.Random(int(sys.argv[3]))
-for _ in range(int(sys.argv[1])): print("%.4f" % r.uniform(0, float(sys.argv[2])))' "$@"
+n, gmax, dmax, dmax0, seed = sys.argv[1:]
+r = random.Random(int(seed))
+for _ in range(int(n)):
+    g = r.randrange(int(gmax))
+    print(g, "%.4f" % r.uniform(0, float(dmax if g else dmax0)))' "$@"
 }
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 
-# Start CMD... in the background with stdin and stdout redirected by the caller, kill -9
-# it after DELAY seconds, reap it. Sets KILLED=1 if it was still running.
+# kill_after FILE BYTES DELAY CMD...: start CMD in the background (stdin and stdout
+# redirected by the caller), wait until FILE holds BYTES bytes (or CMD ended), then DELAY
+# seconds, then kill -9 it and reap it. Sets KILLED=1 if it was still running.
 kill_after() {
-    local delay=$1 pid
-    shift
+    local file=$1 bytes=$2 delay=$3 pid
+    shift 3
     "$@" 3>&- &
     pid=$!
+    while kill -0 "$pid" 2>/dev/null && [ "$(stat -c %s "$file" 2>/dev/null || echo 0)" -lt "$bytes" ]; do
+        sleep 0.01
+    done
     sleep "$delay"
     KILLED=0
     kill -9 "$pid" 2>/dev/null && KILLED=1
@@ -65,7 +77,7 @@ kill_after() {
 worker() {
     local fn=$1 w=$2 i
     for ((i = w; i < $3; i += WORKERS)); do
-        "$fn" "$i" >> "$TMP/facts.$w" || { echo "trial $i (seed $SEED, delay ${D[$i]} s) failed" >&2; return 1; }
+        "$fn" "$i" >> "$TMP/facts.$w" || { echo "trial $i (seed $SEED, after ${G[$i]} units and ${D[$i]} s) failed" >&2; return 1; }
     done
 }
 
@@ -106,7 +118,7 @@ DN=48 DK=2 NP=68
 dec_trial() {
     local i=$1 s=$TMP/d$1 printed n c
     cp -a "$TMP/tpl" "$s" || return 1
-    kill_after "${D[$i]}" "$BIN/decode" --store "$s" -k base -n $DN --temp 0 --stop 999999 < /dev/null > "$s.out" 2> "$s.err"
+    kill_after "$s.out" "$(head -n "${G[$i]}" "$TMP/ref.ids" | wc -c)" "${D[$i]}" "$BIN/decode" --store "$s" -k base -n $DN --temp 0 --stop 999999 < /dev/null > "$s.out" 2> "$s.err"
     printed=$(wc -l < "$s.out")
     head -n "$printed" "$s.out" | cmp -s - <(head -n "$printed" "$TMP/ref.ids") ||
         { echo "printed ids differ from the reference's"; diff "$s.out" "$TMP/ref.ids"; return 1; } >&2
@@ -156,9 +168,13 @@ dec_full() {
         --sampler "tee '$TMP/ref.npy' | '$BIN/sample' --greedy" < /dev/null > "$TMP/ref2.ids"
     cmp "$TMP/ref.ids" "$TMP/ref2.ids"
     [ "$(stat -c %s "$TMP/ref.npy")" -eq $(((DN + DK) * REC)) ]
-    # kill moments: uniform over the time an uninterrupted run takes here, WORKERS at once
+    # how long an uninterrupted run takes here, WORKERS at once: the scale of the delays
     t=$(span dec_full)
-    mapfile -t D < <(delays "$DEC_TRIALS" "$(awk -v t="$t" 'BEGIN { print 0.75 * t }')" "$SEED")
+    # kill moments: after G of the DN ids were printed, then up to 3 steps' time more (or
+    # anywhere in the first three quarters of a run)
+    moments "$DEC_TRIALS" $DN "$(awk -v t="$t" -v n=$DN 'BEGIN { print 3 * t / n }')" "$(awk -v t="$t" 'BEGIN { print 0.75 * t }')" "$SEED" > "$TMP/moments"
+    mapfile -t G < <(cut -d' ' -f1 "$TMP/moments")
+    mapfile -t D < <(cut -d' ' -f2 "$TMP/moments")
     export PROMPT
     run_workers dec_trial "$DEC_TRIALS"
     cat "$TMP"/facts.* > "$TMP/facts"
@@ -166,7 +182,7 @@ dec_full() {
     mid=$(grep -c 'killed=1 printed=[1-9]' "$TMP/facts" || true)
     lost=$(awk '{ split($2, p, "="); split($3, c, "="); if (c[2] == p[2] - 1) n++ } END { print n + 0 }' "$TMP/facts")
     early=$(grep -c 'killed=1 printed=0 ' "$TMP/facts" || true)
-    echo "# decode: $DEC_TRIALS trials (seed $SEED, kills within $t s, $WORKERS at a time): $mid killed mid-generation ($lost between an id's print and its commit), $early before the first id" >&3
+    echo "# decode: $DEC_TRIALS trials (seed $SEED, an uninterrupted run $t s, $WORKERS at a time): $mid killed mid-generation ($lost between an id's print and its commit), $early before the first id" >&3
     # most trials must really have cut a generation short
     [ "$mid" -ge $((DEC_TRIALS / 3)) ]
 }
@@ -180,7 +196,7 @@ dec_full() {
 # records bit for bit.
 pre_trial() {
     local i=$1 s=$TMP/p$1 recs n k=0
-    kill_after "${D[$i]}" "$BIN/prefill" --store "$s" -k p "$TMP/seqs" < /dev/null > "$s.out" 2> "$s.err"
+    kill_after "$s.out" $((G[$i] * REC)) "${D[$i]}" "$BIN/prefill" --store "$s" -k p "$TMP/seqs" < /dev/null > "$s.out" 2> "$s.err"
     recs=$(($(stat -c %s "$s.out") / REC))
     cmp -s -n $((recs * REC)) "$s.out" "$TMP/ref.npy" || { echo "logits written before the kill differ" >&2; return 1; }
     if [ "$KILLED" = 0 ] && [ "$recs" -ne "${#CUM[@]}" ]; then
@@ -230,13 +246,17 @@ for n in (21, 40, 7, 33, 48, 19): print(" ".join(str(r.randrange(151000)) for _ 
     "$BIN/prefill" --store "$TMP/r" -k p "$TMP/seqs" > "$TMP/ref.npy"
     [ "$(stat -c %s "$TMP/ref.npy")" -eq $((6 * REC)) ]
     t=$(span pre_full)
-    mapfile -t D < <(delays "$PRE_TRIALS" "$(awk -v t="$t" 'BEGIN { print 0.75 * t }')" "$((SEED + 1000))")
+    # kill moments: after G of the 6 records were written, then up to a sixth of a run more
+    # (or anywhere in the first three quarters of a run)
+    moments "$PRE_TRIALS" 6 "$(awk -v t="$t" 'BEGIN { print t / 6 }')" "$(awk -v t="$t" 'BEGIN { print 0.75 * t }')" "$((SEED + 1000))" > "$TMP/moments"
+    mapfile -t G < <(cut -d' ' -f1 "$TMP/moments")
+    mapfile -t D < <(cut -d' ' -f2 "$TMP/moments")
     run_workers pre_trial "$PRE_TRIALS"
     cat "$TMP"/facts.* > "$TMP/facts"
     [ "$(wc -l < "$TMP/facts")" -eq "$PRE_TRIALS" ]
     mid=$(grep -c 'killed=1 records=[0-5] committed=[1-5] ' "$TMP/facts" || true)
     reused=$(grep -c 'reused=[1-9]' "$TMP/facts" || true)
-    echo "# prefill: $PRE_TRIALS trials (seed $SEED, kills within $t s, $WORKERS at a time): $mid killed with 1-5 of 6 sequences committed, $reused went on reusing blocks sealed before the kill" >&3
+    echo "# prefill: $PRE_TRIALS trials (seed $SEED, an uninterrupted run $t s, $WORKERS at a time): $mid killed with 1-5 of 6 sequences committed, $reused went on reusing blocks sealed before the kill" >&3
     [ "$mid" -ge $((PRE_TRIALS / 4)) ]
 }
 
@@ -350,7 +370,7 @@ while n is not None:
     [ "${#B[@]}" -eq 4 ]
     f=${B[1]} name=$(basename "${B[1]}")
     cp "$f" "$TMP/good"
-    printf '\x5a' | dd of="$f" bs=1 seek=4000 conv=notrunc status=none
+    flip "$f" 4000
     ! cmp -s "$f" "$TMP/good"
     run "$BIN/kvstore" verify
     [ "$status" -eq 1 ]
@@ -453,7 +473,7 @@ assert found(sys.argv[2]), "the check finds nothing even in the plain store"' "$
     echo "$ids" | "$BIN/prefill" -k s > /dev/null
     "$BIN/decode" -k s -n 100000 --temp 0 --stop 999999 < /dev/null > "$TMP/out" 2> "$TMP/err" 3>&- &
     pid=$! BG=$!
-    for ((i = 0; i < 200; i++)); do [ -s "$TMP/out" ] && break; sleep 0.05; done
+    for ((i = 0; i < 600; i++)); do [ -s "$TMP/out" ] && break; sleep 0.05; done
     [ -s "$TMP/out" ]
     run bash -c "echo 5 | '$BIN/prefill' -k s"
     [ "$status" -eq 1 ]

@@ -28,8 +28,10 @@ load helper
     sleep 0.3
     [ ! -s "$TMP/out" ]       # nothing printed yet: the character is incomplete
     shift; for i in "$@"; do echo "$i" >&7; done
-    sleep 0.3
-    [ "$(cat "$TMP/out")" = "𓀀" ]   # printed before the stream ended
+    # printed before the stream ended (waiting up to 10 s: a loaded machine may be slow
+    # to start detok, so the pause above proves little alone)
+    for _ in $(seq 100); do [ -s "$TMP/out" ] && break; sleep 0.1; done
+    [ "$(cat "$TMP/out")" = "𓀀" ]
     exec 7>&-
     wait
 }

@@ -19,3 +19,12 @@ setup() {
 teardown() {
     rm -rf "$TMP"
 }
+
+# flip FILE OFFSET: invert every bit of the byte at OFFSET (writing a fixed value changes
+# nothing in the 1 case in 256 where the byte already holds it)
+flip() {
+    python3 -c '
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xff]))' "$1" "$2"
+}

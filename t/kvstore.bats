@@ -164,7 +164,7 @@ ks() { "$BIN/kvstore" --store "$TMP/s" "$@"; }
     [ "$status" -eq 0 ]
     [ "$output" = "0 problems" ]
     f=$(find "$TMP/s/blocks" -type f | head -1)
-    printf 'X' | dd of="$f" bs=1 seek=500 conv=notrunc status=none
+    flip "$f" 500
     run ks verify a
     echo "$output"
     [ "$status" -eq 1 ]

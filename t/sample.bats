@@ -48,7 +48,7 @@ int32_record() {
     exec 7> "$TMP/fifo"   # (fd 3 is BATS's own)
     for r in 1 2 3; do
         cat "$TMP/r$r.npy" >&7
-        for _ in $(seq 50); do [ "$(wc -l < "$TMP/out")" -ge "$r" ] && break; sleep 0.1; done
+        for _ in $(seq 200); do [ "$(wc -l < "$TMP/out")" -ge "$r" ] && break; sleep 0.1; done
         [ "$(wc -l < "$TMP/out")" -eq "$r" ]   # answered while the stream is still open
     done
     exec 7>&-
