@@ -56,6 +56,22 @@ float kern_f16(uint16_t h) {
     return f;
 }
 
+static uint16_t to_f16_1(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000, a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00 | (a >> 13 & 0x3ff)); /* NaN, made quiet */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00);                     /* 65520 and up: inf */
+    if (a >= 0x38800000u) /* normal: round the 13 bits dropped to nearest even, rebias 127 -> 15 */
+        return (uint16_t)(sign | (a + 0xfff + (a >> 13 & 1) - 0x38000000u) >> 13);
+    /* subnormal or zero: a multiple of 2^-24, rounded to nearest even (the scaling is exact) */
+    return (uint16_t)(sign | (uint32_t)lrintf(fabsf(f) * 0x1p24f));
+}
+
+void kern_to_f16(uint16_t *h, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) h[i] = to_f16_1(x[i]);
+}
+
 /* Four partial sums: independent chains for the CPU, the same result on every run. */
 static float dot_f32(const float *x, const float *w, size_t in) {
     float s[4] = {0};
@@ -105,6 +121,15 @@ static void matmul_bf16(float *y, const float *x, const void *w, size_t n, size_
 
 static void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
     for (size_t t = 0; t < n; t++) s[t] = dot_f32(q, k + t * stride, hd);
+}
+
+static void scores16(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++) s[t] = dot_f16(q, k + t * stride, hd);
+}
+
+static void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++)
+        for (size_t j = 0; j < hd; j++) o[j] += p[t] * kern_f16(v[t * stride + j]);
 }
 
 static float exps(float *s, size_t n, float m) {
@@ -249,6 +274,9 @@ static const kern_ops kern_generic = {
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
+    .scores16 = scores16,
+    .accum16 = accum16,
+    .to_f16 = kern_to_f16,
     .exps = exps,
     .swiglu = kern_swiglu,
     .quant_act = quant_act,
@@ -294,6 +322,9 @@ static void merge(void) {
         if (!m->quant_act) m->quant_act = b->quant_act;
         if (!m->quant_act16) m->quant_act16 = b->quant_act16;
         if (!m->panel_8da4w) m->panel_8da4w = b->panel_8da4w;
+        if (!m->scores16) m->scores16 = b->scores16;
+        if (!m->accum16) m->accum16 = b->accum16;
+        if (!m->to_f16) m->to_f16 = b->to_f16;
     }
 }
 
@@ -621,8 +652,10 @@ void kern_rope(float *x, const float *cos_, const float *sin_, size_t n, size_t 
 typedef struct {
     const kern_ops *k;
     float *out;
-    const float *q, *kc, *vc;
+    const float *q;
+    const void *kc, *vc; /* float, or uint16_t (f16) when half */
     size_t pos0, n, n_heads, n_kv_heads, hd;
+    int half;
 } attn_job;
 
 enum {
@@ -630,13 +663,20 @@ enum {
     ATT_BLOCK = 32, /* keys scored, exponentiated and summed at a time */
 };
 
-/* Rows [t0, t0+n) of one head's K and V, into the cache: one head's rows are stride floats
- * apart (a page, for Qwen3), so each is on a new page, where hardware prefetchers stop. */
-static void prefetch_rows(const float *kc, const float *vc, size_t t0, size_t n, size_t stride, size_t hd) {
+/* Element i of a K/V array of floats, or of f16s when half. */
+static const void *elem(const void *p, size_t i, int half) {
+    return half ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
+}
+
+/* Rows [t0, t0+n) of one head's K and V, into the cache: one head's rows are stride
+ * elements apart (a page, for Qwen3 in f32), so each is on a new page, where hardware
+ * prefetchers stop. span: elements of a row read. */
+static void prefetch_rows(const void *kc, const void *vc, size_t t0, size_t n, size_t stride, size_t span, int half) {
+    size_t step = half ? 32 : 16; /* elements per 64-byte line */
     for (size_t t = t0; t < t0 + n; t++)
-        for (size_t b = 0; b < hd; b += 64 / sizeof(float)) {
-            __builtin_prefetch(kc + t * stride + b);
-            __builtin_prefetch(vc + t * stride + b);
+        for (size_t b = 0; b < span; b += step) {
+            __builtin_prefetch(elem(kc, t * stride + b, half));
+            __builtin_prefetch(elem(vc, t * stride + b, half));
         }
 }
 
@@ -646,21 +686,23 @@ static void prefetch_rows(const float *kc, const float *vc, size_t t0, size_t n,
  * accumulators, rescaled when m grows (online softmax), so nothing grows with the
  * context. Blocks start at key 0 for every query, so a position gets the same bits
  * whether it came in a prefill or alone. */
-static void attend(const kern_ops *k, float *o, const float *q, size_t ng, size_t group, const float *kc,
-                   const float *vc, size_t len, size_t stride, size_t hd, float scale) {
+static void attend(const kern_ops *k, float *o, const float *q, size_t ng, size_t group, const void *kc,
+                   const void *vc, size_t len, size_t stride, size_t hd, float scale, int half) {
     float m[ATT_GROUP], l[ATT_GROUP], s[ATT_BLOCK];
     for (size_t g = 0; g < ng; g++) m[g] = -INFINITY, l[g] = 0;
     memset(o, 0, ng * hd * sizeof *o);
     int pf = stride != hd; /* rows a page apart: the prefetchers would not follow them */
-    size_t span = (ng + group - 1) / group * hd; /* floats of a row the item reads */
-    if (pf) prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, span);
+    size_t span = (ng + group - 1) / group * hd; /* elements of a row the item reads */
+    if (pf) prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, span, half);
     for (size_t t0 = 0; t0 < len; t0 += ATT_BLOCK) {
         size_t nb = len - t0 < ATT_BLOCK ? len - t0 : ATT_BLOCK;
-        if (pf && t0 + nb < len) prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, span);
+        if (pf && t0 + nb < len)
+            prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, span, half);
         for (size_t g = 0; g < ng; g++) {
             float *og = o + g * hd, mb = m[g];
-            size_t kvo = g / group * hd; /* this q head's kv head within the item */
-            k->scores(s, q + g * hd, kc + kvo + t0 * stride, nb, stride, hd);
+            size_t at = g / group * hd + t0 * stride; /* this q head's kv head within the item, key t0 */
+            if (half) k->scores16(s, q + g * hd, elem(kc, at, 1), nb, stride, hd);
+            else k->scores(s, q + g * hd, elem(kc, at, 0), nb, stride, hd);
             for (size_t t = 0; t < nb; t++) {
                 s[t] *= scale;
                 if (s[t] > mb) mb = s[t];
@@ -672,7 +714,8 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t ng, size_
                 m[g] = mb;
             }
             l[g] += k->exps(s, nb, mb);
-            k->accum(og, s, vc + kvo + t0 * stride, nb, stride, hd);
+            if (half) k->accum16(og, s, elem(vc, at, 1), nb, stride, hd);
+            else k->accum(og, s, elem(vc, at, 0), nb, stride, hd);
         }
     }
     for (size_t g = 0; g < ng; g++) {
@@ -686,12 +729,12 @@ static void attn_task(void *arg, int ti, int nt) {
     size_t group = a->n_heads / a->n_kv_heads, parts = (group + ATT_GROUP - 1) / ATT_GROUP;
     size_t per = (group + parts - 1) / parts, kv_dim = a->n_kv_heads * a->hd;
     float scale = 1.0f / sqrtf((float)a->hd);
-    size_t len = a->pos0 + a->n, hd = a->hd, have = SIZE_MAX;
+    size_t len = a->pos0 + a->n, hd = a->hd, have = SIZE_MAX, esz = a->half ? sizeof(uint16_t) : sizeof(float);
     /* A prefill copies each kv head's rows into a contiguous buffer once per thread: in the
-     * cache one head's rows are kv_dim floats apart (4 KiB in Qwen3), so a block of them
-     * falls in a handful of L1 sets and evicts itself; copied, they are hd apart. The same
-     * values and the same arithmetic: the bits do not change. */
-    float *buf = a->n >= 16 ? malloc(2 * len * hd * sizeof *buf) : NULL;
+     * cache one head's rows are kv_dim elements apart (4 KiB in Qwen3 in f32), so a block
+     * of them falls in a handful of L1 sets and evicts itself; copied, they are hd apart.
+     * The same values and the same arithmetic: the bits do not change. */
+    char *buf = a->n >= 16 ? malloc(2 * len * hd * esz) : NULL;
     /* Otherwise (decode) an item takes as many whole kv heads as ATT_GROUP q heads allow
      * (hk; their rows are side by side), so each row is read in longer runs. */
     size_t hk = a->n < 16 && parts == 1 ? ATT_GROUP / group : 1; /* the same in every thread */
@@ -705,18 +748,19 @@ static void attn_task(void *arg, int ti, int nt) {
         size_t i = it % a->n, hp = it / a->n, kvh = hp / parts * hk, h0 = kvh * group + hp % parts * per;
         size_t ng = hk > 1 ? hk * group : h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
         size_t row = (i * a->n_heads + h0) * hd;
-        const float *kc = a->kc + kvh * hd, *vc = a->vc + kvh * hd;
+        const void *kc = elem(a->kc, kvh * hd, a->half), *vc = elem(a->vc, kvh * hd, a->half);
         size_t stride = kv_dim;
         if (buf) {
             if (have != kvh)
                 for (size_t t = 0; t < len; t++) {
-                    memcpy(buf + t * hd, kc + t * kv_dim, hd * sizeof *buf);
-                    memcpy(buf + (len + t) * hd, vc + t * kv_dim, hd * sizeof *buf);
+                    memcpy(buf + t * hd * esz, elem(kc, t * kv_dim, a->half), hd * esz);
+                    memcpy(buf + (len + t) * hd * esz, elem(vc, t * kv_dim, a->half), hd * esz);
                 }
             have = kvh;
-            kc = buf, vc = buf + len * hd, stride = hd;
+            kc = buf, vc = buf + len * hd * esz, stride = hd;
         }
-        attend(a->k, a->out + row, a->q + row, ng, hk > 1 ? group : ng, kc, vc, a->pos0 + i + 1, stride, hd, scale);
+        attend(a->k, a->out + row, a->q + row, ng, hk > 1 ? group : ng, kc, vc, a->pos0 + i + 1, stride, hd, scale,
+               a->half);
     }
     free(buf);
 }
@@ -724,7 +768,14 @@ static void attn_task(void *arg, int ti, int nt) {
 void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, const float *kc,
                     const float *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
                     size_t hd) {
-    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd};
+    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd, 0};
+    pool_run(p, attn_task, &a);
+}
+
+void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kc,
+                        const uint16_t *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                        size_t hd) {
+    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd, 1};
     pool_run(p, attn_task, &a);
 }
 

@@ -57,6 +57,12 @@ typedef struct {
     void (*scores)(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd);
     /* o[hd] += sum over t < n of p[t] * v[t*stride .. +hd] (probabilities times values) */
     void (*accum)(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd);
+    /* scores and accum over K and V rows held as f16 (kern_attention_f16); with rows
+     * whose f32 values are those f16s, the same bits as scores and accum */
+    void (*scores16)(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd);
+    void (*accum16)(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd);
+    /* kern_to_f16 with the same bits */
+    void (*to_f16)(uint16_t *h, const float *x, size_t n);
     /* s[t] = exp(s[t] - m) for t < n (every s[t] <= m), returning their sum: softmax's
      * numerators; within 2 ulp of expf, a NaN stays NaN */
     float (*exps)(float *s, size_t n, float m);
@@ -152,6 +158,13 @@ void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, cons
                     const float *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
                     size_t hd);
 
+/* The same with K and V as f16 (kern_to_f16 of the f32 rows): half the bytes to read,
+ * which is what a decode's attention costs. llama.cpp's default cache type; each value
+ * within 2^-11 of its f32 (relative), so logits move by about that much. */
+void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kc,
+                        const uint16_t *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                        size_t hd);
+
 /* y[i] = silu(g[i]) * u[i] = g/(1+exp(-g)) * u for i < n; y may be g or u. */
 void kern_swiglu(float *y, const float *g, const float *u, size_t n);
 /* The same by k's variant. */
@@ -163,5 +176,9 @@ void kern_add(float *y, const float *x, size_t n);
 /* Scalar widening, for tests and the generic loops. */
 float kern_bf16(uint16_t h);
 float kern_f16(uint16_t h);
+/* h[i] = x[i] as IEEE binary16, rounded to nearest even (x86's vcvtps2ph, imm 0): beyond
+ * 65504 (from 65520 on) an infinity, below 2^-14 a subnormal, a NaN quiet with its sign
+ * and top payload bits. */
+void kern_to_f16(uint16_t *h, const float *x, size_t n);
 
 #endif

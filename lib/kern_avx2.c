@@ -156,6 +156,68 @@ static AVX2 void scores(float *s, const float *q, const float *k, size_t n, size
     }
 }
 
+/* scores and accum with K or V rows as f16, widened by vcvtph2ps as they are loaded: the
+ * same arithmetic in the same order, so f16 rows give what their f32 values would. */
+INLINE AVX2 __m256 ld16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+static AVX2 void scores16(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd) {
+    size_t t = 0, h8 = hd / 8 * 8;
+    if (h8 == hd)
+        for (; t + 8 <= n; t += 8) {
+            __m256 a[8];
+            const uint16_t *kr = k + t * stride;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+            for (size_t j = 0; j < hd; j += 8) {
+                __m256 qv = _mm256_loadu_ps(q + j);
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, ld16(kr + i * stride + j), a[i]);
+            }
+            _mm256_storeu_ps(s + t, hsum8(a));
+        }
+    for (; t < n; t++) {
+        const uint16_t *kr = k + t * stride;
+        __m256 a0 = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j < h8; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), ld16(kr + j), a0);
+        float r = hsum(a0);
+        for (; j < hd; j++) r += q[j] * kern_f16(kr[j]);
+        s[t] = r;
+    }
+}
+
+static AVX2 void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
+    size_t j = 0;
+    for (; j + 64 <= hd; j += 64) {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(o + j + 8 * i);
+        for (size_t t = 0; t < n; t++) {
+            __m256 pt = _mm256_set1_ps(p[t]);
+            const uint16_t *vr = v + t * stride + j;
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) r[i] = _mm256_fmadd_ps(pt, ld16(vr + 8 * i), r[i]);
+        }
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(o + j + 8 * i, r[i]);
+    }
+    for (; j + 8 <= hd; j += 8) {
+        __m256 r = _mm256_loadu_ps(o + j);
+        for (size_t t = 0; t < n; t++) r = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), ld16(v + t * stride + j), r);
+        _mm256_storeu_ps(o + j, r);
+    }
+    for (; j < hd; j++)
+        for (size_t t = 0; t < n; t++) o[j] += p[t] * kern_f16(v[t * stride + j]);
+}
+
+/* vcvtps2ph, round to nearest even: kern_to_f16's bits */
+static AVX2 void to_f16(uint16_t *h, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    if (i < n) kern_to_f16(h + i, x + i, n - i);
+}
+
 /* exp(x) for x <= 0: x = n ln2 + r (ln2 in two parts, |r| <= ln2/2), exp(r) by Cephes'
  * degree-6 polynomial (expf's to 2 ulp), times 2^n built in the exponent bits. Below
  * -87.3 it is exp(-87.3), 1.2e-38 (nothing beside the softmax's largest term, 1); a NaN
@@ -603,6 +665,9 @@ const kern_ops kern_avx2 = {
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
+    .scores16 = scores16,
+    .accum16 = accum16,
+    .to_f16 = to_f16,
     .exps = exps,
     .swiglu = swiglu,
     .quant_act = quant_act,
