@@ -48,6 +48,9 @@ static const char usage[] =
     "  -t, --threads N       threads (default: one per core)\n"
     "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128 or 8da4w;\n"
     "                      quantized once into a cache file that every later run maps\n"
+    "      --kv-type T       the K/V each step's attention reads: f32 or f16 (half the bytes;\n"
+    "                        llama.cpp's default); default f16 with --quant q8, q4, q4g128,\n"
+    "                        8da4w, else f32. The session stores f32 either way\n"
     "  -v, --verbose         report tokens and speed on stderr\n"
     "      --backend NAME    where the layers run: cpu, ax650, ascend (default cpu; README: AX650, Ascend)\n"
     "In-process sampling (the same flags and defaults as `sample`):\n"
@@ -59,7 +62,7 @@ enum { MAX_STOP = 64 };
 typedef struct {
     const char *session, *sampler_cmd, *backend, *store, *key;
     long max_tokens;
-    int threads, verbose;
+    int threads, verbose, kv_type;
     int32_t stop[MAX_STOP];
     size_t n_stop;
     sample_opts so;
@@ -236,15 +239,16 @@ int main(int argc, char **argv) {
     opts o = {.backend = "cpu", .max_tokens = 512};
     const char *dir = NULL, *quant = "none";
     int no_think = 0;
-    enum { O_STOP = 256, O_SAMPLER, O_BACKEND, O_STORE, O_KEY, O_QUANT, O_SAMPLE_BASE = 512 };
+    enum { O_STOP = 256, O_SAMPLER, O_BACKEND, O_STORE, O_KEY, O_QUANT, O_KV_TYPE, O_SAMPLE_BASE = 512 };
     struct option lo[64] = {
         {"model", required_argument, 0, 'm'},       {"session", required_argument, 0, 'k'},
         {"max-tokens", required_argument, 0, 'n'},  {"stop", required_argument, 0, O_STOP},
         {"sampler", required_argument, 0, O_SAMPLER}, {"threads", required_argument, 0, 't'},
         {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},           {"store", required_argument, 0, O_STORE},
-        {"key", required_argument, 0, O_KEY},       {"quant", required_argument, 0, O_QUANT}};
-    size_t nlo = 12;
+        {"key", required_argument, 0, O_KEY},       {"quant", required_argument, 0, O_QUANT},
+        {"kv-type", required_argument, 0, O_KV_TYPE}};
+    size_t nlo = 13;
     for (size_t i = 0; sample_flags[i].name; i++, nlo++)
         lo[nlo] = (struct option){sample_flags[i].name, sample_flags[i].has_arg ? required_argument : no_argument,
                                   0, O_SAMPLE_BASE + (int)i};
@@ -283,6 +287,13 @@ int main(int argc, char **argv) {
             }
             quant = optarg;
             break;
+        case O_KV_TYPE:
+            if (strcmp(optarg, "f32") && strcmp(optarg, "f16")) {
+                fprintf(stderr, "%s: --kv-type: want f32 or f16, not '%s'\n", prog, optarg);
+                return EXIT_USAGE;
+            }
+            o.kv_type = strcmp(optarg, "f16") ? KV_F32 : KV_F16;
+            break;
         case 't':
             if (parse_long(optarg, 1, 1024, &v) < 0) {
                 fprintf(stderr, "%s: -t: want a thread count 1..1024, not '%s'\n", prog, optarg);
@@ -320,7 +331,7 @@ int main(int argc, char **argv) {
     int rc = EXIT_DATA;
     session s;
     void *ctx = NULL;
-    backend_opts bo = {o.threads, 1};
+    backend_opts bo = {o.threads, 1, o.kv_type};
     model *m = model_open_q(model_dir(dir), quant, isatty(2) ? progress_bar : NULL, stderr, err, sizeof err);
     if (!m) goto done;
     /* Read stdin before opening the session: in `prefill -k S | sample | decode -k S` the

@@ -55,6 +55,7 @@ int forward(const backend *b, void *ctx, const model *m, float *x, size_t n, kv_
     size_t n0 = kv->n;
     if (run(b, ctx, m, x, n, kv, logits, all_logits, err, errlen) < 0) {
         kv->n = n0; /* the rows written past n0 are not part of the cache */
+        kv_written(kv, n0);
         return -1;
     }
     return 0;

@@ -12,9 +12,13 @@
 #include "kv.h"
 #include "model.h"
 
+/* The K/V a decode step's attention reads (the CPU backend; the cache itself is f32). */
+enum { KV_AUTO, KV_F32, KV_F16 };
+
 typedef struct {
     int n_threads;     /* 0 = one per core */
     size_t max_batch;  /* most positions one prefill call takes (scratch is sized for it) */
+    int kv_type;       /* KV_AUTO (0): f16 for our quantized schemes (q8, q4, 8da4w), else f32 */
 } backend_opts;
 
 typedef struct backend backend;

@@ -33,6 +33,7 @@ typedef struct {
     float *hb2;   /* (B, hidden_dim) up */
     void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
     kern_packed **packed; /* [l*7 + i]: the layer's 8da4w weights as panels (prefill), or NULL */
+    int half_kv;          /* decode reads K/V as f16 copies (kv.h): backend_opts.kv_type */
     float *inv_freq;     /* (head_dim/2) */
     float rope_scale;
     float *cos, *sin;    /* (B, head_dim/2) for positions rope_pos0 .. + rope_n */
@@ -200,6 +201,8 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
      * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
      * stay in the page cache), so its memory holds one copy. lm_head stays plain: a
      * prefill wants one position's logits. */
+    wq_type wq = weight_q(m->layers[0].wq);
+    c->half_kv = o->kv_type == KV_F16 || (o->kv_type == KV_AUTO && (wq == WQ_Q8 || wq == WQ_Q4 || wq == WQ_8DA4W));
     if (B >= 4 && c->k->panel_8da4w && weight_q(m->layers[0].wq) == WQ_8DA4W) {
         if (!(c->packed = calloc(7 * (size_t)cf->n_layers, sizeof *c->packed))) goto oom;
         pool_run(c->pool, pack_task, c);
@@ -238,6 +241,30 @@ static void add_rows(float *x, const float *b, size_t n, size_t dim) {
     for (size_t i = 0; i < n; i++) kern_add(x + i * dim, b, dim);
 }
 
+/* Layer l's attention over K/V rows [0, pos0+n), the new ones written. With half_kv a
+ * decode step reads f16 copies of the rows (made here as rows arrive; kv.h): half the
+ * bytes, and at 512 positions the attention is a quarter of a step's memory traffic. That
+ * is llama.cpp's default cache type. By default only our quantized schemes do it: their
+ * weights move the logits far more than f16 K/V does (each value within 2^-11); float
+ * weights and other runtimes' formats keep f32 K/V, so their logits stay their
+ * references'. */
+static int attention(cpu *c, int l, size_t n, kv_cache *kv, char *err, size_t errlen) {
+    const qwen_config *cf = &c->m->cfg;
+    size_t hd = (size_t)cf->head_dim, nh = (size_t)cf->n_heads, nkv = (size_t)cf->n_kv_heads, kv_dim = nkv * hd,
+           pos0 = kv->n;
+    if (!c->half_kv || n != 1) {
+        kern_attention(c->k, c->pool, c->att, c->q, kv->k[l], kv->v[l], pos0, n, nh, nkv, hd);
+        return 0;
+    }
+    if (kv_half_reserve(kv, kv->cap) < 0) return seterr(err, errlen, "cpu backend: out of memory for the f16 K/V");
+    size_t from = kv->n16[l], to = pos0 + n;
+    c->k->to_f16(kv->k16[l] + from * kv_dim, kv->k[l] + from * kv_dim, (to - from) * kv_dim);
+    c->k->to_f16(kv->v16[l] + from * kv_dim, kv->v[l] + from * kv_dim, (to - from) * kv_dim);
+    kv->n16[l] = to;
+    kern_attention_f16(c->k, c->pool, c->att, c->q, kv->k16[l], kv->v16[l], pos0, n, nh, nkv, hd);
+    return 0;
+}
+
 /* One decoder layer over x (n, dim) at positions kv->n .. kv->n+n-1 (see backend.h). */
 static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, size_t errlen) {
     const qwen_config *cf = &c->m->cfg;
@@ -250,6 +277,7 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     const float *norms = c->norms + (size_t)l * norms_per_layer(cf);
     float *kr = kv->k[l] + pos0 * kv_dim, *vr = kv->v[l] + pos0 * kv_dim;
     const kern_ops *k = c->k;
+    if (kv->n16 && kv->n16[l] > pos0) kv->n16[l] = pos0; /* f16 copies of rows about to be written are stale */
 
     const float *bias = c->norm_bias ? c->norm_bias + 2 * dim * (size_t)l : NULL;
 
@@ -268,7 +296,7 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     }
     kern_rope(c->q, c->cos, c->sin, n, nh, half);
     kern_rope(kr, c->cos, c->sin, n, nkv, half);
-    kern_attention(k, c->pool, c->att, c->q, kv->k[l], kv->v[l], pos0, n, nh, nkv, hd);
+    if (attention(c, l, n, kv, err, errlen) < 0) return -1;
     mml(c, l, 3, c->xb, c->att, w->wo, n, qdim, dim, 0);
     kern_add(x, c->xb, n * dim);
 

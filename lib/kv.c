@@ -36,12 +36,55 @@ int kv_alloc(kv_cache *kv, int n_layers, size_t kv_dim, size_t cap) {
 
 int kv_reserve(kv_cache *kv, size_t cap) { return cap <= kv->cap ? 0 : grow(kv, cap); }
 
+int kv_half_reserve(kv_cache *kv, size_t cap) {
+    if (kv->n16 && cap <= kv->cap16) return 0;
+    if (!kv->n16) {
+        size_t nl = kv->n_layers > 0 ? (size_t)kv->n_layers : 1;
+        kv->k16 = calloc(nl, sizeof *kv->k16);
+        kv->v16 = calloc(nl, sizeof *kv->v16);
+        kv->n16 = calloc(nl, sizeof *kv->n16);
+        if (!kv->k16 || !kv->v16 || !kv->n16) {
+            free(kv->k16), free(kv->v16), free(kv->n16);
+            kv->k16 = kv->v16 = NULL, kv->n16 = NULL;
+            return -1;
+        }
+    }
+    if (kv->kv_dim && cap > (size_t)-1 / sizeof(uint16_t) / kv->kv_dim) return -1;
+    size_t bytes = cap * kv->kv_dim * sizeof(uint16_t);
+    if (!bytes) bytes = 1;
+    for (int l = 0; l < kv->n_layers; l++) { /* as grow(): a failure part way is harmless */
+        uint16_t *k = realloc(kv->k16[l], bytes);
+        if (!k) return -1;
+        kv->k16[l] = k;
+        uint16_t *v = realloc(kv->v16[l], bytes);
+        if (!v) return -1;
+        kv->v16[l] = v;
+    }
+    kv->cap16 = cap;
+    return 0;
+}
+
+void kv_written(kv_cache *kv, size_t from) {
+    if (kv->n16)
+        for (int l = 0; l < kv->n_layers; l++)
+            if (kv->n16[l] > from) kv->n16[l] = from;
+}
+
+void kv_half_free(kv_cache *kv) {
+    for (int l = 0; l < kv->n_layers; l++) {
+        if (kv->k16) free(kv->k16[l]);
+        if (kv->v16) free(kv->v16[l]);
+    }
+    free(kv->k16), free(kv->v16), free(kv->n16);
+    kv->k16 = kv->v16 = NULL, kv->n16 = NULL, kv->cap16 = 0;
+}
+
 void kv_free(kv_cache *kv) {
-    if (kv->k)
-        for (int l = 0; l < kv->n_layers; l++) free(kv->k[l]);
-    if (kv->v)
-        for (int l = 0; l < kv->n_layers; l++) free(kv->v[l]);
-    free(kv->k);
-    free(kv->v);
+    kv_half_free(kv);
+    for (int l = 0; l < kv->n_layers; l++) {
+        if (kv->k) free(kv->k[l]);
+        if (kv->v) free(kv->v[l]);
+    }
+    free(kv->k), free(kv->v);
     *kv = (kv_cache){0};
 }

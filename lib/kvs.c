@@ -649,6 +649,7 @@ static int block_load(const kvs_store *st, uint8_t **scr, size_t *cap, session *
     if (block_check(st, *scr, n, name, parent, s->kv.n_layers, s->kv.kv_dim, &tok, &rows, err, errlen) < 0)
         return -1;
     size_t kd = s->kv.kv_dim, rb = kd * sizeof(float);
+    kv_written(&s->kv, base + from);
     for (size_t j = from; j < to; j++) s->tokens[base + j] = (int32_t)le32(tok + 4 * j);
     for (int l = 0; l < s->kv.n_layers; l++) {
         const uint8_t *k = rows + (size_t)2 * l * KVS_BLOCK * rb, *v = k + KVS_BLOCK * rb;
@@ -821,6 +822,7 @@ static int log_load(kvs_sess *P, session *s, const uint8_t *d, const logstate *l
             return seterr(err, errlen, "%s: TAIL record at offset %zu: count %zu does not match its length", P->name,
                           off - REC_HDR, count);
         const uint8_t *tok = r + 4, *rows = tok + 4 * count;
+        kv_written(&s->kv, p);
         for (; p < n && ls->src[p] == off; p++) {
             size_t j = ls->idx[p];
             s->tokens[p] = (int32_t)le32(tok + 4 * j);
@@ -1137,6 +1139,7 @@ int sess_trim(session *s, size_t n, char *err, size_t errlen) {
     kvs_sess *P = s->priv;
     if (n > s->kv.n) return seterr(err, errlen, "%s: cannot trim to %zu: it holds %zu positions", P->name, n, s->kv.n);
     s->kv.n = n;
+    kv_written(&s->kv, n);
     if (n < P->trim_to) P->trim_to = n;
     if (P->k > n / KVS_BLOCK) P->k = n / KVS_BLOCK;
     if (P->log_k > P->k) P->log_k = P->k;

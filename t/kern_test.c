@@ -437,9 +437,68 @@ static void test_attention(const kern_ops **v, size_t nv) {
             check(worst <= 2e-6, "%s attention case %zu: max error %.3g", v[k]->name, c, worst);
             check(!memcmp(got, got3, n * nh * hd * 4), "%s attention case %zu: 3 threads differ from 1", v[k]->name, c);
         }
-        free(q), free(kc), free(vc), free(want), free(got), free(got3);
+        /* f16 K/V: against the f32 attention over rows holding those f16s' values, the same
+         * bits in generic (the same sums), within 1e-6 in a variant (whose f16 scores may be
+         * the variant's below it: another order) */
+        uint16_t *k16 = malloc(len * nkv * hd * 2), *v16 = malloc(len * nkv * hd * 2);
+        kern_to_f16(k16, kc, len * nkv * hd);
+        kern_to_f16(v16, vc, len * nkv * hd);
+        for (size_t i = 0; i < len * nkv * hd; i++) kc[i] = kern_f16(k16[i]), vc[i] = kern_f16(v16[i]);
+        for (size_t k = 0; k < nv; k++) {
+            kern_attention(v[k], p3, got, q, kc, vc, pos0, n, nh, nkv, hd);
+            kern_attention_f16(v[k], p3, got3, q, k16, v16, pos0, n, nh, nkv, hd);
+            double worst = 0;
+            for (size_t i = 0; i < n * nh * hd; i++) worst = fmax(worst, fabs(got[i] - got3[i]));
+            check(k ? worst <= 1e-6 : !memcmp(got, got3, n * nh * hd * 4),
+                  "%s f16 attention case %zu: max difference %.3g from f32 over the same values", v[k]->name, c, worst);
+            kern_attention_f16(v[k], NULL, got, q, k16, v16, pos0, n, nh, nkv, hd);
+            check(!memcmp(got, got3, n * nh * hd * 4), "%s f16 attention case %zu: 3 threads differ from 1", v[k]->name, c);
+        }
+        free(q), free(kc), free(vc), free(want), free(got), free(got3), free(k16), free(v16);
     }
     pool_free(p3);
+}
+
+/* kern_to_f16: exact cases, every f16 back to itself, every variant's bits (NaNs too) */
+static void test_to_f16(const kern_ops **v, size_t nv) {
+    static const struct { float x; uint16_t h; } cases[] = {
+        {1.0f, 0x3c00}, {-2.0f, 0xc000}, {0.0f, 0x0000}, {-0.0f, 0x8000}, {65504.0f, 0x7bff},
+        {65519.996f, 0x7bff}, {65520.0f, 0x7c00}, {1e10f, 0x7c00}, {-INFINITY, 0xfc00}, {INFINITY, 0x7c00},
+        {0x1p-14f, 0x0400}, {0x1p-24f, 0x0001}, {0x1p-25f, 0x0000}, {0x1.8p-24f, 0x0002}, {0x1.4p-24f, 0x0001},
+        {0x1.002p0f, 0x3c00}, {0x1.006p0f, 0x3c02}, {0x1.0021p0f, 0x3c01}, {0x1.ffcp-15f, 0x0400}, {1e-30f, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint16_t h;
+        kern_to_f16(&h, &cases[i].x, 1);
+        check(h == cases[i].h, "to_f16(%a) = 0x%04x, want 0x%04x", (double)cases[i].x, h, cases[i].h);
+    }
+    float nan = NAN;
+    uint16_t h;
+    kern_to_f16(&h, &nan, 1);
+    check((h & 0x7e00) == 0x7e00, "to_f16(NaN) = 0x%04x, not a quiet NaN", h);
+    int ok = 1;
+    for (uint32_t b = 0; b < 0x10000; b++) {
+        if ((b & 0x7c00) == 0x7c00 && (b & 0x3ff)) continue; /* NaN */
+        float f = kern_f16((uint16_t)b);
+        kern_to_f16(&h, &f, 1);
+        ok &= h == b;
+    }
+    check(ok, "to_f16(f16 value) is that f16, for every one");
+    size_t n = 4099;
+    float *x = malloc(n * 4);
+    uint16_t *want = malloc(n * 2), *got = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = (uint32_t)next(); /* any bits: NaNs, infinities, subnormals included */
+        if (i % 2) b = (b & 0x80ffffffu) | (uint32_t)(100 + i % 60) << 23; /* most near f16's range */
+        memcpy(x + i, &b, 4);
+    }
+    kern_to_f16(want, x, n);
+    for (size_t k = 0; k < nv; k++) {
+        v[k]->to_f16(got, x, n);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) bad += got[i] != want[i];
+        check(!bad, "%s to_f16: %zu of %zu differ from generic", v[k]->name, bad, n);
+    }
+    free(x), free(want), free(got);
 }
 
 /* ---- norms and SwiGLU ---- */
@@ -624,11 +683,11 @@ static void ref_forward(const tiny *t, const int *ids, size_t T, double *logits)
 
 /* Run ids through the CPU backend: prefill pieces of `first` positions, then one at a time;
  * logits (T, vocab) of every position. */
-static int run_backend(const tiny *t, int threads, size_t max_batch, const int *ids, size_t T, size_t first,
-                       float *logits) {
+static int run_backend_kv(const tiny *t, int threads, size_t max_batch, int kv_type, const int *ids, size_t T,
+                          size_t first, float *logits) {
     char err[256];
     const backend *b = backend_find("cpu");
-    backend_opts o = {threads, max_batch};
+    backend_opts o = {.n_threads = threads, .max_batch = max_batch, .kv_type = kv_type};
     void *ctx = b->open(&t->m, &o, err, sizeof err);
     size_t dim = (size_t)t->m.cfg.dim, V = (size_t)t->m.cfg.vocab_size;
     float *x = malloc(T * dim * 4);
@@ -647,6 +706,57 @@ out:
     if (ctx) b->close(ctx);
     free(x);
     return rc;
+}
+
+static int run_backend(const tiny *t, int threads, size_t max_batch, const int *ids, size_t T, size_t first,
+                       float *logits) {
+    return run_backend_kv(t, threads, max_batch, KV_AUTO, ids, T, first, logits);
+}
+
+/* Decode reading f16 K/V (KV_F16): near f32's logits, the same bits whatever the threads,
+ * and rows rewritten after their f16 copies were made (the cache cut back, other tokens
+ * after the cut) are copied anew: the logits are a fresh run's. */
+static void test_backend_f16(void) {
+    enum { T = 23, FIRST = 5, CUT = 9 };
+    size_t V = 50;
+    int ids[T], ids2[T];
+    for (size_t i = 0; i < T; i++) ids[i] = (int)(next() % 50), ids2[i] = i < CUT ? ids[i] : (int)(next() % 50);
+    tiny t;
+    tiny_make(&t, ST_F32, 0);
+    float *f32 = malloc(T * V * 4), *f16 = malloc(T * V * 4), *f16t = malloc(T * V * 4), *fresh = malloc(T * V * 4),
+          *cut = malloc(T * V * 4);
+    int ok = run_backend_kv(&t, 1, 64, KV_F32, ids, T, FIRST, f32) == 0 &&
+             run_backend_kv(&t, 1, 64, KV_F16, ids, T, FIRST, f16) == 0 &&
+             run_backend_kv(&t, 3, 64, KV_F16, ids, T, FIRST, f16t) == 0 &&
+             run_backend_kv(&t, 1, 64, KV_F16, ids2, T, FIRST, fresh) == 0;
+    check(ok, "backend f16 K/V: a run failed");
+    double worst = 0, maxl = 0;
+    for (size_t i = 0; ok && i < T * V; i++) worst = fmax(worst, fabs(f16[i] - f32[i])), maxl = fmax(maxl, fabs(f32[i]));
+    check(ok && worst > 0 && worst <= 2e-3 * maxl, "backend f16 K/V: max|d| %.3g from f32's, of max %.3g", worst, maxl);
+    check(ok && !memcmp(f16, f16t, FIRST * V * 4) && !memcmp(f16, f16t, T * V * 4), "backend f16 K/V: 3 threads differ");
+    check(ok && !memcmp(f16, f32, FIRST * V * 4), "backend f16 K/V: a prefill (n > 1) reads f32 K/V");
+    /* one context: ids to the end, cut back to CUT, ids2 from there */
+    char err[256];
+    backend_opts o = {.n_threads = 2, .max_batch = 64, .kv_type = KV_F16};
+    void *ctx = backend_cpu.open(&t.m, &o, err, sizeof err);
+    size_t dim = (size_t)t.m.cfg.dim;
+    float *x = malloc(dim * 4);
+    kv_cache kv = {0};
+    ok = ctx && kv_alloc(&kv, t.m.cfg.n_layers, (size_t)t.m.cfg.n_kv_heads * t.m.cfg.head_dim, 1) == 0;
+    for (size_t i = 0; ok && i < 2 * T - CUT; i++) {
+        if (i == T) kv.n = CUT; /* as model.c and forward_test do: no kv_written */
+        size_t p = i < T ? i : i - T + CUT;
+        memcpy(x, wf_of(&t, t.m.embed) + (size_t)(i < T ? ids : ids2)[p] * dim, dim * 4);
+        ok = forward(&backend_cpu, ctx, &t.m, x, 1, &kv, cut + p * V, 0, err, sizeof err) == 0;
+    }
+    check(ok && kv.n == T, "backend f16 K/V: the cut run failed");
+    run_backend_kv(&t, 2, 64, KV_F16, ids2, T, 1, fresh);
+    check(ok && !memcmp(cut + CUT * V, fresh + CUT * V, (T - CUT) * V * 4),
+          "backend f16 K/V: after a cut, other tokens' logits are not a fresh run's");
+    kv_free(&kv);
+    if (ctx) backend_cpu.close(ctx);
+    free(x), free(f32), free(f16), free(f16t), free(fresh), free(cut);
+    tiny_free(&t);
 }
 
 static void test_backend(void) {
@@ -806,6 +916,8 @@ int main(int argc, char **argv) {
     test_pool(v, nv);
     test_rope();
     test_attention(v, nv);
+    test_to_f16(v, nv);
+    test_backend_f16();
     test_elementwise();
     test_kv();
     test_backend();

@@ -96,6 +96,28 @@ print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
     cmp <("$BIN/kvstore" tokens a) <("$BIN/kvstore" tokens b)
 }
 
+@test "pipeline: decode's f16 K/V (the default with --quant): -n 8 equals -n 4 twice, bit for bit; --kv-type f32 within cosine 0.99999, the same ids; a bad type is a usage error" {
+    ids=$(ref tiny chat ids)
+    echo "$ids" | "$BIN/prefill" --quant q8 -k a > /dev/null
+    "$BIN/kvstore" fork a b
+    "$BIN/kvstore" fork a c
+    greedy() { echo "tee -a '$TMP/$1.npy' | '$BIN/sample' --greedy"; }
+    "$BIN/decode" --quant q8 -k a -n 8 --stop 999999 --sampler "$(greedy a)" < /dev/null > "$TMP/a.ids"
+    # the second process makes its f16 copies from the stored f32 rows: the same bits
+    "$BIN/decode" --quant q8 -k b -n 4 --stop 999999 --sampler "$(greedy b)" < /dev/null > "$TMP/b.ids"
+    "$BIN/decode" --quant q8 -k b -n 4 --stop 999999 --sampler "$(greedy b)" < /dev/null >> "$TMP/b.ids"
+    [ "$(wc -l < "$TMP/a.ids")" -eq 8 ]
+    cmp "$TMP/a.ids" "$TMP/b.ids"
+    cmp "$TMP/a.npy" "$TMP/b.npy"
+    "$BIN/decode" --quant q8 -k c -n 8 --stop 999999 --kv-type f32 --sampler "$(greedy c)" < /dev/null > "$TMP/c.ids"
+    cmp "$TMP/a.ids" "$TMP/c.ids"
+    ! cmp -s "$TMP/a.npy" "$TMP/c.npy"   # f16 was read by default
+    "$BIN/npycmp" --tol 0.99999 "$TMP/a.npy" "$TMP/c.npy"
+    run "$BIN/decode" -k a --kv-type bf16
+    [ "$status" -eq 2 ]
+    [ "$output" = "decode: --kv-type: want f32 or f16, not 'bf16'" ]
+}
+
 @test "pipeline: a prompt whose blocks the store holds is reused, with the same logits as computing it" {
     ids=$(ref tiny chat ids)    # 68 tokens: 4 whole blocks of 16
     echo "$ids" | "$BIN/prefill" -k first -v > "$TMP/first.npy" 2> "$TMP/first.err"

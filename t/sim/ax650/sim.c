@@ -44,7 +44,7 @@ static sim_src *source(const char *dir, size_t batch, char *err, size_t errlen) 
         free(s);
         return seterr(err, errlen, "sim: out of memory"), NULL;
     }
-    backend_opts o = {1, batch};
+    backend_opts o = {.n_threads = 1, .max_batch = batch};
     if (!(s->m = model_open(dir, err, errlen)) || !(s->cpu = backend_cpu.open(s->m, &o, err, errlen))) {
         model_close(s->m);
         free(s->dir);
@@ -218,9 +218,10 @@ int sim_run(sim_model *sm, int g, void *const *in, void *const *out, char *err, 
         for (size_t i = 0; i < hist * D; i++) kb[i] = f32(kc[i]), vb[i] = f32(vc[i]);
         for (size_t i = 0; i < n * H; i++) xf[i] = f32(x[i]);
         kp[sm->layer] = kb, vp[sm->layer] = vb;
-        kv_cache kv = {(int)L, D, hist + n, hist, kp, vp};
+        kv_cache kv = {.n_layers = (int)L, .kv_dim = D, .cap = hist + n, .n = hist, .k = kp, .v = vp};
         if (n == 1) rc = backend_cpu.decode_layer(sm->src->cpu, sm->layer, xf, &kv, err, errlen);
         else rc = backend_cpu.prefill_layer(sm->src->cpu, sm->layer, xf, n, &kv, err, errlen);
+        kv_half_free(&kv); /* the f16 copies a quantized model's decode made, if any */
         for (size_t i = 0; !rc && i < P * H; i++) y[i] = i < n * H ? bf16(xf[i]) : 0x7fc0;
         for (size_t i = 0; !rc && i < P * D; i++) {
             ko[i] = i < n * D ? bf16(kb[hist * D + i]) : 0x7fc0;
