@@ -285,7 +285,7 @@ int main(int argc, char **argv) {
         return EXIT_DATA;
     }
     int rc = EXIT_DATA;
-    backend_opts bo = {o.threads, 512};
+    backend_opts bo = {.n_threads = o.threads, .max_batch = 512};
     kvs_store *st = NULL;
     if (!(r.m = model_open_q(model_dir(dir), quant, isatty(2) ? progress_bar : NULL, stderr, err, sizeof err)))
         goto done;
