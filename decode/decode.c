@@ -342,7 +342,10 @@ int main(int argc, char **argv) {
     if (!(ctx = b->open(m, &bo, err, sizeof err))) goto done_model;
     if (!(st = kvs_open(o.store, o.key, err, sizeof err))) goto done_ctx;
     if (sess_open(st, o.session, m, &s, SESS_WRITE, err, sizeof err) < 0) goto done_store;
-    if (generate(&o, m, b, ctx, &s, err, sizeof err) == 0) rc = EXIT_OK; /* each token already committed */
+    /* each token is committed as it comes; its sync overlaps the next token's compute */
+    if (sess_defer_sync(&s, err, sizeof err) == 0 && generate(&o, m, b, ctx, &s, err, sizeof err) == 0 &&
+        sess_sync(&s, err, sizeof err) == 0)
+        rc = EXIT_OK;
     sess_close(&s);
 done_store:
     kvs_close(st);

@@ -89,6 +89,7 @@ struct kvs_sess {
     buf out;                 /* records being built (one commit, or a rewrite's chunk) */
     uint8_t *scratch;        /* a block file or a decrypted record */
     size_t scratch_cap;
+    struct syncer *sy;       /* sess_defer_sync's thread, or NULL */
 };
 
 /* ---- small helpers ---- */
@@ -986,8 +987,101 @@ static void compact(kvs_sess *P, const session *s) {
 
 /* ---- sessions ---- */
 
+/* ---- deferred sync (sess_defer_sync) ----
+ * A commit's fdatasync runs on the session's own thread while the caller goes on (decode
+ * computes the next token); the next commit, sess_sync and sess_close wait for it. The
+ * write itself stays in the commit, so a killed process loses nothing it committed, and a
+ * torn or unsynced commit still opens at the commit before (the log's rule). */
+typedef struct syncer {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fd, pending, quit, err, hook_fail; /* hook_fail: the QWEN_KVS_FAIL_AFTER hook says ENOSPC */
+} syncer;
+
+static void *sync_main(void *arg) {
+    syncer *y = arg;
+    pthread_mutex_lock(&y->mu);
+    for (;;) {
+        while (!y->pending && !y->quit) pthread_cond_wait(&y->cv, &y->mu);
+        if (!y->pending) break; /* quit, nothing in flight */
+        int fd = y->fd, hook = y->hook_fail;
+        pthread_mutex_unlock(&y->mu);
+        int e = hook ? ENOSPC : fdatasync(fd) < 0 ? errno : 0;
+        pthread_mutex_lock(&y->mu);
+        if (e && !y->err) y->err = e;
+        y->pending = 0;
+        pthread_cond_broadcast(&y->cv);
+    }
+    pthread_mutex_unlock(&y->mu);
+    return NULL;
+}
+
+/* Wait for the sync in flight, if any; its error (0 if none), reported once. */
+static int sync_wait(kvs_sess *P) {
+    syncer *y = P->sy;
+    if (!y) return 0;
+    pthread_mutex_lock(&y->mu);
+    while (y->pending) pthread_cond_wait(&y->cv, &y->mu);
+    int e = y->err;
+    y->err = 0;
+    pthread_mutex_unlock(&y->mu);
+    return e;
+}
+
+static void sync_start(kvs_sess *P) {
+    syncer *y = P->sy;
+    pthread_mutex_lock(&y->mu);
+    y->fd = P->fd;
+    y->hook_fail = P->st->fail_after >= 0 && P->st->written >= (size_t)P->st->fail_after; /* as io_sync */
+    y->pending = 1;
+    pthread_cond_signal(&y->cv);
+    pthread_mutex_unlock(&y->mu);
+}
+
+/* Stop the thread after its last sync. */
+static void sync_stop(kvs_sess *P) {
+    syncer *y = P->sy;
+    if (!y) return;
+    pthread_mutex_lock(&y->mu);
+    y->quit = 1;
+    pthread_cond_signal(&y->cv);
+    pthread_mutex_unlock(&y->mu);
+    pthread_join(y->th, NULL);
+    pthread_mutex_destroy(&y->mu);
+    pthread_cond_destroy(&y->cv);
+    free(y);
+    P->sy = NULL;
+}
+
+int sess_defer_sync(session *s, char *err, size_t errlen) {
+    kvs_sess *P = s->priv;
+    if (P->mode != SESS_WRITE) return seterr(err, errlen, "%s: opened read-only", P->name);
+    if (P->sy) return 0;
+    syncer *y = calloc(1, sizeof *y);
+    if (!y) return seterr(err, errlen, "%s: out of memory", P->name);
+    pthread_mutex_init(&y->mu, NULL);
+    pthread_cond_init(&y->cv, NULL);
+    int e = pthread_create(&y->th, NULL, sync_main, y);
+    if (e) {
+        pthread_mutex_destroy(&y->mu);
+        pthread_cond_destroy(&y->cv);
+        free(y);
+        return seterr(err, errlen, "%s: sync thread: %s", P->name, strerror(e));
+    }
+    P->sy = y;
+    return 0;
+}
+
+int sess_sync(session *s, char *err, size_t errlen) {
+    kvs_sess *P = s->priv;
+    int e = sync_wait(P);
+    return e ? seterr(err, errlen, "%s: write: %s", P->name, strerror(e)) : 0;
+}
+
 static void priv_free(kvs_sess *P) {
     if (!P) return;
+    sync_stop(P); /* the last commit's sync done before its file is closed */
     if (P->fd >= 0) close(P->fd);
     if (P->lock_fd >= 0) close(P->lock_fd); /* releases the flock */
     if (P->gc_fd >= 0) close(P->gc_fd);
@@ -1196,6 +1290,9 @@ long sess_reuse_prefix(session *s, const int32_t *ids, size_t n, char *err, size
 int sess_commit(session *s, char *err, size_t errlen) {
     kvs_sess *P = s->priv;
     if (P->mode != SESS_WRITE) return seterr(err, errlen, "%s: opened read-only", P->name);
+    /* the last commit's deferred sync: its records are in the file whatever it says */
+    int e0 = sync_wait(P);
+    if (e0) return seterr(err, errlen, "%s: write: %s", P->name, strerror(e0));
     size_t n = s->kv.n;
     if (n < s->committed && n < P->trim_to) sess_trim(s, n, err, errlen); /* kv.n lowered by hand */
     size_t trim = P->trim_to < s->committed ? P->trim_to : SIZE_MAX;
@@ -1221,7 +1318,7 @@ int sess_commit(session *s, char *err, size_t errlen) {
     if (hidden && rec_hidden(P, b, s) < 0) goto oom;
     if (b->len) {
         e = io_write(P->st, P->fd, b->data, b->len, (long long)P->end);
-        if (!e) e = io_sync(P->st, P->fd, 1);
+        if (!e && !P->sy) e = io_sync(P->st, P->fd, 1);
         if (e) {
             /* the session stays at its last commit: cut what part of this one reached the file */
             if (ftruncate(P->fd, (off_t)P->end) == 0) fdatasync(P->fd);
@@ -1229,6 +1326,7 @@ int sess_commit(session *s, char *err, size_t errlen) {
             goto fail;
         }
     }
+    int wrote = b->len > 0;
     P->end += b->len;
     s->committed = n;
     P->log_k = P->k;
@@ -1240,6 +1338,7 @@ int sess_commit(session *s, char *err, size_t errlen) {
      * or a trim left positions that only a dropped block supplies. */
     size_t dead = P->end - P->live, floor = (size_t)64 << 10;
     if ((trim != SIZE_MAX && trim < log_k0 * KVS_BLOCK) || dead > (P->live > floor ? P->live : floor)) compact(P, s);
+    if (wrote && P->sy) sync_start(P); /* (after compact, which may have replaced P->fd) */
     rc = 0;
     goto unlock;
 oom:

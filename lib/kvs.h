@@ -34,7 +34,7 @@ typedef struct {
     kv_cache kv;       /* rows [0, kv.n) valid */
     float *hidden;     /* (dim) final hidden state of the last position, NULL if none */
     size_t dim;
-    size_t committed;  /* positions durable on disk */
+    size_t committed;  /* positions in the session file (durable too, but see sess_defer_sync) */
     kvs_sess *priv;
 } session;
 
@@ -67,7 +67,17 @@ int sess_trim(session *s, size_t n, char *err, size_t errlen);
  * failure (ENOSPC, ...) the session on disk stays at its last commit. */
 int sess_commit(session *s, char *err, size_t errlen);
 
-/* Free memory and release the lock. Uncommitted positions are dropped. */
+/* From now on a commit returns once its records are written, and their fdatasync runs
+ * on a thread of the session's while the caller goes on; the next commit (or sess_sync)
+ * waits for it and reports its error. A killed process loses nothing committed (the
+ * kernel has it); a power cut can lose the last commit (the log then opens at the one
+ * before). decode uses it: one token's sync overlaps the next token's compute. */
+int sess_defer_sync(session *s, char *err, size_t errlen);
+/* Wait until every commit is durable; the deferred sync's error, if it failed. */
+int sess_sync(session *s, char *err, size_t errlen);
+
+/* Free memory and release the lock (after the last commit's sync). Uncommitted positions
+ * are dropped. */
 void sess_close(session *s);
 
 /* The store as a whole, for the kvstore program. m == NULL in sess_open takes the shape

@@ -474,6 +474,58 @@ static int t_enospc(const char *dir, long step) {
     return 0;
 }
 
+/* Deferred sync (sess_defer_sync), commits of one position each from 17 to 20, with the
+ * ENOSPC hook at every byte: the first error (a commit's own write, or the sync of the
+ * commit before, reported by the next commit or by sess_sync) is the same words, and the
+ * session reopens holding every commit before the failing one. Without the hook, every
+ * commit is there after sess_sync. */
+static int t_defer(const char *dir) {
+    int32_t ids[64];
+    make_ids(ids, 64, 4, 0);
+    int tried = 0, at_sync = 0;
+    char d[4096];
+    for (long fail = 0;; fail++) {
+        snprintf(d, sizeof d, "%s/%ld", dir, fail);
+        kvs_store *st = store(d, NULL);
+        CHECK(st, "open");
+        session s;
+        CHECK(sess_open(st, "e", &m1, &s, SESS_WRITE, err, sizeof err) == 0, "%s", err);
+        CHECK(feed(&s, ids, 17) == 0 && sess_commit(&s, err, sizeof err) == 0, "%s", err);
+        sess_close(&s);
+        kvs_close(st);
+        char v[32];
+        snprintf(v, sizeof v, "%ld", fail);
+        setenv("QWEN_KVS_FAIL_AFTER", v, 1);
+        st = store(d, NULL);
+        unsetenv("QWEN_KVS_FAIL_AFTER");
+        CHECK(st, "open");
+        CHECK(sess_open(st, "e", &m1, &s, SESS_WRITE, err, sizeof err) == 0, "%s", err);
+        CHECK(sess_defer_sync(&s, err, sizeof err) == 0, "%s", err);
+        size_t good = 17; /* (no block sealed before 32: only the session file is written) */
+        int rc = 0;
+        for (size_t to = 18; to <= 20 && rc == 0; to++) {
+            CHECK(feed(&s, ids, to) == 0, "feed");
+            if ((rc = sess_commit(&s, err, sizeof err)) == 0) good = to;
+        }
+        if (rc == 0 && (rc = sess_sync(&s, err, sizeof err)) < 0) at_sync++;
+        if (rc < 0) CHECK(!strncmp(err, "e: write: No space left on device", 33), "fail %ld: %s", fail, err);
+        CHECK(sess_sync(&s, err, sizeof err) == 0, "fail %ld: an error reported twice: %s", fail, err);
+        sess_close(&s);
+        kvs_close(st);
+        st = store(d, NULL);
+        CHECK(sess_open(st, "e", &m1, &s, SESS_READ, err, sizeof err) == 0, "fail %ld: %s", fail, err);
+        CHECK(s.kv.n == good, "fail %ld: reopened at %zu, %zu committed (rc %d)", fail, s.kv.n, good, rc);
+        CHECK(holds(&s, ids, s.kv.n), "fail %ld: rows", fail);
+        sess_close(&s);
+        kvs_close(st);
+        tried++;
+        if (rc == 0) break;
+    }
+    CHECK(at_sync > 0, "no failure point made the last deferred sync fail");
+    printf("defer: %d failure points, %d of them the last commit's deferred sync\n", tried, at_sync);
+    return 0;
+}
+
 /* Truncate the session file at every byte of its last commit: it opens at the one before. */
 static int t_torn(const char *dir) {
     kvs_store *st = store(dir, NULL);
@@ -883,6 +935,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(c, "crash")) rc = t_crash(dir, argc > 3 ? atoi(argv[3]) : 300, argc > 4 ? (unsigned)atoi(argv[4]) : 1);
     else if (!strcmp(c, "readers")) rc = t_readers(dir, argc > 3 ? atoi(argv[3]) : 2000);
     else if (!strcmp(c, "enospc")) rc = t_enospc(dir, argc > 3 ? atol(argv[3]) : 97);
+    else if (!strcmp(c, "defer")) rc = t_defer(dir);
     else if (!strcmp(c, "torn")) rc = t_torn(dir);
     else if (!strcmp(c, "corrupt")) rc = t_corrupt(dir);
     else if (!strcmp(c, "bad")) rc = t_bad(dir);

@@ -57,6 +57,13 @@ ks() { "$BIN/kvstore" --store "$TMP/s" "$@"; }
     [ "$status" -eq 0 ]
 }
 
+@test "kvs: deferred sync (decode's): a write or sync failing at any byte is reported once, in the same words; the session holds every commit before" {
+    run kt defer "$TMP/s"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == "defer: "*" failure points, "*" of them the last commit's deferred sync" ]]
+}
+
 @test "kvs: a flipped byte in a block: verify names it, open names it, a new commit heals it" {
     run kt corrupt "$TMP/s"
     echo "$output"
