@@ -149,6 +149,59 @@ static void accum(float *o, const float *p, const float *v, size_t n, size_t str
         for (size_t t = 0; t < n; t++) o[j] += p[t] * v[t * stride + j];
 }
 
+/* scores and accum with K or V rows as f16, widened (FCVTL) as they are loaded: the same
+ * arithmetic in the same order as above. */
+INLINE float32x4_t ld16(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+
+static void scores16(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd) {
+    for (size_t t = 0; t < n; t++) {
+        const uint16_t *kr = k + t * stride;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+        size_t j = 0;
+        for (; j + 16 <= hd; j += 16) {
+            a0 = vfmaq_f32(a0, vld1q_f32(q + j), ld16(kr + j));
+            a1 = vfmaq_f32(a1, vld1q_f32(q + j + 4), ld16(kr + j + 4));
+            a2 = vfmaq_f32(a2, vld1q_f32(q + j + 8), ld16(kr + j + 8));
+            a3 = vfmaq_f32(a3, vld1q_f32(q + j + 12), ld16(kr + j + 12));
+        }
+        for (; j + 4 <= hd; j += 4) a0 = vfmaq_f32(a0, vld1q_f32(q + j), ld16(kr + j));
+        float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+        for (; j < hd; j++) r += q[j] * kern_f16(kr[j]);
+        s[t] = r;
+    }
+}
+
+static void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
+    size_t j = 0;
+    for (; j + 64 <= hd; j += 64) {
+        float32x4_t r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) r[i] = vld1q_f32(o + j + 4 * i);
+        for (size_t t = 0; t < n; t++) {
+            float32x4_t pt = vdupq_n_f32(p[t]);
+            const uint16_t *vr = v + t * stride + j;
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) r[i] = vfmaq_f32(r[i], pt, ld16(vr + 4 * i));
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) vst1q_f32(o + j + 4 * i, r[i]);
+    }
+    for (; j + 4 <= hd; j += 4) {
+        float32x4_t r = vld1q_f32(o + j);
+        for (size_t t = 0; t < n; t++) r = vfmaq_f32(r, vdupq_n_f32(p[t]), ld16(v + t * stride + j));
+        vst1q_f32(o + j, r);
+    }
+    for (; j < hd; j++)
+        for (size_t t = 0; t < n; t++) o[j] += p[t] * kern_f16(v[t * stride + j]);
+}
+
+/* FCVTN under the default FPCR (round to nearest even, subnormals kept): kern_to_f16's bits */
+static void to_f16(uint16_t *h, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(h + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    if (i < n) kern_to_f16(h + i, x + i, n - i);
+}
+
 /* ---- quantized weights (quant.h has the layouts; kern.c the reference kernels) ----
  * The same slab and tile walk; only the inner step differs per type. */
 
@@ -355,6 +408,9 @@ const kern_ops kern_neon = {
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
     .scores = scores,
     .accum = accum,
+    .scores16 = scores16,
+    .accum16 = accum16,
+    .to_f16 = to_f16,
 };
 
 /* Only 8da4w changes; the rest is neon's. */
@@ -364,6 +420,9 @@ const kern_ops kern_neon_dot = {
     .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w_sdot},
     .scores = scores,
     .accum = accum,
+    .scores16 = scores16,
+    .accum16 = accum16,
+    .to_f16 = to_f16,
 };
 #else
 /* ISO C wants something in every translation unit. */
