@@ -196,14 +196,14 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         cpu_close(c);
         return NULL;
     }
+    wq_type wq = weight_q(m->layers[0].wq);
+    c->half_kv = o->kv_type == KV_F16 || (o->kv_type == KV_AUTO && (wq == WQ_Q8 || wq == WQ_Q4 || wq == WQ_8DA4W));
     /* A backend that prefills gets 8da4w's panels if this CPU has a kernel for them: a
      * copy of the layers' weights in memory, built here over the pool (about 0.2 s for
      * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
      * stay in the page cache), so its memory holds one copy. lm_head stays plain: a
      * prefill wants one position's logits. */
-    wq_type wq = weight_q(m->layers[0].wq);
-    c->half_kv = o->kv_type == KV_F16 || (o->kv_type == KV_AUTO && (wq == WQ_Q8 || wq == WQ_Q4 || wq == WQ_8DA4W));
-    if (B >= 4 && c->k->panel_8da4w && weight_q(m->layers[0].wq) == WQ_8DA4W) {
+    if (B >= 4 && c->k->panel_8da4w && wq == WQ_8DA4W) {
         if (!(c->packed = calloc(7 * (size_t)cf->n_layers, sizeof *c->packed))) goto oom;
         pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */
