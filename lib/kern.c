@@ -661,6 +661,7 @@ typedef struct {
 enum {
     ATT_GROUP = 8,  /* q heads sharing a kv head taken together (Qwen3: 2 to 8) */
     ATT_BLOCK = 32, /* keys scored, exponentiated and summed at a time */
+    ATT_POS = 4,    /* a prefill's consecutive positions taken through each block together */
 };
 
 /* Element i of a K/V array of floats, or of f16s when half. */
@@ -685,43 +686,57 @@ static void prefetch_rows(const void *kc, const void *vc, size_t t0, size_t n, s
  * it). A running max m and sum l per head let the output rows themselves be the
  * accumulators, rescaled when m grows (online softmax), so nothing grows with the
  * context. Blocks start at key 0 for every query, so a position gets the same bits
- * whether it came in a prefill or alone. */
-static void attend(const kern_ops *k, float *o, const float *q, size_t ng, size_t group, const void *kc,
-                   const void *vc, size_t len, size_t stride, size_t hd, float scale, int half) {
-    float m[ATT_GROUP], l[ATT_GROUP], s[ATT_BLOCK];
-    for (size_t g = 0; g < ng; g++) m[g] = -INFINITY, l[g] = 0;
-    memset(o, 0, ng * hd * sizeof *o);
+ * whether it came in a prefill or alone.
+ * np consecutive positions (pstride floats apart in q and o; position p sees keys
+ * [0, len + p)) go through each block together, so a prefill reads a block of K/V from
+ * L2 once for np positions rather than once each; every position's own sequence of
+ * operations is the one above, so its bits do not change. */
+static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_t pstride, size_t ng, size_t group,
+                   const void *kc, const void *vc, size_t len, size_t stride, size_t hd, float scale, int half) {
+    float m[ATT_POS][ATT_GROUP], l[ATT_POS][ATT_GROUP], s[ATT_BLOCK];
+    for (size_t p = 0; p < np; p++) {
+        for (size_t g = 0; g < ng; g++) m[p][g] = -INFINITY, l[p][g] = 0;
+        memset(o + p * pstride, 0, ng * hd * sizeof *o);
+    }
+    size_t last = len + np - 1; /* the keys the last position sees */
     int pf = stride != hd; /* rows a page apart: the prefetchers would not follow them */
     size_t span = (ng + group - 1) / group * hd; /* elements of a row the item reads */
-    if (pf) prefetch_rows(kc, vc, 0, len < ATT_BLOCK ? len : ATT_BLOCK, stride, span, half);
-    for (size_t t0 = 0; t0 < len; t0 += ATT_BLOCK) {
-        size_t nb = len - t0 < ATT_BLOCK ? len - t0 : ATT_BLOCK;
-        if (pf && t0 + nb < len)
-            prefetch_rows(kc, vc, t0 + nb, len - t0 - nb < ATT_BLOCK ? len - t0 - nb : ATT_BLOCK, stride, span, half);
-        for (size_t g = 0; g < ng; g++) {
-            float *og = o + g * hd, mb = m[g];
-            size_t at = g / group * hd + t0 * stride; /* this q head's kv head within the item, key t0 */
-            if (half) k->scores16(s, q + g * hd, elem(kc, at, 1), nb, stride, hd);
-            else k->scores(s, q + g * hd, elem(kc, at, 0), nb, stride, hd);
-            for (size_t t = 0; t < nb; t++) {
-                s[t] *= scale;
-                if (s[t] > mb) mb = s[t];
+    if (pf) prefetch_rows(kc, vc, 0, last < ATT_BLOCK ? last : ATT_BLOCK, stride, span, half);
+    for (size_t t0 = 0; t0 < last; t0 += ATT_BLOCK) {
+        if (pf && t0 + ATT_BLOCK < last)
+            prefetch_rows(kc, vc, t0 + ATT_BLOCK, last - t0 - ATT_BLOCK < ATT_BLOCK ? last - t0 - ATT_BLOCK : ATT_BLOCK,
+                          stride, span, half);
+        for (size_t p = 0; p < np; p++) {
+            size_t lp = len + p;
+            if (t0 >= lp) continue;
+            size_t nb = lp - t0 < ATT_BLOCK ? lp - t0 : ATT_BLOCK;
+            for (size_t g = 0; g < ng; g++) {
+                float *og = o + p * pstride + g * hd, mb = m[p][g];
+                const float *qg = q + p * pstride + g * hd;
+                size_t at = g / group * hd + t0 * stride; /* this q head's kv head within the item, key t0 */
+                if (half) k->scores16(s, qg, elem(kc, at, 1), nb, stride, hd);
+                else k->scores(s, qg, elem(kc, at, 0), nb, stride, hd);
+                for (size_t t = 0; t < nb; t++) {
+                    s[t] *= scale;
+                    if (s[t] > mb) mb = s[t];
+                }
+                if (mb > m[p][g]) {
+                    float c = expf(m[p][g] - mb); /* 0 on the first block: og and l are still 0 */
+                    for (size_t j = 0; j < hd; j++) og[j] *= c;
+                    l[p][g] *= c;
+                    m[p][g] = mb;
+                }
+                l[p][g] += k->exps(s, nb, mb);
+                if (half) k->accum16(og, s, elem(vc, at, 1), nb, stride, hd);
+                else k->accum(og, s, elem(vc, at, 0), nb, stride, hd);
             }
-            if (mb > m[g]) {
-                float c = expf(m[g] - mb); /* 0 on the first block: og and l are still 0 */
-                for (size_t j = 0; j < hd; j++) og[j] *= c;
-                l[g] *= c;
-                m[g] = mb;
-            }
-            l[g] += k->exps(s, nb, mb);
-            if (half) k->accum16(og, s, elem(vc, at, 1), nb, stride, hd);
-            else k->accum(og, s, elem(vc, at, 0), nb, stride, hd);
         }
     }
-    for (size_t g = 0; g < ng; g++) {
-        float r = 1.0f / l[g];
-        for (size_t j = 0; j < hd; j++) o[g * hd + j] *= r;
-    }
+    for (size_t p = 0; p < np; p++)
+        for (size_t g = 0; g < ng; g++) {
+            float r = 1.0f / l[p][g], *og = o + p * pstride + g * hd;
+            for (size_t j = 0; j < hd; j++) og[j] *= r;
+        }
 }
 
 static void attn_task(void *arg, int ti, int nt) {
@@ -739,13 +754,15 @@ static void attn_task(void *arg, int ti, int nt) {
      * (hk; their rows are side by side), so each row is read in longer runs. */
     size_t hk = a->n < 16 && parts == 1 ? ATT_GROUP / group : 1; /* the same in every thread */
     while (a->n_kv_heads % hk) hk--;
-    size_t units = a->n_kv_heads / hk * parts, items = a->n * units;
-    /* an item is (kv heads, part of their q heads, position), position fastest; strided,
-     * not contiguous: later positions attend over more rows, so every thread gets a fair
-     * share of the causal triangle, and a thread's next item reads the same head's K/V
-     * rows (still in L2) rather than the next head's (all of a layer's K/V, from memory) */
+    size_t npos = buf ? ATT_POS : 1, groups = (a->n + npos - 1) / npos;
+    size_t units = a->n_kv_heads / hk * parts, items = groups * units;
+    /* an item is (kv heads, part of their q heads, npos positions), positions fastest;
+     * strided, not contiguous: later positions attend over more rows, so every thread gets
+     * a fair share of the causal triangle, and a thread's next item reads the same head's
+     * K/V rows (still in L2) rather than the next head's (all of a layer's K/V, from memory) */
     for (size_t it = (size_t)ti; it < items; it += (size_t)nt) {
-        size_t i = it % a->n, hp = it / a->n, kvh = hp / parts * hk, h0 = kvh * group + hp % parts * per;
+        size_t i = it % groups * npos, hp = it / groups, kvh = hp / parts * hk, h0 = kvh * group + hp % parts * per;
+        size_t np = a->n - i < npos ? a->n - i : npos;
         size_t ng = hk > 1 ? hk * group : h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
         size_t row = (i * a->n_heads + h0) * hd;
         const void *kc = elem(a->kc, kvh * hd, a->half), *vc = elem(a->vc, kvh * hd, a->half);
@@ -759,8 +776,8 @@ static void attn_task(void *arg, int ti, int nt) {
             have = kvh;
             kc = buf, vc = buf + len * hd * esz, stride = hd;
         }
-        attend(a->k, a->out + row, a->q + row, ng, hk > 1 ? group : ng, kc, vc, a->pos0 + i + 1, stride, hd, scale,
-               a->half);
+        attend(a->k, a->out + row, a->q + row, np, a->n_heads * hd, ng, hk > 1 ? group : ng, kc, vc, a->pos0 + i + 1,
+               stride, hd, scale, a->half);
     }
     free(buf);
 }
