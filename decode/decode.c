@@ -50,7 +50,7 @@ static const char usage[] =
     "                      quantized once into a cache file that every later run maps\n"
     "      --kv-type T       the K/V each step's attention reads: f32 or f16 (half the bytes;\n"
     "                        llama.cpp's default); default f16 with --quant q8, q4, q4g128,\n"
-    "                        8da4w, else f32. The session stores f32 either way\n"
+    "                        8da4w, else f32. The session stores f32 either way (cpu backend)\n"
     "  -v, --verbose         report tokens and speed on stderr\n"
     "      --backend NAME    where the layers run: cpu, ax650, ascend (default cpu; README: AX650, Ascend)\n"
     "In-process sampling (the same flags and defaults as `sample`):\n"
@@ -292,7 +292,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: --kv-type: want f32 or f16, not '%s'\n", prog, optarg);
                 return EXIT_USAGE;
             }
-            o.kv_type = strcmp(optarg, "f16") ? KV_F32 : KV_F16;
+            o.kv_type = strcmp(optarg, "f16") ? KV_READ_F32 : KV_READ_F16;
             break;
         case 't':
             if (parse_long(optarg, 1, 1024, &v) < 0) {

@@ -13,12 +13,13 @@
 #include "model.h"
 
 /* The K/V a decode step's attention reads (the CPU backend; the cache itself is f32). */
-enum { KV_AUTO, KV_F32, KV_F16 };
+enum { KV_READ_AUTO, KV_READ_F32, KV_READ_F16 };
 
 typedef struct {
     int n_threads;     /* 0 = one per core */
     size_t max_batch;  /* most positions one prefill call takes (scratch is sized for it) */
-    int kv_type;       /* KV_AUTO (0): f16 for our quantized schemes (q8, q4, 8da4w), else f32 */
+    int kv_type;       /* KV_READ_AUTO (0): f16 for a decode (max_batch 1) of our quantized
+                        * schemes (--quant q8, q4, q4g128, 8da4w), else f32 */
 } backend_opts;
 
 typedef struct backend backend;

@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "kern.h"
+#include "quant.h"
 #include "util.h"
 
 typedef struct {
@@ -197,7 +198,9 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
         return NULL;
     }
     wq_type wq = weight_q(m->layers[0].wq);
-    c->half_kv = o->kv_type == KV_F16 || (o->kv_type == KV_AUTO && (wq == WQ_Q8 || wq == WQ_Q4 || wq == WQ_8DA4W));
+    /* (by the scheme, not the weights' type: a torchao export's 8da4w weights keep f32) */
+    c->half_kv = o->kv_type == KV_READ_F16 ||
+                 (o->kv_type == KV_READ_AUTO && B == 1 && m->scheme != QS_NONE && m->scheme != QS_BF16);
     /* A backend that prefills gets 8da4w's panels if this CPU has a kernel for them: a
      * copy of the layers' weights in memory, built here over the pool (about 0.2 s for
      * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
@@ -244,10 +247,10 @@ static void add_rows(float *x, const float *b, size_t n, size_t dim) {
 /* Layer l's attention over K/V rows [0, pos0+n), the new ones written. With half_kv a
  * decode step reads f16 copies of the rows (made here as rows arrive; kv.h): half the
  * bytes, and at 512 positions the attention is a quarter of a step's memory traffic. That
- * is llama.cpp's default cache type. By default only our quantized schemes do it: their
- * weights move the logits far more than f16 K/V does (each value within 2^-11); float
- * weights and other runtimes' formats keep f32 K/V, so their logits stay their
- * references'. */
+ * is llama.cpp's default cache type. By default only the decode program (max_batch 1) of
+ * our quantized schemes does it: their weights move the logits far more than f16 K/V
+ * does (each value within 2^-11); a prefill, float weights and other runtimes' formats
+ * keep f32 K/V, so their logits stay their references'. */
 static int attention(cpu *c, int l, size_t n, kv_cache *kv, char *err, size_t errlen) {
     const qwen_config *cf = &c->m->cfg;
     size_t hd = (size_t)cf->head_dim, nh = (size_t)cf->n_heads, nkv = (size_t)cf->n_kv_heads, kv_dim = nkv * hd,

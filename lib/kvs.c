@@ -1029,11 +1029,13 @@ static int sync_wait(kvs_sess *P) {
     return e;
 }
 
-static void sync_start(kvs_sess *P) {
+/* hook_fail: the testing hook would have failed this commit's io_sync (as io_sync decides
+ * it, when the commit's write is done) */
+static void sync_start(kvs_sess *P, int hook_fail) {
     syncer *y = P->sy;
     pthread_mutex_lock(&y->mu);
     y->fd = P->fd;
-    y->hook_fail = P->st->fail_after >= 0 && P->st->written >= (size_t)P->st->fail_after; /* as io_sync */
+    y->hook_fail = hook_fail;
     y->pending = 1;
     pthread_cond_signal(&y->cv);
     pthread_mutex_unlock(&y->mu);
@@ -1302,7 +1304,7 @@ int sess_commit(session *s, char *err, size_t errlen) {
     b->len = 0;
     while (flock(P->gc_fd, LOCK_SH) < 0)
         if (errno != EINTR) return seterr(err, errlen, "%s: gc.lock: %s", P->name, strerror(errno));
-    int rc = -1, e = 0;
+    int rc = -1, e = 0, hook_fail = 0;
     if (seal_names(P, s, n) < 0) goto oom;
     for (size_t i = P->log_k; i < P->k; i++)
         if (block_put(P, s, i, err, errlen) < 0) goto fail;
@@ -1318,6 +1320,7 @@ int sess_commit(session *s, char *err, size_t errlen) {
     if (hidden && rec_hidden(P, b, s) < 0) goto oom;
     if (b->len) {
         e = io_write(P->st, P->fd, b->data, b->len, (long long)P->end);
+        hook_fail = P->st->fail_after >= 0 && P->st->written >= (size_t)P->st->fail_after;
         if (!e && !P->sy) e = io_sync(P->st, P->fd, 1);
         if (e) {
             /* the session stays at its last commit: cut what part of this one reached the file */
@@ -1338,7 +1341,7 @@ int sess_commit(session *s, char *err, size_t errlen) {
      * or a trim left positions that only a dropped block supplies. */
     size_t dead = P->end - P->live, floor = (size_t)64 << 10;
     if ((trim != SIZE_MAX && trim < log_k0 * KVS_BLOCK) || dead > (P->live > floor ? P->live : floor)) compact(P, s);
-    if (wrote && P->sy) sync_start(P); /* (after compact, which may have replaced P->fd) */
+    if (wrote && P->sy) sync_start(P, hook_fail); /* (after compact, which may have replaced P->fd) */
     rc = 0;
     goto unlock;
 oom:

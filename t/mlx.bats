@@ -27,7 +27,8 @@ MLX=$FIX/mlx
     run "$BIN/model" dequant "$MLX/model" "$TMP/bf16"
     [ "$status" -eq 0 ]
     [ -z "$output" ]
-    ! grep -q quantization "$TMP/bf16/config.json"
+    run grep -q quantization "$TMP/bf16/config.json"   # (a bare `! cmd` fails no test)
+    [ "$status" -ne 0 ]
     run "$TBIN/mlx_test" fixture "$MLX" "$TMP/bf16"
     echo "$output"
     [ "$status" -eq 0 ]
