@@ -127,66 +127,52 @@ INLINE AVX2 __m256 hsum8(const __m256 *a) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
+/* K and V rows are f32, or f16 (half: kern_attention_f16) widened by vcvtph2ps as they
+ * are loaded; the arithmetic is the same, so f16 rows give what their f32 values would. */
+INLINE AVX2 __m256 ldkv(const void *p, size_t i, int half) {
+    if (half) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    return _mm256_loadu_ps((const float *)p + i);
+}
+INLINE float kv1(const void *p, size_t i, int half) {
+    return half ? kern_f16(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
 /* Eight keys at a time, one accumulator each (eight independent FMA chains sharing each
  * vector of q), reduced together: one horizontal sum per 8 keys rather than per key.
  * The keys past the last 8 (and rows with hd not a multiple of 8) one at a time. */
+INLINE AVX2 void scores_kv(float *s, const float *q, const void *k, size_t n, size_t stride, size_t hd, int half) {
+    size_t t = 0, h8 = hd / 8 * 8;
+    if (h8 == hd)
+        for (; t + 8 <= n; t += 8) {
+            __m256 a[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+            for (size_t j = 0; j < hd; j += 8) {
+                __m256 qv = _mm256_loadu_ps(q + j);
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, ldkv(k, (t + i) * stride + j, half), a[i]);
+            }
+            _mm256_storeu_ps(s + t, hsum8(a));
+        }
+    for (; t < n; t++) {
+        __m256 a0 = _mm256_setzero_ps();
+        size_t j = 0;
+        for (; j < h8; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), ldkv(k, t * stride + j, half), a0);
+        float r = hsum(a0);
+        for (; j < hd; j++) r += q[j] * kv1(k, t * stride + j, half);
+        s[t] = r;
+    }
+}
+
 static AVX2 void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
-    size_t t = 0, h8 = hd / 8 * 8;
-    if (h8 == hd)
-        for (; t + 8 <= n; t += 8) {
-            __m256 a[8];
-            const float *kr = k + t * stride;
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
-            for (size_t j = 0; j < hd; j += 8) {
-                __m256 qv = _mm256_loadu_ps(q + j);
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kr + i * stride + j), a[i]);
-            }
-            _mm256_storeu_ps(s + t, hsum8(a));
-        }
-    for (; t < n; t++) {
-        const float *kr = k + t * stride;
-        __m256 a0 = _mm256_setzero_ps();
-        size_t j = 0;
-        for (; j < h8; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kr + j), a0);
-        float r = hsum(a0);
-        for (; j < hd; j++) r += q[j] * kr[j];
-        s[t] = r;
-    }
+    scores_kv(s, q, k, n, stride, hd, 0);
 }
-
-/* scores and accum with K or V rows as f16, widened by vcvtph2ps as they are loaded: the
- * same arithmetic in the same order, so f16 rows give what their f32 values would. */
-INLINE AVX2 __m256 ld16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-
 static AVX2 void scores16(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd) {
-    size_t t = 0, h8 = hd / 8 * 8;
-    if (h8 == hd)
-        for (; t + 8 <= n; t += 8) {
-            __m256 a[8];
-            const uint16_t *kr = k + t * stride;
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
-            for (size_t j = 0; j < hd; j += 8) {
-                __m256 qv = _mm256_loadu_ps(q + j);
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, ld16(kr + i * stride + j), a[i]);
-            }
-            _mm256_storeu_ps(s + t, hsum8(a));
-        }
-    for (; t < n; t++) {
-        const uint16_t *kr = k + t * stride;
-        __m256 a0 = _mm256_setzero_ps();
-        size_t j = 0;
-        for (; j < h8; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), ld16(kr + j), a0);
-        float r = hsum(a0);
-        for (; j < hd; j++) r += q[j] * kern_f16(kr[j]);
-        s[t] = r;
-    }
+    scores_kv(s, q, k, n, stride, hd, 1);
 }
 
-static AVX2 void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
+/* o in registers, 64 floats at a time, while the n rows of V stream past. */
+INLINE AVX2 void accum_kv(float *o, const float *p, const void *v, size_t n, size_t stride, size_t hd, int half) {
     size_t j = 0;
     for (; j + 64 <= hd; j += 64) {
         __m256 r[8];
@@ -194,20 +180,26 @@ static AVX2 void accum16(float *o, const float *p, const uint16_t *v, size_t n, 
         for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(o + j + 8 * i);
         for (size_t t = 0; t < n; t++) {
             __m256 pt = _mm256_set1_ps(p[t]);
-            const uint16_t *vr = v + t * stride + j;
 #pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) r[i] = _mm256_fmadd_ps(pt, ld16(vr + 8 * i), r[i]);
+            for (int i = 0; i < 8; i++) r[i] = _mm256_fmadd_ps(pt, ldkv(v, t * stride + j + 8 * i, half), r[i]);
         }
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(o + j + 8 * i, r[i]);
     }
     for (; j + 8 <= hd; j += 8) {
         __m256 r = _mm256_loadu_ps(o + j);
-        for (size_t t = 0; t < n; t++) r = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), ld16(v + t * stride + j), r);
+        for (size_t t = 0; t < n; t++) r = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), ldkv(v, t * stride + j, half), r);
         _mm256_storeu_ps(o + j, r);
     }
     for (; j < hd; j++)
-        for (size_t t = 0; t < n; t++) o[j] += p[t] * kern_f16(v[t * stride + j]);
+        for (size_t t = 0; t < n; t++) o[j] += p[t] * kv1(v, t * stride + j, half);
+}
+
+static AVX2 void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
+    accum_kv(o, p, v, n, stride, hd, 0);
+}
+static AVX2 void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
+    accum_kv(o, p, v, n, stride, hd, 1);
 }
 
 /* vcvtps2ph, round to nearest even: kern_to_f16's bits */
@@ -254,31 +246,6 @@ static AVX2 float exps(float *s, size_t n, float m) {
         sum += s[t];
     }
     return sum;
-}
-
-/* o in registers, 64 floats at a time, while the n rows of V stream past. */
-static AVX2 void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
-    size_t j = 0;
-    for (; j + 64 <= hd; j += 64) {
-        __m256 r[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(o + j + 8 * i);
-        for (size_t t = 0; t < n; t++) {
-            __m256 pt = _mm256_set1_ps(p[t]);
-            const float *vr = v + t * stride + j;
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) r[i] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vr + 8 * i), r[i]);
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) _mm256_storeu_ps(o + j + 8 * i, r[i]);
-    }
-    for (; j + 8 <= hd; j += 8) {
-        __m256 r = _mm256_loadu_ps(o + j);
-        for (size_t t = 0; t < n; t++) r = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(v + t * stride + j), r);
-        _mm256_storeu_ps(o + j, r);
-    }
-    for (; j < hd; j++)
-        for (size_t t = 0; t < n; t++) o[j] += p[t] * v[t * stride + j];
 }
 
 /* ---- quantized weights (quant.h has the layouts; kern.c the reference kernels) ----

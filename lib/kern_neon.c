@@ -105,94 +105,71 @@ static void matmul_bf16(float *y, const float *x, const void *w, size_t n, size_
     matmul(y, x, w, ST_BF16, n, in, out, o0, o1);
 }
 
+/* K and V rows are f32, or f16 (half: kern_attention_f16) widened (FCVTL) as they are
+ * loaded; the arithmetic is the same, so f16 rows give what their f32 values would. */
+INLINE float32x4_t ldkv(const void *p, size_t i, int half) {
+    if (half) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p + i)));
+    return vld1q_f32((const float *)p + i);
+}
+INLINE float kv1(const void *p, size_t i, int half) {
+    return half ? kern_f16(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
 /* Four accumulators: a 128-float row is 32 vectors, four chains of eight FMAs. */
-static void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
+INLINE void scores_kv(float *s, const float *q, const void *k, size_t n, size_t stride, size_t hd, int half) {
     for (size_t t = 0; t < n; t++) {
-        const float *kr = k + t * stride;
+        size_t r0 = t * stride;
         float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
         size_t j = 0;
         for (; j + 16 <= hd; j += 16) {
-            a0 = vfmaq_f32(a0, vld1q_f32(q + j), vld1q_f32(kr + j));
-            a1 = vfmaq_f32(a1, vld1q_f32(q + j + 4), vld1q_f32(kr + j + 4));
-            a2 = vfmaq_f32(a2, vld1q_f32(q + j + 8), vld1q_f32(kr + j + 8));
-            a3 = vfmaq_f32(a3, vld1q_f32(q + j + 12), vld1q_f32(kr + j + 12));
+            a0 = vfmaq_f32(a0, vld1q_f32(q + j), ldkv(k, r0 + j, half));
+            a1 = vfmaq_f32(a1, vld1q_f32(q + j + 4), ldkv(k, r0 + j + 4, half));
+            a2 = vfmaq_f32(a2, vld1q_f32(q + j + 8), ldkv(k, r0 + j + 8, half));
+            a3 = vfmaq_f32(a3, vld1q_f32(q + j + 12), ldkv(k, r0 + j + 12, half));
         }
-        for (; j + 4 <= hd; j += 4) a0 = vfmaq_f32(a0, vld1q_f32(q + j), vld1q_f32(kr + j));
+        for (; j + 4 <= hd; j += 4) a0 = vfmaq_f32(a0, vld1q_f32(q + j), ldkv(k, r0 + j, half));
         float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-        for (; j < hd; j++) r += q[j] * kr[j];
+        for (; j < hd; j++) r += q[j] * kv1(k, r0 + j, half);
         s[t] = r;
     }
+}
+
+static void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
+    scores_kv(s, q, k, n, stride, hd, 0);
+}
+static void scores16(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd) {
+    scores_kv(s, q, k, n, stride, hd, 1);
 }
 
 /* o in registers, 64 floats at a time, while the n rows of V stream past. */
+INLINE void accum_kv(float *o, const float *p, const void *v, size_t n, size_t stride, size_t hd, int half) {
+    size_t j = 0;
+    for (; j + 64 <= hd; j += 64) {
+        float32x4_t r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) r[i] = vld1q_f32(o + j + 4 * i);
+        for (size_t t = 0; t < n; t++) {
+            float32x4_t pt = vdupq_n_f32(p[t]);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) r[i] = vfmaq_f32(r[i], pt, ldkv(v, t * stride + j + 4 * i, half));
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) vst1q_f32(o + j + 4 * i, r[i]);
+    }
+    for (; j + 4 <= hd; j += 4) {
+        float32x4_t r = vld1q_f32(o + j);
+        for (size_t t = 0; t < n; t++) r = vfmaq_f32(r, vdupq_n_f32(p[t]), ldkv(v, t * stride + j, half));
+        vst1q_f32(o + j, r);
+    }
+    for (; j < hd; j++)
+        for (size_t t = 0; t < n; t++) o[j] += p[t] * kv1(v, t * stride + j, half);
+}
+
 static void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
-    size_t j = 0;
-    for (; j + 64 <= hd; j += 64) {
-        float32x4_t r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) r[i] = vld1q_f32(o + j + 4 * i);
-        for (size_t t = 0; t < n; t++) {
-            float32x4_t pt = vdupq_n_f32(p[t]);
-            const float *vr = v + t * stride + j;
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; i++) r[i] = vfmaq_f32(r[i], pt, vld1q_f32(vr + 4 * i));
-        }
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) vst1q_f32(o + j + 4 * i, r[i]);
-    }
-    for (; j + 4 <= hd; j += 4) {
-        float32x4_t r = vld1q_f32(o + j);
-        for (size_t t = 0; t < n; t++) r = vfmaq_f32(r, vdupq_n_f32(p[t]), vld1q_f32(v + t * stride + j));
-        vst1q_f32(o + j, r);
-    }
-    for (; j < hd; j++)
-        for (size_t t = 0; t < n; t++) o[j] += p[t] * v[t * stride + j];
+    accum_kv(o, p, v, n, stride, hd, 0);
 }
-
-/* scores and accum with K or V rows as f16, widened (FCVTL) as they are loaded: the same
- * arithmetic in the same order as above. */
-INLINE float32x4_t ld16(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
-
-static void scores16(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd) {
-    for (size_t t = 0; t < n; t++) {
-        const uint16_t *kr = k + t * stride;
-        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-        size_t j = 0;
-        for (; j + 16 <= hd; j += 16) {
-            a0 = vfmaq_f32(a0, vld1q_f32(q + j), ld16(kr + j));
-            a1 = vfmaq_f32(a1, vld1q_f32(q + j + 4), ld16(kr + j + 4));
-            a2 = vfmaq_f32(a2, vld1q_f32(q + j + 8), ld16(kr + j + 8));
-            a3 = vfmaq_f32(a3, vld1q_f32(q + j + 12), ld16(kr + j + 12));
-        }
-        for (; j + 4 <= hd; j += 4) a0 = vfmaq_f32(a0, vld1q_f32(q + j), ld16(kr + j));
-        float r = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-        for (; j < hd; j++) r += q[j] * kern_f16(kr[j]);
-        s[t] = r;
-    }
-}
-
 static void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
-    size_t j = 0;
-    for (; j + 64 <= hd; j += 64) {
-        float32x4_t r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) r[i] = vld1q_f32(o + j + 4 * i);
-        for (size_t t = 0; t < n; t++) {
-            float32x4_t pt = vdupq_n_f32(p[t]);
-            const uint16_t *vr = v + t * stride + j;
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; i++) r[i] = vfmaq_f32(r[i], pt, ld16(vr + 4 * i));
-        }
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) vst1q_f32(o + j + 4 * i, r[i]);
-    }
-    for (; j + 4 <= hd; j += 4) {
-        float32x4_t r = vld1q_f32(o + j);
-        for (size_t t = 0; t < n; t++) r = vfmaq_f32(r, vdupq_n_f32(p[t]), ld16(v + t * stride + j));
-        vst1q_f32(o + j, r);
-    }
-    for (; j < hd; j++)
-        for (size_t t = 0; t < n; t++) o[j] += p[t] * kern_f16(v[t * stride + j]);
+    accum_kv(o, p, v, n, stride, hd, 1);
 }
 
 /* FCVTN under the default FPCR (round to nearest even, subnormals kept): kern_to_f16's bits */
