@@ -331,7 +331,7 @@ int main(int argc, char **argv) {
     int rc = EXIT_DATA;
     session s;
     void *ctx = NULL;
-    backend_opts bo = {o.threads, 1, o.kv_type};
+    backend_opts bo = {.n_threads = o.threads, .max_batch = 1, .kv_type = o.kv_type};
     model *m = model_open_q(model_dir(dir), quant, isatty(2) ? progress_bar : NULL, stderr, err, sizeof err);
     if (!m) goto done;
     /* Read stdin before opening the session: in `prefill -k S | sample | decode -k S` the

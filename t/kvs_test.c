@@ -429,6 +429,32 @@ static int t_readers(const char *dir, int reads) {
 
 /* Every failure point of a commit that seals a block (and compacts): the session reopens
  * at the previous commit or, when only the compaction failed, the new one. */
+/* A new store at dir holding session "e" with ids[0..n) committed, reopened with the
+ * ENOSPC hook at `fail` bytes and "e" opened in *s for writing; NULL on error (printed). */
+static kvs_store *hooked(const char *dir, long fail, const int32_t *ids, size_t n, session *s) {
+    kvs_store *st = store(dir, NULL);
+    if (!st) return NULL;
+    int ok = sess_open(st, "e", &m1, s, SESS_WRITE, err, sizeof err) == 0;
+    ok = ok && feed(s, ids, n) == 0 && sess_commit(s, err, sizeof err) == 0;
+    if (ok) sess_close(s);
+    kvs_close(st);
+    if (!ok) {
+        fprintf(stderr, "%s\n", err);
+        return NULL;
+    }
+    char v[32];
+    snprintf(v, sizeof v, "%ld", fail);
+    setenv("QWEN_KVS_FAIL_AFTER", v, 1);
+    st = store(dir, NULL);
+    unsetenv("QWEN_KVS_FAIL_AFTER");
+    if (st && sess_open(st, "e", &m1, s, SESS_WRITE, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        kvs_close(st);
+        return NULL;
+    }
+    return st;
+}
+
 static int t_enospc(const char *dir, long step) {
     int32_t ids[64];
     make_ids(ids, 64, 3, 0);
@@ -437,20 +463,9 @@ static int t_enospc(const char *dir, long step) {
     for (long fail = 0;; fail += step) {
         snprintf(d, sizeof d, "%s/%ld", dir, fail); /* a fresh store: every block is written, not found */
         const char *dir = d;
-        kvs_store *st = store(dir, NULL);
-        CHECK(st, "open");
         session s;
-        CHECK(sess_open(st, "e", &m1, &s, SESS_WRITE, err, sizeof err) == 0, "%s", err);
-        CHECK(feed(&s, ids, 14) == 0 && sess_commit(&s, err, sizeof err) == 0, "%s", err);
-        sess_close(&s);
-        kvs_close(st);
-        char v[32];
-        snprintf(v, sizeof v, "%ld", fail);
-        setenv("QWEN_KVS_FAIL_AFTER", v, 1);
-        st = store(dir, NULL);
-        unsetenv("QWEN_KVS_FAIL_AFTER");
-        CHECK(st, "open");
-        CHECK(sess_open(st, "e", &m1, &s, SESS_WRITE, err, sizeof err) == 0, "%s", err);
+        kvs_store *st = hooked(dir, fail, ids, 14, &s);
+        CHECK(st, "fail %ld: setting up", fail);
         CHECK(feed(&s, ids, 40) == 0, "feed");
         int rc = sess_commit(&s, err, sizeof err);
         if (rc < 0)
@@ -486,20 +501,9 @@ static int t_defer(const char *dir) {
     char d[4096];
     for (long fail = 0;; fail++) {
         snprintf(d, sizeof d, "%s/%ld", dir, fail);
-        kvs_store *st = store(d, NULL);
-        CHECK(st, "open");
         session s;
-        CHECK(sess_open(st, "e", &m1, &s, SESS_WRITE, err, sizeof err) == 0, "%s", err);
-        CHECK(feed(&s, ids, 17) == 0 && sess_commit(&s, err, sizeof err) == 0, "%s", err);
-        sess_close(&s);
-        kvs_close(st);
-        char v[32];
-        snprintf(v, sizeof v, "%ld", fail);
-        setenv("QWEN_KVS_FAIL_AFTER", v, 1);
-        st = store(d, NULL);
-        unsetenv("QWEN_KVS_FAIL_AFTER");
-        CHECK(st, "open");
-        CHECK(sess_open(st, "e", &m1, &s, SESS_WRITE, err, sizeof err) == 0, "%s", err);
+        kvs_store *st = hooked(d, fail, ids, 17, &s);
+        CHECK(st, "fail %ld: setting up", fail);
         CHECK(sess_defer_sync(&s, err, sizeof err) == 0, "%s", err);
         size_t good = 17; /* (no block sealed before 32: only the session file is written) */
         int rc = 0;
