@@ -25,18 +25,19 @@ llama=$(sh bench/llama_build.sh)
 cc -O2 -march=native -pthread bench/bw.c -o "$tmp/bw"
 prompt=$(awk 'BEGIN { for (i = 0; i < 512; i++) printf "%d ", (i * 7919 + 13) % 150000; print "" }')
 
-# Our quantized schemes (issue 5) arrive with `--quant q8|q4|8da4w` on prefill and decode;
+# Our quantized schemes (issue 5) arrive with `--quant q8|q4|8da4w|8da8w` on prefill and decode;
 # until then their rows show llama.cpp alone.
 if bin/prefill --help 2>&1 | grep -q -- --quant; then has_quant=1; else has_quant=0; fi
 
 # The rows: size name our-model-dir our-quant(- = the checkpoint as it is) gguf-type.
-# q4 is group 32 (as Q4_0); 8da4w is compared with Q4_0 too.
+# q4 is group 32 (as Q4_0); 8da4w is compared with Q4_0 too, 8da8w with Q8_0.
 rows() {
     for s in $SIZES; do
         case $s in
         0.6b) printf '%s\n' "0.6b bf16 0.6b - bf16" "0.6b f32 0.6b-f32 - f32" \
-                  "0.6b q8 0.6b q8 q8_0" "0.6b q4 0.6b q4 q4_0" "0.6b 8da4w 0.6b 8da4w q4_0" ;;
-        4b) printf '%s\n' "4b bf16 4b - bf16" "4b q8 4b q8 q8_0" "4b q4 4b q4 q4_0" "4b 8da4w 4b 8da4w q4_0" ;;
+                  "0.6b q8 0.6b q8 q8_0" "0.6b q4 0.6b q4 q4_0" "0.6b 8da4w 0.6b 8da4w q4_0" \
+                  "0.6b 8da8w 0.6b 8da8w q8_0" ;;
+        4b) printf '%s\n' "4b bf16 4b - bf16" "4b q8 4b q8 q8_0" "4b q4 4b q4 q4_0" "4b 8da4w 4b 8da4w q4_0" "4b 8da8w 4b 8da8w q8_0" ;;
         *) echo "llama.sh: $s: unknown size (0.6b, 4b)" >&2; exit 2 ;;
         esac
     done

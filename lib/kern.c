@@ -215,6 +215,24 @@ static void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, const qwe
     }
 }
 
+/* 8DA8W: y = (sx * s) * S, S = sum (xq - zp) * q over the whole row, exact in int32
+ * (|S| <= in * 255 * 128 < 2^31 for in <= 65536, which quant_apply checks), converted
+ * once: every variant, tiles and panels, gives these bits. */
+static void qmatmul_8da8w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                          size_t out, size_t o0, size_t o1) {
+    (void)x;
+    for (size_t o = o0; o < o1; o++) {
+        const int8_t *wq = (const int8_t *)w->data + o * in;
+        float s = ((const float *)w->scales)[o];
+        for (size_t i = 0; i < n; i++) {
+            const int8_t *q = xq->q + i * in;
+            int32_t zp = xq->zp[i], S = 0;
+            for (size_t k = 0; k < in; k++) S += (q[k] - zp) * wq[k];
+            y[i * out + o] = (xq->scale[i] * s) * (float)S;
+        }
+    }
+}
+
 /* Half to even for |v| < 2^22: 1.5*2^23 + v has no fraction bits, and the add rounds to
  * nearest even (the build never enables -ffast-math, which could fold this away). */
 static float rne(float v) { return (v + 12582912.0f) - 12582912.0f; }
@@ -271,7 +289,7 @@ static void quant_act(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *
 static const kern_ops kern_generic = {
     .name = "generic",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w, [WQ_8DA8W] = qmatmul_8da8w},
     .scores = scores,
     .accum = accum,
     .scores16 = scores16,
@@ -322,6 +340,7 @@ static void merge(void) {
         if (!m->quant_act) m->quant_act = b->quant_act;
         if (!m->quant_act16) m->quant_act16 = b->quant_act16;
         if (!m->panel_8da4w) m->panel_8da4w = b->panel_8da4w;
+        if (!m->panel_8da8w) m->panel_8da8w = b->panel_8da8w;
         if (!m->scores16) m->scores16 = b->scores16;
         if (!m->accum16) m->accum16 = b->accum16;
         if (!m->to_f16) m->to_f16 = b->to_f16;
@@ -406,7 +425,7 @@ static void fmt_task(void *arg, int i, int nt) {
 typedef struct {
     const float *x;
     size_t n, in;
-    int kind; /* WQ_8DA4W or WQ_Q4: what was quantized; 0: nothing */
+    int kind; /* WQ_8DA4W (int8 per token: 8DA4W and 8DA8W) or WQ_Q4: what was quantized; 0: nothing */
 } act_hdr;
 
 size_t kern_qscratch(size_t n, size_t in) {
@@ -456,20 +475,42 @@ static void act_task(void *arg, int i, int nt) {
 struct kern_packed {
     void *panels;
     size_t rows, in;
+    wq_type q;
 };
 
 enum { PANEL_BLOCK = 8 * 16 + 8 * 4 + 8 * 4 };
 
+/* An 8DA8W panel (kern.h): in/2 pairs of 16 bytes, then 8 f32 scales; padding rows 0. */
+static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
+    size_t in = w->in, np = (rows + 7) / 8, pb = in * 8 + 32;
+    for (size_t pi = 0; pi < np; pi++) {
+        uint8_t *pan = mem + pi * pb;
+        float *ps = (float *)(pan + in * 8);
+        memset(pan, 0, pb);
+        for (int r = 0; r < 8 && pi * 8 + (size_t)r < rows; r++) {
+            size_t row = pi * 8 + (size_t)r;
+            const uint8_t *q = (const uint8_t *)w->data + row * in;
+            for (size_t c = 0; c < in; c += 2) memcpy(pan + c * 8 + 2 * (size_t)r, q + c, 2);
+            ps[r] = ((const float *)w->scales)[row];
+        }
+    }
+}
+
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
-    if (!k->panel_8da4w || w->q != WQ_8DA4W || w->in % 32) return NULL;
-    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * ng * PANEL_BLOCK;
+    int d8 = w->q == WQ_8DA8W;
+    if (!(d8 ? k->panel_8da8w : w->q == WQ_8DA4W ? k->panel_8da4w : NULL) || w->in % 32) return NULL;
+    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * (d8 ? in * 8 + 32 : ng * PANEL_BLOCK);
     kern_packed *pk = malloc(sizeof *pk);
     void *mem = NULL;
     if (!pk || posix_memalign(&mem, 64, bytes ? bytes : 64)) {
         free(pk);
         return NULL;
     }
-    *pk = (kern_packed){mem, rows, in};
+    *pk = (kern_packed){mem, rows, in, w->q};
+    if (d8) {
+        pack_8da8w(mem, w, rows);
+        return pk;
+    }
     const float *sc = w->scales;
     /* A row's block is 16 bytes, byte c holding column c (low nibble) and c + 16 (high):
      * masked as two 64-bit words they are columns 0..15 and 16..31 as bytes, i.e. the 8
@@ -524,7 +565,8 @@ static void panel_task(void *arg, int i, int nt) {
     const panel_job *j = arg;
     size_t lo, hi;
     pool_split(j->out, 16, i, nt, &lo, &hi);
-    if (lo < hi) j->k->panel_8da4w(j->y, j->xq, j->pk->panels, j->n, j->pk->in, j->out, lo, hi);
+    kern_panel_fn *f = j->pk->q == WQ_8DA8W ? j->k->panel_8da8w : j->k->panel_8da4w;
+    if (lo < hi) f(j->y, j->xq, j->pk->panels, j->n, j->pk->in, j->out, lo, hi);
 }
 
 static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight wt, const kern_packed *pk,
@@ -536,7 +578,9 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         return;
     }
     const qweight *w = wt.data;
-    if (!k->panel_8da4w) pk = NULL;
+    if (pk && !(pk->q == w->q && pk->rows == out && pk->in == in && n >= 4 &&
+                (w->q == WQ_8DA8W ? k->panel_8da8w : k->panel_8da4w)))
+        pk = NULL;
     if (w->q == WQ_FMT) {
         h->kind = 0; /* the format's prep owns the scratch past the header */
         void *fs = (uint8_t *)scratch + 64;
@@ -546,14 +590,14 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         return;
     }
     kern_xq xq = xq_of(scratch, n, in);
-    int kind = w->q == WQ_8DA4W || w->q == WQ_Q4 ? (int)w->q : 0;
+    int kind = w->q == WQ_8DA4W || w->q == WQ_8DA8W ? WQ_8DA4W : w->q == WQ_Q4 ? WQ_Q4 : 0;
     if (!kind) h->kind = 0;
     if (kind && !(same && h->kind == kind && h->x == x && h->n == n && h->in == in)) {
         act_job aj = {k, &xq, x, n, in, kind};
         pool_run(n < 4 ? NULL : p, act_task, &aj);
         *h = (act_hdr){x, n, in, kind};
     }
-    if (pk && n >= 4 && w->q == WQ_8DA4W && k->panel_8da4w && pk->rows == out && pk->in == in) {
+    if (pk) {
         panel_job pj = {k, y, &xq, pk, n, out};
         pool_run(p, panel_task, &pj);
         return;

@@ -25,7 +25,7 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
                             size_t out, size_t o0, size_t o1);
 
 /* Activations quantized for the integer kernels.
- * 8DA4W: per token, as torchao's _apply_int8_act_asym_per_token_quant_dequant: row i is
+ * 8DA4W and 8DA8W: per token, as torchao's _apply_int8_act_asym_per_token_quant_dequant: row i is
  *   (q[i*in ..], scale[i], zp[i]) and stands for x' = (q - zp) * scale.
  * Q4: int16 per block of 32 (kern_quant_act16): row i is h[i*in ..] with block scales
  *   hs[i*in/32 ..], x' = h * hs; within 2^-16 of the block's largest |x|, so Q4 is w4a16 in
@@ -45,8 +45,10 @@ typedef struct {
  * and 8DA4W (x is then unused). */
 typedef void kern_qmatmul_fn(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                              size_t in, size_t out, size_t o0, size_t o1);
+typedef void kern_panel_fn(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                           size_t o0, size_t o1);
 /* A variant as kern_variants gives it has every entry: those its file leaves NULL are the
- * variant's below it (generic has all but panel_8da4w), so callers never check. */
+ * variant's below it (generic has all but the panels), so callers never check. */
 typedef struct {
     const char *name;
     kern_matmul_fn *matmul[3];
@@ -72,10 +74,9 @@ typedef struct {
      * u = q + 128 and h = q - zp */
     void (*quant_act)(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
     void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
-    /* 8DA4W weights repacked as panels (kern_pack, below): y columns [o0, o1) of n rows, o0
-     * a multiple of 8; NULL where the variant has none */
-    void (*panel_8da4w)(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
-                        size_t o0, size_t o1);
+    /* 8DA4W and 8DA8W weights repacked as panels (kern_pack, below): y columns [o0, o1) of
+     * n rows, o0 a multiple of 8; NULL where the variant has none */
+    kern_panel_fn *panel_8da4w, *panel_8da8w;
 } kern_ops;
 
 /* The fastest variant this CPU runs. */
@@ -114,11 +115,14 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * CPU backend of a process that prefills (the cache file keeps the plain layout, which
  * decode reads); results can then differ from the plain kernels' in the last bits, so a
  * position's K/V from a prefill of 4 or more positions is not bit for bit its K/V computed
- * alone (they agree to f32 rounding). NULL if k has no panel kernel or out of memory. */
+ * alone (they agree to f32 rounding). NULL if k has no panel kernel or out of memory.
+ * An 8DA8W weight's panels: 8 rows whose int8 values are interleaved 2 columns at a time
+ * (16 bytes: row r's pair at bytes 2r, 2r+1), then the 8 rows' scales; its sums are exact
+ * in int32 over the whole row, so panels, tiles and the reference give the same bits. */
 typedef struct kern_packed kern_packed;
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
 void kern_packed_free(kern_packed *p);
-const void *kern_panels(const kern_packed *p); /* for tests: kern_ops.panel_8da4w's argument */
+const void *kern_panels(const kern_packed *p); /* for tests: kern_ops.panel_8da4w/8da8w's argument */
 /* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where n >= 4 and pk is
  * not NULL. */
 void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,

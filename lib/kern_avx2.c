@@ -382,17 +382,59 @@ INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweig
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = xq->scale[a] * hsum(acc[a][b]);
 }
 
+INLINE AVX2 int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 8DA8W: 16 weights widened int8 -> int16 per step; pmaddwd against h = xq - zp gives 8
+ * exact int32 sums, added in int32 over the whole row (kern.c: no overflow), so S is the
+ * reference's integer and y = (sx * s) * S its bits. */
+INLINE AVX2 void tile_8da8w(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in,
+                            int nx, int nw) {
+    __m256i acc[QX][QW];
+    const int8_t *q = (const int8_t *)w->data + o * in;
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_si256();
+    const char *next = (const char *)(q + (size_t)nw * in);
+    size_t k = 0;
+    for (; k + 16 <= in; k += 16) {
+        if (k % 64 == 0)
+            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * in + k, _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)b * in + k)));
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++)
+                acc[a][b] = _mm256_add_epi32(
+                    acc[a][b], _mm256_madd_epi16(wv, _mm256_loadu_si256((const __m256i *)(xq->h + (size_t)a * in + k))));
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            int32_t S = hsum_i32(acc[a][b]);
+            for (size_t j = k; j < in; j++) S += xq->h[(size_t)a * in + j] * q[(size_t)b * in + j];
+            y[(size_t)a * ldy + b] = (xq->scale[a] * ((const float *)w->scales)[o + (size_t)b]) * (float)S;
+        }
+}
+
 /* The slab/tile walk of matmul() for quantized weights; t is a constant after inlining. */
 INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                          size_t in, size_t out, size_t o0, size_t o1) {
-    size_t rowb = t == WQ_Q8 ? in : in / 2, qw = n == 1 ? 4 : 3, slab = SLAB / rowb / 12 * 12;
+    size_t rowb = t == WQ_Q8 || t == WQ_8DA8W ? in : in / 2, qw = n == 1 ? 4 : 3, slab = SLAB / rowb / 12 * 12;
     if (slab < 12) slab = 12;
     for (size_t s0 = o0; s0 < o1; s0 += slab) {
         size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
         for (size_t i = 0; i < n; i += QX) {
             int nx = n - i < QX ? (int)(n - i) : QX;
             kern_xq xi = {0};
-            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
+            if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
             if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += qw) {
                 int nw = s1 - o < qw ? (int)(s1 - o) : (int)qw;
@@ -403,6 +445,7 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
     case A * 8 + B:                                                                                \
         if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
         else if (t == WQ_Q4) tile_q4(yt, out, &xi, w, o, in, A, B);                                 \
+        else if (t == WQ_8DA8W) tile_8da8w(yt, out, &xi, w, o, in, A, B);                           \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B);                                             \
         break;
                     T(1, 1) T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(3, 1) T(3, 2) T(3, 3) T(4, 1) T(4, 2) T(4, 3)
@@ -424,6 +467,11 @@ static AVX2 void qmatmul_q4(float *y, const float *x, const kern_xq *xq, const q
 static AVX2 void qmatmul_8da4w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                                size_t in, size_t out, size_t o0, size_t o1) {
     qmatmul(WQ_8DA4W, y, x, xq, w, n, in, out, o0, o1);
+}
+
+static AVX2 void qmatmul_8da8w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
+                               size_t in, size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_8DA8W, y, x, xq, w, n, in, out, o0, o1);
 }
 
 /* silu(g) * u with e = exp(-|g|): sigmoid(g) = 1/(1+e) for g >= 0, e/(1+e) below (no
@@ -519,6 +567,71 @@ static AVX2 void panel_8da4w(float *y, const kern_xq *xq, const void *panels, si
                 case 2: panel_tile(yt, out, &xi, pan, in, 2, nr); break;
                 case 3: panel_tile(yt, out, &xi, pan, in, 3, nr); break;
                 default: panel_tile(yt, out, &xi, pan, in, 4, nr); break;
+                }
+            }
+        }
+    }
+}
+
+/* ---- 8DA8W panels (kern.h's kern_pack) ----
+ * Per pair of columns, 16 bytes widened to int16 are 8 rows x 2 columns; each of PX rows of
+ * x broadcasts its pair of h = xq - zp to all lanes, and one pmaddwd gives per row of W the
+ * pair's sum, added in int32 over the whole row: lane r holds row r's S, exact, scaled as
+ * the reference, (sx * s) * S. Two panels (16 rows of W) per broadcast. */
+
+INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const int8_t *pan, size_t pb, size_t in,
+                             int nx, int np, size_t nr) {
+    __m256i acc[PX][2];
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_si256();
+    for (size_t c = 0; c < in; c += 2) {
+        if (c % 8 == 0)
+            for (int p = 0; p < np; p++) _mm_prefetch((const char *)(pan + (size_t)p * pb + c * 8 + 512), _MM_HINT_T0);
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + c * 8)));
+        __m256i w1 = np > 1 ? _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + pb + c * 8))) : w0;
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) {
+            int32_t h2;
+            memcpy(&h2, xq->h + (size_t)a * in + c, 4);
+            __m256i hb = _mm256_set1_epi32(h2);
+            acc[a][0] = _mm256_add_epi32(acc[a][0], _mm256_madd_epi16(w0, hb));
+            if (np > 1) acc[a][1] = _mm256_add_epi32(acc[a][1], _mm256_madd_epi16(w1, hb));
+        }
+    }
+    for (int p = 0; p < np; p++) {
+        __m256 sc = _mm256_loadu_ps((const float *)(pan + (size_t)p * pb + in * 8));
+        size_t m = nr - 8 * (size_t)p < 8 ? nr - 8 * (size_t)p : 8;
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) {
+            __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->scale[a]), sc), _mm256_cvtepi32_ps(acc[a][p]));
+            if (m == 8) _mm256_storeu_ps(y + (size_t)a * ldy + 8 * p, r);
+            else {
+                float t[8];
+                _mm256_storeu_ps(t, r);
+                memcpy(y + (size_t)a * ldy + 8 * p, t, m * sizeof *t);
+            }
+        }
+    }
+}
+
+static AVX2 void panel_8da8w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                             size_t o0, size_t o1) {
+    size_t pb = in * 8 + 32, slab = SLAB / pb / 2 * 2;
+    if (slab < 2) slab = 2;
+    for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
+        size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
+        for (size_t i = 0; i < n; i += PX) {
+            int nx = n - i < PX ? (int)(n - i) : PX;
+            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, 0};
+            for (size_t pi = p0; pi < p1; pi += 2) {
+                int np = p1 - pi > 1 ? 2 : 1;
+                size_t nr = o1 - pi * 8 < 16 ? o1 - pi * 8 : 16;
+                const int8_t *pan = (const int8_t *)panels + pi * pb;
+                float *yt = y + i * out + pi * 8;
+                switch (nx * 2 + np - 1) {
+#define P(A, B) case A * 2 + B - 1: panel8_tile(yt, out, &xi, pan, pb, in, A, B, nr); break;
+                    P(1, 1) P(1, 2) P(2, 1) P(2, 2) P(3, 1) P(3, 2) P(4, 1) P(4, 2)
+#undef P
                 }
             }
         }
@@ -629,7 +742,7 @@ static AVX2 void quant_act16(int16_t *h, float *hs, const float *x, size_t in) {
 const kern_ops kern_avx2 = {
     .name = "avx2",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w, [WQ_8DA8W] = qmatmul_8da8w},
     .scores = scores,
     .accum = accum,
     .scores16 = scores16,
@@ -640,6 +753,7 @@ const kern_ops kern_avx2 = {
     .quant_act = quant_act,
     .quant_act16 = quant_act16,
     .panel_8da4w = panel_8da4w,
+    .panel_8da8w = panel_8da8w,
 };
 #else
 /* ISO C wants something in every translation unit. */

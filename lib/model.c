@@ -438,6 +438,7 @@ float weight_get(weight w, size_t i) {
         return v;
     }
     case WQ_Q8:
+    case WQ_8DA8W:
     case WQ_E8: return (float)((const int8_t *)q->data)[i] * ((const float *)q->scales)[r];
     case WQ_Q4:
         return (float)quant_nib((const uint8_t *)q->data + r * q->in / 2, k) *

@@ -42,8 +42,9 @@ typedef struct {
  *   WQ_Q4    int4 [rows, in] in blocks of 32, f16 scale per `group` (32 or 128), x int16 per 32
  *   WQ_8DA4W int4 [rows, in] in blocks of 32, f32 scale per 32 (torchao), x int8 per token
  *   WQ_E8    int8 [rows, in], f32 scale per row (8da4w's embedding; never a matmul)
+ *   WQ_8DA8W int8 [rows, in], f32 scale per row (torchao), x int8 per token as 8DA4W's
  * (Two fields only, so that {dtype, data} initializers elsewhere stay complete.) */
-typedef enum { WQ_NONE, WQ_Q8, WQ_Q4, WQ_8DA4W, WQ_E8, WQ_FMT, WQ_N } wq_type;
+typedef enum { WQ_NONE, WQ_Q8, WQ_Q4, WQ_8DA4W, WQ_E8, WQ_FMT, WQ_8DA8W, WQ_N } wq_type;
 #define WQ_DTYPE(t) ((st_dtype)(ST_OTHER + (t)))
 
 typedef struct wfmt wfmt;
@@ -51,7 +52,7 @@ typedef struct wfmt wfmt;
 typedef struct {
     wq_type q;
     const void *data;   /* the quantized values */
-    const void *scales; /* f32 [rows] (Q8, E8), f16 [rows, in/group] (Q4), f32 [rows, in/32] (8DA4W) */
+    const void *scales; /* f32 [rows] (Q8, E8, 8DA8W), f16 [rows, in/group] (Q4), f32 [rows, in/32] (8DA4W) */
     size_t group;       /* elements per scale (Q4: 32 or 128; 8DA4W: 32) */
     size_t in;          /* elements per row */
     const wfmt *fmt;    /* WQ_FMT: the format's math (below); aux is its per-weight descriptor */

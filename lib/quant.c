@@ -26,7 +26,7 @@
 #include "kern.h"
 #include "util.h"
 
-static const char *const names[QS_N] = {"none", "bf16", "q8", "q4", "q4g128", "8da4w"};
+static const char *const names[QS_N] = {"none", "bf16", "q8", "q4", "q4g128", "8da4w", "8da8w"};
 
 int quant_scheme_find(const char *name) {
     for (int i = 0; i < QS_N; i++)
@@ -35,7 +35,7 @@ int quant_scheme_find(const char *name) {
 }
 
 const char *quant_scheme_name(int s) { return s >= 0 && s < QS_N ? names[s] : "?"; }
-const char *quant_names(void) { return "none, bf16, q8, q4, q4g128, 8da4w"; }
+const char *quant_names(void) { return "none, bf16, q8, q4, q4g128, 8da4w, 8da8w"; }
 
 /* ---- rounding ---- */
 
@@ -170,7 +170,11 @@ static slot *slots_of(model *m, int s, size_t *n) {
            kvd = (size_t)c->n_kv_heads * hd, ff = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
     slot *v = calloc((size_t)c->n_layers * 7 + 2, sizeof *v);
     if (!v) return NULL;
-    wq_type q = s == QS_Q8 ? WQ_Q8 : s == QS_Q4 || s == QS_Q4G128 ? WQ_Q4 : s == QS_8DA4W ? WQ_8DA4W : WQ_NONE;
+    wq_type q = s == QS_Q8      ? WQ_Q8
+                : s == QS_Q4 || s == QS_Q4G128 ? WQ_Q4
+                : s == QS_8DA4W ? WQ_8DA4W
+                : s == QS_8DA8W ? WQ_8DA8W
+                                : WQ_NONE;
     size_t group = s == QS_Q4G128 ? 128 : 32, k = 0;
     for (int l = 0; l < c->n_layers; l++) {
         layer_weights *lw = &m->layers[l];
@@ -183,7 +187,7 @@ static slot *slots_of(model *m, int s, size_t *n) {
             v[k] = (slot){t[i].w, &m->qw[k], *t[i].w, t[i].rows, t[i].in, q, group, t[i].name};
     }
     v[k] = (slot){&m->lm_head, &m->qw[k], m->lm_head, V, dim, q, group, "lm_head"}, k++;
-    if (s == QS_8DA4W) v[k] = (slot){&m->embed, &m->qw[k], m->embed, V, dim, WQ_E8, 0, "embed_tokens"}, k++;
+    if (s == QS_8DA4W || s == QS_8DA8W) v[k] = (slot){&m->embed, &m->qw[k], m->embed, V, dim, WQ_E8, 0, "embed_tokens"}, k++;
     if (s == QS_BF16) { /* BF16 already: used in place, nothing to store */
         size_t j = 0;
         for (size_t i = 0; i < k; i++)
@@ -202,7 +206,7 @@ static void place(const slot *sl, uint8_t *base, size_t *off) {
     size_t r = sl->rows, in = sl->in, vals, sc = 0;
     switch (sl->q) {
     case WQ_NONE: vals = r * in * 2; break;
-    case WQ_Q8: case WQ_E8: vals = r * in, sc = r * 4; break;
+    case WQ_Q8: case WQ_E8: case WQ_8DA8W: vals = r * in, sc = r * 4; break;
     case WQ_Q4: vals = r * in / 2, sc = r * (in / sl->group) * 2; break;
     default: vals = r * in / 2, sc = r * (in / 32) * 4; w.group = 32; break;
     }
@@ -241,7 +245,7 @@ static int fill(const slot *sl, float *row, void (*progress)(void *, size_t, siz
             for (size_t k = 0; k < in; k++) bf[i * in + k] = quant_bf16(row[k]);
             break;
         case WQ_Q8: rc = quant_row_q8((int8_t *)w->data + i * in, (float *)w->scales + i, row, in); break;
-        case WQ_E8: rc = quant_row_e8((int8_t *)w->data + i * in, (float *)w->scales + i, row, in); break;
+        case WQ_E8: case WQ_8DA8W: rc = quant_row_e8((int8_t *)w->data + i * in, (float *)w->scales + i, row, in); break;
         case WQ_Q4:
             rc = quant_row_q4((uint8_t *)w->data + i * in / 2, (uint16_t *)w->scales + i * ng, row, in, w->group);
             break;
@@ -359,6 +363,9 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
     if (s != QS_BF16 && ((size_t)c->dim % g || (size_t)c->hidden_dim % g || (size_t)c->n_heads * c->head_dim % g))
         return seterr(err, errlen, "quantize %s: dim %d, hidden_dim %d and n_heads*head_dim must be multiples of %zu",
                       names[s], c->dim, c->hidden_dim, g);
+    if (s == QS_8DA8W && ((size_t)c->dim > 65536 || (size_t)c->hidden_dim > 65536 || (size_t)c->n_heads * c->head_dim > 65536))
+        return seterr(err, errlen, "quantize 8da8w: rows longer than 65536 (dim %d, hidden_dim %d) could overflow its int32 sums",
+                      c->dim, c->hidden_dim);
     size_t nv = 0;
     slot *v = slots_of(m, s, &nv);
     if (!v) return seterr(err, errlen, "quantize: out of memory");

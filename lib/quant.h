@@ -15,6 +15,10 @@
  *           (s = max(amax / 127.5, FLT_MIN), q = clamp(rne(w * (1/s)), -128, 127)); lm_head
  *           untied and int4 g32 like the rest; activations int8 asymmetric per token at run
  *           time (kern_quant_act) and integer int8 x int4 dot products.
+ *   8da8w   the same with int8 linears: Int8DynamicActivationIntxWeightConfig(int8,
+ *           PerAxis(0)), each linear row as the embedding's (quant_row_e8), f32 scale per
+ *           row; activations as 8da4w's, integer int8 x int8 dot products, the whole row's
+ *           sum exact in int32 (in <= 65536), so every kernel gives the same bits.
  * All arithmetic is f32 as torch does it on f32 tensors: 1/s is a correctly rounded f32
  * division, w * (1/s) one f32 product, rne = round half to even. Non-finite weights are
  * refused (there is no int4 for NaN).
@@ -30,7 +34,7 @@
 
 #include "model.h"
 
-typedef enum { QS_NONE, QS_BF16, QS_Q8, QS_Q4, QS_Q4G128, QS_8DA4W, QS_N } quant_scheme;
+typedef enum { QS_NONE, QS_BF16, QS_Q8, QS_Q4, QS_Q4G128, QS_8DA4W, QS_8DA8W, QS_N } quant_scheme;
 
 /* The scheme called name, or -1. quant_names() lists them for messages ("none, bf16, ..."). */
 int quant_scheme_find(const char *name);
@@ -45,7 +49,7 @@ enum { QUANT_VERSION = 1 };
  *   q8:     q[in] int8, *scale                              (returns 0)
  *   q4:     nib[in/2], scales f16 [in/group]
  *   8da4w:  nib[in/2], scales f32 [in/32]
- *   e8:     q[in] int8, *scale (torchao int8 per-row embedding)
+ *   e8:     q[in] int8, *scale (torchao int8 per row: 8da4w's embedding, 8da8w's weights)
  * Each returns -1 if w holds a NaN or an Inf. */
 int quant_row_q8(int8_t *q, float *scale, const float *w, size_t in);
 int quant_row_q4(uint8_t *nib, uint16_t *scales, const float *w, size_t in, size_t group);

@@ -40,7 +40,7 @@ static const char usage[] =
     "      --all-logits    write logits for every position: one record (n, vocab) per sequence\n"
     "                      (computes every position: no prefix reuse)\n"
     "  -t, --threads N     threads (default: one per core)\n"
-    "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128 or 8da4w;\n"
+    "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128, 8da4w or 8da8w;\n"
     "                      quantized once into a cache file that every later run maps\n"
     "  -v, --verbose       report positions (computed and reused) and speed on stderr\n"
     "      --backend NAME  where the layers run: cpu, ax650, ascend (default cpu; README: AX650, Ascend)\n"

@@ -195,7 +195,7 @@ print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
     [[ "$output" == *"made by a different model"* ]]
     run "$BIN/prefill" --quant q5 -k x
     [ "$status" -eq 2 ]
-    [ "$output" = "prefill: --quant: 'q5' is not one of: none, bf16, q8, q4, q4g128, 8da4w" ]
+    [ "$output" = "prefill: --quant: 'q5' is not one of: none, bf16, q8, q4, q4g128, 8da4w, 8da8w" ]
 }
 
 @test "pipeline: a backend that cannot start leaves no session behind (prefill and decode)" {

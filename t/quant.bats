@@ -20,8 +20,17 @@ load helper
     [[ "${lines[-1]}" == *" checks, 0 failures" ]]
 }
 
+@test "quant: 8da8w equals torchao's int8 weights and scales exactly and its fake-quant logits within 1e-5" {
+    run "$TBIN/quant_test" fixture "$FIX/quant" "$PWD/build/models/tiny-f32" 1e-5 8da8w
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"lm_head: 16384 values, 256 scales equal to torchao's: yes"* ]]
+    [[ "${lines[-1]}" == *" checks, 0 failures" ]]
+}
+
 # Random-weight models are the hard case for 4 bits (no structure to keep): the worst
-# row cosines measured on 0.6b-2l were q8 0.99990, q4 0.9738, q4g128 0.9717, 8da4w 0.9681.
+# row cosines measured on 0.6b-2l were q8 0.99990, q4 0.9738, q4g128 0.9717, 8da4w 0.9681,
+# 8da8w 0.99949.
 @test "quant: q8 logits against the unquantized model, cosine >= 0.9995 (0.6b-2l, tiny-untied)" {
     for m in 0.6b-2l tiny-untied; do
         run "$TBIN/quant_test" logits "$PWD/build/models/$m" q8 0.9995
@@ -36,6 +45,12 @@ load helper
         echo "$output"
         [ "$status" -eq 0 ]
     done
+}
+
+@test "quant: 8da8w logits against the unquantized model, cosine >= 0.999 (0.6b-2l)" {
+    run "$TBIN/quant_test" logits "$PWD/build/models/0.6b-2l" 8da8w 0.999
+    echo "$output"
+    [ "$status" -eq 0 ]
 }
 
 @test "quant: bf16 of an f32 model, cosine >= 0.99995; bf16 of a bf16 model is the model itself, no file" {
@@ -67,5 +82,5 @@ load helper
     [[ "$output" == *"not the quantized weights of this model"* ]]
     run "$TBIN/quant_test" logits "$PWD/build/models/tiny-f32" q3 0.9
     [ "$status" -eq 1 ]
-    [[ "$output" == *"quantization 'q3': not one of none, bf16, q8, q4, q4g128, 8da4w"* ]]
+    [[ "$output" == *"quantization 'q3': not one of none, bf16, q8, q4, q4g128, 8da4w, 8da8w"* ]]
 }

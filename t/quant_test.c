@@ -9,10 +9,11 @@
  *       the logits of every position of a fixed 24-token prompt with SCHEME against the
  *       checkpoint as it is (scheme none): cosine of every row >= MINCOS, and the quantized
  *       model built once, then reopened from the cache file. Prints the worst cosine.
- *   quant_test fixture FIXDIR MODELDIR [TOL]
- *       8da4w against torchao (t/gen_8da4w_fixture.py): the int4 values and scales of the
- *       tensors it recorded, exactly; then the logits of its prompt against torchao's
- *       fake-quant reference: max|diff| <= TOL (1e-4) * max|logit| on every row.
+ *   quant_test fixture FIXDIR MODELDIR [TOL [SCHEME]]
+ *       8da4w (or SCHEME 8da8w) against torchao (t/gen_8da4w_fixture.py, FIXDIR/SCHEME.npy):
+ *       the int4 (int8) values and scales of the tensors it recorded, exactly; then the
+ *       logits of its prompt against torchao's fake-quant reference: max|diff| <= TOL
+ *       (1e-4) * max|logit| on every row.
  *   quant_test bench MODELDIR SCHEME [THREADS [PROMPT [GEN]]]
  *       prefill PROMPT (512) positions, then decode GEN (64) one by one; prints one line:
  *       "scheme S threads T pp P X tok/s tg G Y tok/s cpu ms/token pp A tg B" (the benchmark
@@ -165,9 +166,11 @@ static void next_rec(FILE *f, const char *name, npy *a, npy_dtype t) {
     if (a->dtype != t) die(name, "a record's dtype is not what gen_8da4w_fixture.py writes");
 }
 
-static int cmd_fixture(const char *fixdir, const char *modeldir, double tol) {
+static int cmd_fixture(const char *fixdir, const char *modeldir, double tol, const char *scheme) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/8da4w.npy", fixdir);
+    int d8 = !strcmp(scheme, "8da8w");
+    if (!d8 && strcmp(scheme, "8da4w")) die(scheme, "not 8da4w or 8da8w");
+    snprintf(path, sizeof path, "%s/%s.npy", fixdir, scheme);
     FILE *f = fopen(path, "rb");
     if (!f) die(path, "cannot open");
     npy ids = {0}, sub = {0}, want = {0}, scale = {0}, q = {0}, sc = {0};
@@ -176,7 +179,7 @@ static int cmd_fixture(const char *fixdir, const char *modeldir, double tol) {
     next_rec(f, path, &want, NPY_F32);
     next_rec(f, path, &scale, NPY_F32);
     runner r;
-    runner_open(&r, modeldir, "8da4w", 0, ids.count);
+    runner_open(&r, modeldir, scheme, 0, ids.count);
     const layer_weights *L = r.m->layers;
     const struct { const char *name; weight w; } t[] = {
         {"layers.0.q_proj", L[0].wq}, {"layers.0.k_proj", L[0].wk}, {"layers.0.down_proj", L[0].w_down},
@@ -186,8 +189,9 @@ static int cmd_fixture(const char *fixdir, const char *modeldir, double tol) {
         next_rec(f, path, &q, NPY_I32);
         next_rec(f, path, &sc, NPY_F32);
         const qweight *qw = t[i].w.data;
-        int e8 = weight_q(t[i].w) == WQ_E8;
-        CHECK(weight_q(t[i].w) == (i == 5 ? WQ_E8 : WQ_8DA4W), "%s: not quantized as 8da4w wants", t[i].name);
+        int e8 = weight_q(t[i].w) == WQ_E8 || weight_q(t[i].w) == WQ_8DA8W; /* int8 per row */
+        CHECK(weight_q(t[i].w) == (i == 5 ? WQ_E8 : d8 ? WQ_8DA8W : WQ_8DA4W), "%s: not quantized as %s wants",
+              t[i].name, scheme);
         size_t rows = q.shape[0], in = q.shape[1], ng = sc.shape[1], qbad = 0, sbad = 0;
         CHECK(in == qw->in && ng == (e8 ? 1 : in / 32), "%s: shape", t[i].name);
         for (size_t o = 0; o < rows; o++)
@@ -237,15 +241,17 @@ static int cmd_fixture(const char *fixdir, const char *modeldir, double tol) {
 static void make_qw(qweight *qw, wq_type t, size_t g, size_t out, size_t in, int zero_groups, float big) {
     float *row = xmalloc(in * sizeof *row);
     size_t ng = in / (t == WQ_Q4 ? g : 32);
-    *qw = (qweight){.q = t, .group = t == WQ_Q8 ? 0 : t == WQ_Q4 ? g : 32, .in = in};
-    void *data = xmalloc(t == WQ_Q8 ? out * in : out * in / 2);
-    void *sc = xmalloc(t == WQ_Q8 ? out * 4 : t == WQ_Q4 ? out * ng * 2 : out * ng * 4);
+    int perrow = t == WQ_Q8 || t == WQ_8DA8W; /* int8, one scale per row */
+    *qw = (qweight){.q = t, .group = perrow ? 0 : t == WQ_Q4 ? g : 32, .in = in};
+    void *data = xmalloc(perrow ? out * in : out * in / 2);
+    void *sc = xmalloc(perrow ? out * 4 : t == WQ_Q4 ? out * ng * 2 : out * ng * 4);
     for (size_t o = 0; o < out; o++) {
         for (size_t k = 0; k < in; k++) {
             row[k] = unif() * big;
             if (zero_groups && (k / 32 + o) % 3 == 0) row[k] = 0;
         }
         if (t == WQ_Q8) quant_row_q8((int8_t *)data + o * in, (float *)sc + o, row, in);
+        else if (t == WQ_8DA8W) quant_row_e8((int8_t *)data + o * in, (float *)sc + o, row, in);
         else if (t == WQ_Q4) quant_row_q4((uint8_t *)data + o * in / 2, (uint16_t *)sc + o * ng, row, in, g);
         else quant_row_8da4w((uint8_t *)data + o * in / 2, (float *)sc + o * ng, row, in);
     }
@@ -258,12 +264,15 @@ static void free_qw(qweight *qw) {
     free((void *)qw->scales);
 }
 
+/* a and b the same float, bit for bit */
+static int same_bits(float a, float b) { return !memcmp(&a, &b, sizeof a); }
+
 /* |error| allowed for y[i][o]: 2e-6 * the sum of |terms| (f32 rounding, any order). */
 static double bound(const float *x, const kern_xq *xq, const qweight *qw, size_t i, size_t o, size_t in) {
     weight w = {WQ_DTYPE(qw->q), qw};
     double s = 0;
     for (size_t k = 0; k < in; k++) {
-        double xv = qw->q == WQ_8DA4W ? ((double)xq->q[i * in + k] - xq->zp[i]) * xq->scale[i]
+        double xv = qw->q == WQ_8DA4W || qw->q == WQ_8DA8W ? ((double)xq->q[i * in + k] - xq->zp[i]) * xq->scale[i]
                     : qw->q == WQ_Q4 ? (double)xq->h[i * in + k] * xq->hs[i * (in / 32) + k / 32]
                                      : x[i * in + k];
         s += fabs(xv * weight_get(w, o * in + k));
@@ -315,7 +324,7 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     kern_xq xq = {q, u, sc, zp, h, hs};
     for (size_t i = 0; i < n; i++) {
         kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
-        if (t == WQ_8DA4W)
+        if (t == WQ_8DA4W || t == WQ_8DA8W)
             for (size_t k = 0; k < in; k++) h[i * in + k] = (int16_t)(q[i * in + k] - zp[i]);
         else if (in % 32 == 0) kern_quant_act16(h + i * in, hs + i * (in / 32), x + i * in, in);
     }
@@ -325,16 +334,28 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     size_t o0 = out > 2 ? 1 : 0, o1 = out > 2 ? out - 1 : out;
     v->qmatmul[t](got, x, &xq, &qw, n, in, out, o0, o1);
     CHECK(!mismatch(got, want, x, &xq, &qw, n, in, out, o0, o1, v->name, kinds[kind]), "kernel mismatch");
-    kern_packed *pk = t == WQ_8DA4W ? kern_pack(v, &qw, out) : NULL;
+    /* 8da8w's sums are exact integers: the same bits as the reference (NaN for NaN) */
+    if (t == WQ_8DA8W)
+        for (size_t i = 0; i < n; i++)
+            for (size_t o = o0; o < o1; o++)
+                CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s 8da8w %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
+                      v->name, kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
+    kern_packed *pk = t == WQ_8DA4W || t == WQ_8DA8W ? kern_pack(v, &qw, out) : NULL;
     if (pk) { /* the panel GEMM of the same weight, columns [o0 & ~7, o1) as the pool splits them */
         size_t p0 = o0 / 8 * 8;
         for (size_t i = 0; i < n * out; i++) got[i] = 12345;
-        v->panel_8da4w(got, &xq, kern_panels(pk), n, in, out, p0, o1);
+        (t == WQ_8DA8W ? v->panel_8da8w : v->panel_8da4w)(got, &xq, kern_panels(pk), n, in, out, p0, o1);
         CHECK(!mismatch(got, want, x, &xq, &qw, n, in, out, p0, o1, v->name, "panels"), "panel kernel mismatch");
+        if (t == WQ_8DA8W)
+            for (size_t i = 0; i < n; i++)
+                for (size_t o = p0; o < o1; o++)
+                    CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s 8da8w panels %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
+                          v->name, kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
         kern_packed_free(pk);
     }
-    if ((t == WQ_8DA4W || t == WQ_Q4) && kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
-        CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "%s: NaN/Inf rows not NaN", t == WQ_Q4 ? "q4" : "8da4w");
+    if (t != WQ_Q8 && kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
+        CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "%s: NaN/Inf rows not NaN",
+              t == WQ_Q4 ? "q4" : t == WQ_8DA8W ? "8da8w" : "8da4w");
     free_qw(&qw);
     free(x), free(want), free(got), free(q), free(u), free(sc), free(zp), free(h), free(hs);
 }
@@ -501,13 +522,14 @@ static int cmd_kernels(void) {
     test_act16();
     test_same();
     test_f16();
-    static const size_t ns[] = {1, 2, 3, 4, 7}, ins[] = {32, 96, 128, 384}, outs[] = {1, 2, 5, 17, 64};
-    const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}};
+    /* (in 200: a tail past the last 16 or 32 columns, for the per-row types) */
+    static const size_t ns[] = {1, 2, 3, 4, 7}, ins[] = {32, 96, 128, 384, 200}, outs[] = {1, 2, 5, 17, 64};
+    const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}, {WQ_8DA8W, 0}};
     for (size_t vi = 0; vi < nv; vi++)
-        for (size_t ti = 0; ti < 4; ti++) {
+        for (size_t ti = 0; ti < 5; ti++) {
             if (!v[vi]->qmatmul[types[ti].t]) continue;
             for (size_t a = 0; a < 5; a++)
-                for (size_t b = 0; b < 4; b++)
+                for (size_t b = 0; b < 5; b++)
                     for (size_t c = 0; c < 5; c++)
                         for (int kind = 0; kind < 5; kind++) {
                             if (ins[b] % (types[ti].g ? types[ti].g : 1)) continue;
@@ -562,7 +584,8 @@ static int cmd_mmbench(int threads, int hot) {
 int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "mmbench")) return cmd_mmbench(argc > 2 ? atoi(argv[2]) : 2, argc > 3 && !strcmp(argv[3], "hot"));
     if (argc >= 2 && !strcmp(argv[1], "kernels")) return cmd_kernels();
-    if (argc >= 4 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2], argv[3], argc > 4 ? atof(argv[4]) : 1e-4);
+    if (argc >= 4 && !strcmp(argv[1], "fixture")) return cmd_fixture(argv[2], argv[3], argc > 4 ? atof(argv[4]) : 1e-4,
+                                                                           argc > 5 ? argv[5] : "8da4w");
     if (argc >= 5 && !strcmp(argv[1], "logits")) return cmd_logits(argv[2], argv[3], atof(argv[4]));
     if (argc >= 4 && !strcmp(argv[1], "bench"))
         return cmd_bench(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 2, argc > 5 ? (size_t)atol(argv[5]) : 512,
