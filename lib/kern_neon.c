@@ -1,7 +1,7 @@
 /* kern_neon: the matmul and attention's inner loops for AArch64 Advanced SIMD, in two
  * variants: "neon" (every AArch64 CPU: Advanced SIMD is part of the base ISA) and
- * "neon-dot", the same but with 8da4w's integer dots on SDOT (the dot-product extension:
- * optional from ARMv8.2, required from v8.4; kern_variants() asks getauxval for
+ * "neon-dot", the same but with 8da4w's and 8da8w's integer dots on SDOT (the dot-product
+ * extension: optional from ARMv8.2, required from v8.4; kern_variants() asks getauxval for
  * HWCAP_ASIMDDP). SDOT is written as one inline instruction, so the file builds with the
  * base aarch64 flags and the compiler never emits it anywhere else.
  *
@@ -329,18 +329,68 @@ INLINE void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweight *w
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = xq->scale[a] * vaddvq_f32(acc[a][b]);
 }
 
+/* 8DA8W: S = sum (xq - zp) * q over the whole row, exact in int32 lanes, so y = (sx * s) * S
+ * is the reference's bits. Plain: the 16 weights of a step widened to int16 (SXTL) once per
+ * row of W, multiplied with h = xq - zp (SMLAL/SMLAL2). use_sdot: SDOT of xq against the
+ * weights and of ones against them (sum q), folded once as sum xq*q - zp * sum q (lane
+ * arithmetic wraps, so the integer is S whenever S fits, as kern.c guarantees). */
+INLINE void tile_8da8w(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in, int nx,
+                       int nw, int use_sdot) {
+    int32x4_t acc[NX][NW], sw[NW];
+    const int8_t *q = (const int8_t *)w->data + o * in;
+    const int8x16_t ones = vdupq_n_s8(1);
+#pragma GCC unroll 4
+    for (int b = 0; b < nw; b++) {
+        sw[b] = vdupq_n_s32(0);
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) acc[a][b] = vdupq_n_s32(0);
+    }
+    size_t k = 0;
+    for (; k + 16 <= in; k += 16) {
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            int8x16_t wv = vld1q_s8(q + (size_t)b * in + k);
+            if (use_sdot) {
+                sw[b] = sdot(sw[b], ones, wv);
+#pragma GCC unroll 4
+                for (int a = 0; a < nx; a++) acc[a][b] = sdot(acc[a][b], vld1q_s8(xq->q + (size_t)a * in + k), wv);
+            } else {
+                int16x8_t w0 = vmovl_s8(vget_low_s8(wv)), w1 = vmovl_high_s8(wv);
+#pragma GCC unroll 4
+                for (int a = 0; a < nx; a++) {
+                    const int16_t *h = xq->h + (size_t)a * in + k;
+                    int16x8_t h0 = vld1q_s16(h), h1 = vld1q_s16(h + 8);
+                    int32x4_t s = vmlal_s16(acc[a][b], vget_low_s16(w0), vget_low_s16(h0));
+                    s = vmlal_high_s16(s, w0, h0);
+                    s = vmlal_s16(s, vget_low_s16(w1), vget_low_s16(h1));
+                    acc[a][b] = vmlal_high_s16(s, w1, h1);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            int32x4_t d = use_sdot ? vmlsq_s32(acc[a][b], vdupq_n_s32(xq->zp[a]), sw[b]) : acc[a][b];
+            int32_t S = vaddvq_s32(d);
+            for (size_t j = k; j < in; j++) S += xq->h[(size_t)a * in + j] * q[(size_t)b * in + j];
+            y[(size_t)a * ldy + b] = (xq->scale[a] * ((const float *)w->scales)[o + (size_t)b]) * (float)S;
+        }
+}
+
 /* The slab/tile walk of matmul() for quantized weights; t and use_sdot are constants after
  * inlining. */
 INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const kern_xq *xq, const qweight *w,
                             size_t n, size_t in, size_t out, size_t o0, size_t o1) {
-    size_t rowb = t == WQ_Q8 ? in : in / 2, slab = SLAB / rowb / NW * NW;
+    size_t rowb = t == WQ_Q8 || t == WQ_8DA8W ? in : in / 2, slab = SLAB / rowb / NW * NW;
     if (slab < NW) slab = NW;
     for (size_t s0 = o0; s0 < o1; s0 += slab) {
         size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
         for (size_t i = 0; i < n; i += NX) {
             int nx = n - i < NX ? (int)(n - i) : NX;
             kern_xq xi = {0};
-            if (t == WQ_8DA4W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
+            if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
             if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += NW) {
                 int nw = s1 - o < NW ? (int)(s1 - o) : NW;
@@ -351,6 +401,7 @@ INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const ker
     case A * 8 + B:                                                                                \
         if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
         else if (t == WQ_Q4) tile_q4(yt, out, &xi, w, o, in, A, B);                                 \
+        else if (t == WQ_8DA8W) tile_8da8w(yt, out, &xi, w, o, in, A, B, use_sdot);                 \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B, use_sdot);                                       \
         break;
                     T(1, 1) T(1, 2) T(1, 3) T(1, 4) T(2, 1) T(2, 2) T(2, 3) T(2, 4)
@@ -378,11 +429,20 @@ static void qmatmul_8da4w_sdot(float *y, const float *x, const kern_xq *xq, cons
                                        size_t in, size_t out, size_t o0, size_t o1) {
     qmatmul(WQ_8DA4W, 1, y, x, xq, w, n, in, out, o0, o1);
 }
+static void qmatmul_8da8w(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
+                          size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_8DA8W, 0, y, x, xq, w, n, in, out, o0, o1);
+}
+static void qmatmul_8da8w_sdot(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
+                               size_t in, size_t out, size_t o0, size_t o1) {
+    qmatmul(WQ_8DA8W, 1, y, x, xq, w, n, in, out, o0, o1);
+}
 
 const kern_ops kern_neon = {
     .name = "neon",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w,
+                [WQ_8DA8W] = qmatmul_8da8w},
     .scores = scores,
     .accum = accum,
     .scores16 = scores16,
@@ -390,11 +450,12 @@ const kern_ops kern_neon = {
     .to_f16 = to_f16,
 };
 
-/* Only 8da4w changes; the rest is neon's. */
+/* Only 8da4w and 8da8w change; the rest is neon's. */
 const kern_ops kern_neon_dot = {
     .name = "neon-dot",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w_sdot},
+    .qmatmul = {[WQ_Q8] = qmatmul_q8, [WQ_Q4] = qmatmul_q4, [WQ_8DA4W] = qmatmul_8da4w_sdot,
+                [WQ_8DA8W] = qmatmul_8da8w_sdot},
     .scores = scores,
     .accum = accum,
     .scores16 = scores16,
