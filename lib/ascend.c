@@ -467,7 +467,7 @@ static int up_weight(ascend *c, dweight *d, weight w, size_t out, size_t in, int
     if (!is_msms(w))
         return seterr(err, errlen, "backend ascend: %s: weights quantized as %s have no Ascend kernel here "
                       "(use --quant none, bf16, q8, q4 or q4g128)", name,
-                      t == WQ_FMT ? q->fmt->name : t == WQ_8DA4W ? "8da4w" : "this");
+                      t == WQ_FMT ? q->fmt->name : t == WQ_8DA4W ? "8da4w" : t == WQ_8DA8W ? "8da8w" : "this");
     const msms_weight *mw = q->aux;
     if (mw->bias) return seterr(err, errlen, "backend ascend: %s: msModelSlim float bias is not supported", name);
     if (mw->scheme == MSMS_W8A8 || mw->scheme == MSMS_W8A8_DYNAMIC) {

@@ -210,15 +210,17 @@ static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, ch
  * zero point is 0 and the integers fit: an int4 group-32 linear with int8 activations
  * becomes WQ_8DA4W (integers repacked two to a byte, scales widened to f32: a copy, made
  * once at open, half the size of the int8 file data, which is then no longer read); an
+ * int8 per-row linear with int8 activations (Int8DynamicActivationIntxWeightConfig(int8,
+ * PerAxis(0))) is WQ_8DA8W, unless in > 65536 (its int32 row sums could overflow); an
  * int8 per-row weight-only tensor is WQ_E8 (the embedding) or WQ_Q8 (a linear, e.g. the
- * lm_head transformers quantizes like a tied embedding) in place (scales copied only if
- * not F32 and aligned). The same integers and scales as the WQ_FMT path, through the SIMD
- * kernels (equal up to the order of f32 rounding). 1 if done, 0 if w stays WQ_FMT, -1 on
- * out of memory. */
+ * lm_head transformers quantizes like a tied embedding). The last three in place (scales
+ * copied only if not F32 and aligned). The same integers and scales as the WQ_FMT path,
+ * through the SIMD kernels (equal up to the order of f32 rounding). 1 if done, 0 if w
+ * stays WQ_FMT, -1 on out of memory. */
 static int to_kernel_layout(model *m, tao_ctx *c, const tao_q *t, size_t rows, size_t in, size_t group, int embed, weight *w) {
-    int int4 = t->act && group == 32;
-    if (embed && int4) return 0; /* an embedding is never a matmul: its WQ_FMT row() reads it */
-    if (!int4 && (t->act || t->groups != 1)) return 0;
+    int int4 = t->act && group == 32, int8 = t->act && !int4 && t->groups == 1 && in <= 65536;
+    if (embed && t->act) return 0; /* an embedding is never a matmul: its WQ_FMT row() reads it */
+    if (!int4 && !int8 && (t->act || t->groups != 1)) return 0;
     for (size_t i = 0; i < rows * t->groups; i++)
         if (t->zp[i]) return 0;
     if (int4)
@@ -231,7 +233,7 @@ static int to_kernel_layout(model *m, tao_ctx *c, const tao_q *t, size_t rows, s
     }
     qweight *q = &c->qw[c->n - 1];
     if (!int4) {
-        *q = (qweight){.q = embed ? WQ_E8 : WQ_Q8, .data = t->q, .scales = sc, .in = in};
+        *q = (qweight){.q = int8 ? WQ_8DA8W : embed ? WQ_E8 : WQ_Q8, .data = t->q, .scales = sc, .in = in};
         w->dtype = WQ_DTYPE(q->q);
         return 1;
     }

@@ -14,10 +14,11 @@
  * row is quantized as kern_quant_act does and y = sx * sum over groups of s_g * (sum
  * (xq - zx) * (q - zp), exact in int32). The recipe's tensors (zero points 0) run through
  * the CPU kernels that already compute exactly this (WQ_8DA4W: the int4 values repacked
- * once at open; WQ_E8 and WQ_Q8 for int8 per-row weight-only tensors, in place); any other
- * (zero points, groups other than 32, weight-only int4) through torchao.c's own loops on
- * the mapped integers. A quantized lm_head in the file is used even when config.json says
- * the embeddings are tied: transformers saves the one torchao quantized. */
+ * once at open; WQ_8DA8W for int8 per-row linears with int8 activations, WQ_E8 and WQ_Q8
+ * for int8 per-row weight-only tensors, in place); any other (zero points, groups other
+ * than 32, weight-only int4) through torchao.c's own loops on the mapped integers. A
+ * quantized lm_head in the file is used even when config.json says the embeddings are
+ * tied: transformers saves the one torchao quantized. */
 #ifndef TORCHAO_H
 #define TORCHAO_H
 

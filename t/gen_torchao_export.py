@@ -15,7 +15,7 @@ t/fixtures/torchao/model: what save_pretrained wrote (config.json, model.safeten
 t/fixtures/torchao/asym: the same with what the recipe does not give: asymmetric int4 in
 groups of 64 (zero points not 0), a weight-only int4 down_proj in groups of 32, an int8
 per-row weight-only lm_head (vocab 64).
-t/fixtures/torchao/model.npy and asym.npy, .npy records back to back:
+t/fixtures/torchao/model.npy, asym.npy and d8.npy, .npy records back to back:
     prompt ids int32 (P,)
     logits f32 (P, V)            the quantized model's forward (torchao's reference:
                                  activations quantized and dequantized per token, F.linear)
@@ -24,6 +24,9 @@ t/fixtures/torchao/model.npy and asym.npy, .npy records back to back:
     then per tensor in TENSORS, rows [0, ROWS) of torchao's own dequantize(), f32 (ROWS, in)
     x f32 (5, 256)               sin(0.37 i), and per module in LINEARS its output for
                                  x[:, :in] through torchao (F.linear, the quantized weight)
+t/fixtures/torchao/d8: the same model (vocab 64) with int8 per-row linears and int8 dynamic
+activations, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8,
+weight_granularity=PerAxis(0)) (zero points 0), the embedding int8 per row as the recipe's.
 t/fixtures/torchao/no-scale: the embedding's tensors without its _weight_scale (the
 loader must name it).
 
@@ -136,6 +139,12 @@ def main():
                                                           weight_mapping_type=MappingType.ASYMMETRIC),
         "model.layers.1.mlp.down_proj": IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32)),
         "lm_head": IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
+        "model.embed_tokens": IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
+    }, TENSORS)
+    # int8 per-row linears with int8 per-token activations (the 8da8w layout)
+    export("d8", 64, False, {
+        "_default": Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8,
+                                                          weight_granularity=PerAxis(0)),
         "model.embed_tokens": IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0)),
     }, TENSORS)
 

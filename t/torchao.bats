@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # torchao's safetensors export (lib/torchao.h) against torchao itself: t/gen_torchao_export.py
 # quantized seeded Qwen3s through transformers' TorchAoConfig (torchao 0.18: the 8da4w
-# recipe, and one with what the recipe does not give) and saved them with
+# recipe, one with what the recipe does not give, and int8 per-row linears with int8
+# activations) and saved them with
 # save_pretrained(safe_serialization=True); it recorded torchao's dequantized weights,
 # single matmuls and the quantized model's logits.
 load helper
@@ -16,6 +17,18 @@ TAO=$FIX/torchao
     [ "${lines[0]}" = "embed_tokens (e8): 2048 values equal to torchao's dequantize(): yes" ]
     [[ "${lines[1]}" == "layers.0.q_proj (8da4w): "* ]]
     [ "$(grep -c "one matmul within .* of torchao's F.linear" <<<"$output")" -eq 3 ]
+    [[ "$output" == *"(tolerance 1e-05: "* ]]
+    [[ "${lines[-1]}" == *" checks, 0 failures" ]]
+}
+
+@test "torchao: int8 per-row linears with int8 activations: bit for bit weights, run by the 8da8w kernels; logits within 1e-5" {
+    run "$TBIN/torchao_test" fixture "$TAO" d8
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(grep -c "equal to torchao's dequantize(): yes" <<<"$output")" -eq 5 ]
+    [ "${lines[0]}" = "embed_tokens (e8): 2048 values equal to torchao's dequantize(): yes" ]
+    [ "$(grep -c "^[a-z_.0-9]* (8da8w): " <<<"$output")" -eq 7 ]
+    [ "$(grep -c "(8da8w): one matmul within .* of torchao's F.linear" <<<"$output")" -eq 3 ]
     [[ "$output" == *"(tolerance 1e-05: "* ]]
     [[ "${lines[-1]}" == *" checks, 0 failures" ]]
 }

@@ -5,14 +5,15 @@
  *       FIXDIR/NAME through model_open (it must be detected as torchao): rows [0, 16) of
  *       the tensors FIXDIR/NAME.npy recorded, dequantized, equal to torchao's dequantize()
  *       bit for bit ((q - zp) * s in f32), each printed with the layout it runs in (the
- *       CPU kernels' 8da4w/e8/q8, or fmt: torchao.c's own); layers.0.q_proj, layers.1.down_proj
+ *       CPU kernels' 8da4w/8da8w/e8/q8, or fmt: torchao.c's own); layers.0.q_proj, layers.1.down_proj
  *       and lm_head alone on a fixed x against torchao's F.linear, within 1e-5 * max|y|; then the logits of its prompt, every position,
  *       against the quantized model's forward in torchao (int8 activations per token,
  *       quantized and dequantized, F.linear in f32): max|diff| <= tol * max|logit| per row,
  *       tol = max(1e-5, twice what torchao's own logits move under 1e-6 of input noise, as
  *       the fixture measured), and the same argmax unless torchao's top two are within that
- *       (the recipe's model: 4.5e-7 against 8.4e-7 of sensitivity; the asymmetric one is
- *       ill-conditioned: 1.4e-2 of sensitivity, and we differ from torchao by as much).
+ *       (the recipe's model: 4.5e-7 against 8.4e-7 of sensitivity; int8 per-row linears,
+ *       d8: 5.3e-7 against 5.7e-7; the asymmetric one is ill-conditioned: 1.4e-2 of
+ *       sensitivity, and we differ from torchao by as much).
  * "N checks, M failures" last; exit 1 on any failure. */
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ static void next_rec(FILE *f, const char *name, npy *a, npy_dtype t) {
 static const char *layout(weight w) {
     switch (weight_q(w)) {
     case WQ_8DA4W: return "8da4w";
+    case WQ_8DA8W: return "8da8w";
     case WQ_E8: return "e8";
     case WQ_Q8: return "q8";
     case WQ_FMT: return "fmt";
