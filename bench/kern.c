@@ -54,6 +54,12 @@ static weight make(const char *s, const float *w, size_t in, size_t out, size_t 
         for (size_t o = 0; o < out; o++) quant_row_q4(d + o * in / 2, sc + o * in / 32, w + o * in, in, 32);
         *q = (qweight){.q = WQ_Q4, .data = d, .scales = sc, .group = 32, .in = in};
         *bytes = in * out / 2 + out * in / 32 * 2;
+    } else if (!strcmp(s, "8da8w")) {
+        int8_t *d = amalloc(in * out);
+        float *sc = amalloc(out * 4);
+        for (size_t o = 0; o < out; o++) quant_row_e8(d + o * in, sc + o, w + o * in, in);
+        *q = (qweight){.q = WQ_8DA8W, .data = d, .scales = sc, .in = in};
+        *bytes = in * out + out * 4;
     } else {
         uint8_t *d = amalloc(in * out / 2);
         float *sc = amalloc(out * in / 32 * 4);
@@ -69,7 +75,8 @@ int main(int argc, char **argv) {
     char err[256];
     pool *p = pool_new(T, err, sizeof err);
     const kern_ops *k = kern_best();
-    const char *schemes[] = {"bf16", "q8", "q4", "8da4w"};
+    const char *schemes[] = {"bf16", "q8", "q4", "8da4w", "8da8w"};
+    size_t nsch = sizeof schemes / sizeof *schemes;
     size_t shapes[][2] = {{1024, 3072}, {3072, 1024}, {1024, 151936}};
     size_t ns[] = {1, 64};
     printf("kernels %s, %d threads, median of %d\n", k->name, T, R);
@@ -81,7 +88,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < in * out; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
         for (size_t i = 0; i < 64 * in; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
         void *scratch = amalloc(kern_qscratch(64, in));
-        for (size_t s = 0; s < 4; s++) {
+        for (size_t s = 0; s < nsch; s++) {
             size_t bytes;
             weight wt = make(schemes[s], w, in, out, &bytes);
             for (size_t ni = 0; ni < 2; ni++) {
@@ -98,8 +105,8 @@ int main(int argc, char **argv) {
                 double m = t[R / 2];
                 printf("%-6s %5zux%-8zu %4zu %9.3f %8.2f %9.2f\n", schemes[s], in, out, n, m * 1e3, bytes / m / 1e9,
                        (double)n * in * out / m / 1e9);
-                /* 8da4w's prefill path: the weight repacked as panels (kern_pack) */
-                kern_packed *pk = n > 1 && weight_q(wt) == WQ_8DA4W ? kern_pack(k, wt.data, out) : NULL;
+                /* 8da4w's and 8da8w's prefill path: the weight repacked as panels (kern_pack) */
+                kern_packed *pk = n > 1 && weight_q(wt) != WQ_NONE ? kern_pack(k, wt.data, out) : NULL;
                 if (pk) {
                     for (int r = 0; r < R && r < 32; r++) {
                         double t0 = now();

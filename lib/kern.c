@@ -341,6 +341,7 @@ static void merge(void) {
         if (!m->quant_act16) m->quant_act16 = b->quant_act16;
         if (!m->panel_8da4w) m->panel_8da4w = b->panel_8da4w;
         if (!m->panel_8da8w) m->panel_8da8w = b->panel_8da8w;
+        if (!m->panel_q4) m->panel_q4 = b->panel_q4;
         if (!m->scores16) m->scores16 = b->scores16;
         if (!m->accum16) m->accum16 = b->accum16;
         if (!m->to_f16) m->to_f16 = b->to_f16;
@@ -468,6 +469,11 @@ static void act_task(void *arg, int i, int nt) {
     }
 }
 
+/* k's panel kernel for weights of type t, or NULL */
+static kern_panel_fn *panel_fn(const kern_ops *k, wq_type t) {
+    return t == WQ_8DA8W ? k->panel_8da8w : t == WQ_Q4 ? k->panel_q4 : t == WQ_8DA4W ? k->panel_8da4w : NULL;
+}
+
 /* A panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
  * columns as 16 bytes (byte b: row b/4 in its low nibble, row 4 + b/4 in its high one,
  * column b%4 of the quad, each as q + 8), then the 8 rows' f32 scales, then their int32
@@ -496,10 +502,30 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
     }
 }
 
+/* A Q4 panel (kern.h): per block, 16 pairs of columns as 8 rows x 2 int8 q, then the
+ * 8 rows' d as f32. Padding rows are q = 0, d = 0. */
+enum { Q4_PANEL_BLOCK = 16 * 16 + 8 * 4 };
+
+static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
+    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, ng = in / w->group, gb = w->group / 32;
+    memset(mem, 0, np * nb * Q4_PANEL_BLOCK);
+    for (size_t pi = 0; pi < np; pi++)
+        for (size_t r = 0; r < 8 && pi * 8 + r < rows; r++) {
+            size_t row = pi * 8 + r;
+            const uint8_t *nib = (const uint8_t *)w->data + row * in / 2;
+            for (size_t b = 0; b < nb; b++) {
+                uint8_t *blk = mem + (pi * nb + b) * Q4_PANEL_BLOCK;
+                for (size_t k = 0; k < 32; k++) blk[k / 2 * 16 + 2 * r + k % 2] = (uint8_t)quant_nib(nib, b * 32 + k);
+                ((float *)(blk + 256))[r] = kern_f16(((const uint16_t *)w->scales)[row * ng + b / gb]);
+            }
+        }
+}
+
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
-    int d8 = w->q == WQ_8DA8W;
-    if (!(d8 ? k->panel_8da8w : w->q == WQ_8DA4W ? k->panel_8da4w : NULL) || w->in % 32) return NULL;
-    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * (d8 ? in * 8 + 32 : ng * PANEL_BLOCK);
+    int d8 = w->q == WQ_8DA8W, q4 = w->q == WQ_Q4;
+    if (!panel_fn(k, w->q) || w->in % 32) return NULL;
+    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8,
+           bytes = np * (d8 ? in * 8 + 32 : q4 ? ng * Q4_PANEL_BLOCK : ng * PANEL_BLOCK);
     kern_packed *pk = malloc(sizeof *pk);
     void *mem = NULL;
     if (!pk || posix_memalign(&mem, 64, bytes ? bytes : 64)) {
@@ -507,8 +533,8 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
         return NULL;
     }
     *pk = (kern_packed){mem, rows, in, w->q};
-    if (d8) {
-        pack_8da8w(mem, w, rows);
+    if (d8 || q4) {
+        (d8 ? pack_8da8w : pack_q4)(mem, w, rows);
         return pk;
     }
     const float *sc = w->scales;
@@ -565,7 +591,7 @@ static void panel_task(void *arg, int i, int nt) {
     const panel_job *j = arg;
     size_t lo, hi;
     pool_split(j->out, 16, i, nt, &lo, &hi);
-    kern_panel_fn *f = j->pk->q == WQ_8DA8W ? j->k->panel_8da8w : j->k->panel_8da4w;
+    kern_panel_fn *f = panel_fn(j->k, j->pk->q);
     if (lo < hi) f(j->y, j->xq, j->pk->panels, j->n, j->pk->in, j->out, lo, hi);
 }
 
@@ -578,9 +604,7 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         return;
     }
     const qweight *w = wt.data;
-    if (pk && !(pk->q == w->q && pk->rows == out && pk->in == in && n >= 4 &&
-                (w->q == WQ_8DA8W ? k->panel_8da8w : k->panel_8da4w)))
-        pk = NULL;
+    if (pk && !(pk->q == w->q && pk->rows == out && pk->in == in && n >= 4 && panel_fn(k, w->q))) pk = NULL;
     if (w->q == WQ_FMT) {
         h->kind = 0; /* the format's prep owns the scratch past the header */
         void *fs = (uint8_t *)scratch + 64;

@@ -74,9 +74,9 @@ typedef struct {
      * u = q + 128 and h = q - zp */
     void (*quant_act)(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
     void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
-    /* 8DA4W and 8DA8W weights repacked as panels (kern_pack, below): y columns [o0, o1) of
-     * n rows, o0 a multiple of 8; NULL where the variant has none */
-    kern_panel_fn *panel_8da4w, *panel_8da8w;
+    /* 8DA4W, 8DA8W and Q4 weights repacked as panels (kern_pack, below): y columns [o0, o1)
+     * of n rows, o0 a multiple of 8; NULL where the variant has none */
+    kern_panel_fn *panel_8da4w, *panel_8da8w, *panel_q4;
 } kern_ops;
 
 /* The fastest variant this CPU runs. */
@@ -118,11 +118,15 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * alone (they agree to f32 rounding). NULL if k has no panel kernel or out of memory.
  * An 8DA8W weight's panels: 8 rows whose int8 values are interleaved 2 columns at a time
  * (16 bytes: row r's pair at bytes 2r, 2r+1), then the 8 rows' scales; its sums are exact
- * in int32 over the whole row, so panels, tiles and the reference give the same bits. */
+ * in int32 over the whole row, so panels, tiles and the reference give the same bits.
+ * A Q4 weight's panels (groups of 32 or 128): per block of 32 columns, 8 rows' int4 values
+ * as int8, 2 columns of a row side by side (twice the file's bytes), then the 8 rows' scales
+ * of the block's group as f32; the panel kernel adds the blocks as the reference does (its
+ * bits). */
 typedef struct kern_packed kern_packed;
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
 void kern_packed_free(kern_packed *p);
-const void *kern_panels(const kern_packed *p); /* for tests: kern_ops.panel_8da4w/8da8w's argument */
+const void *kern_panels(const kern_packed *p); /* for tests: the panel kernels' argument */
 /* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where n >= 4 and pk is
  * not NULL. */
 void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,

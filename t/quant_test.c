@@ -340,17 +340,19 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
             for (size_t o = o0; o < o1; o++)
                 CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s 8da8w %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
                       v->name, kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
-    kern_packed *pk = t == WQ_8DA4W || t == WQ_8DA8W ? kern_pack(v, &qw, out) : NULL;
+    kern_packed *pk = t == WQ_Q8 ? NULL : kern_pack(v, &qw, out);
     if (pk) { /* the panel GEMM of the same weight, columns [o0 & ~7, o1) as the pool splits them */
         size_t p0 = o0 / 8 * 8;
         for (size_t i = 0; i < n * out; i++) got[i] = 12345;
-        (t == WQ_8DA8W ? v->panel_8da8w : v->panel_8da4w)(got, &xq, kern_panels(pk), n, in, out, p0, o1);
+        (t == WQ_8DA8W ? v->panel_8da8w : t == WQ_Q4 ? v->panel_q4 : v->panel_8da4w)(got, &xq, kern_panels(pk), n, in,
+                                                                                      out, p0, o1);
         CHECK(!mismatch(got, want, x, &xq, &qw, n, in, out, p0, o1, v->name, "panels"), "panel kernel mismatch");
-        if (t == WQ_8DA8W)
+        /* 8da8w's and q4's panels add as the reference does: its bits */
+        if (t == WQ_8DA8W || t == WQ_Q4)
             for (size_t i = 0; i < n; i++)
                 for (size_t o = p0; o < o1; o++)
-                    CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s 8da8w panels %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
-                          v->name, kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
+                    CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s %s panels %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
+                          v->name, t == WQ_Q4 ? "q4" : "8da8w", kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
         kern_packed_free(pk);
     }
     if (t != WQ_Q8 && kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
