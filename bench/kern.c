@@ -105,7 +105,7 @@ int main(int argc, char **argv) {
                 double m = t[R / 2];
                 printf("%-6s %5zux%-8zu %4zu %9.3f %8.2f %9.2f\n", schemes[s], in, out, n, m * 1e3, bytes / m / 1e9,
                        (double)n * in * out / m / 1e9);
-                /* 8da4w's and 8da8w's prefill path: the weight repacked as panels (kern_pack) */
+                /* the prefill path of 8da4w, 8da8w and q4: the weight repacked as panels (kern_pack) */
                 kern_packed *pk = n > 1 && weight_q(wt) != WQ_NONE ? kern_pack(k, wt.data, out) : NULL;
                 if (pk) {
                     for (int r = 0; r < R && r < 32; r++) {

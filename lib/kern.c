@@ -514,8 +514,10 @@ static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
             size_t row = pi * 8 + r;
             const uint8_t *nib = (const uint8_t *)w->data + row * in / 2;
             for (size_t b = 0; b < nb; b++) {
-                uint8_t *blk = mem + (pi * nb + b) * Q4_PANEL_BLOCK;
-                for (size_t k = 0; k < 32; k++) blk[k / 2 * 16 + 2 * r + k % 2] = (uint8_t)quant_nib(nib, b * 32 + k);
+                uint8_t *blk = mem + (pi * nb + b) * Q4_PANEL_BLOCK, v[32];
+                for (size_t k = 0; k < 16; k++) /* quant.h: byte k holds columns k and k + 16 */
+                    v[k] = (uint8_t)((nib[b * 16 + k] & 15) - 8), v[k + 16] = (uint8_t)((nib[b * 16 + k] >> 4) - 8);
+                for (size_t k = 0; k < 32; k += 2) memcpy(blk + k / 2 * 16 + 2 * r, v + k, 2);
                 ((float *)(blk + 256))[r] = kern_f16(((const uint16_t *)w->scales)[row * ng + b / gb]);
             }
         }

@@ -95,7 +95,7 @@ void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w,
 size_t kern_qscratch(size_t n, size_t in);
 
 /* kern_matmul for any weight: F32/F16/BF16 is exactly kern_matmul; a quantized weight
- * goes to k's qmatmul (8da4w and q4 first quantize x into scratch, kern_qscratch(n, in)
+ * goes to k's qmatmul (8da4w, 8da8w and q4 first quantize x into scratch, kern_qscratch(n, in)
  * bytes, 64-byte aligned); a WQ_FMT weight to its format's prep and matmul (scratch: at
  * least 64 + w->fmt->scratch(w, n) bytes, 64-byte aligned; the format gets it past 64). */
 void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,

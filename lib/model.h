@@ -41,7 +41,7 @@ typedef struct {
  *   WQ_Q8    int8 [rows, in], f32 scale per row              (w8a16: x stays f32)
  *   WQ_Q4    int4 [rows, in] in blocks of 32, f16 scale per `group` (32 or 128), x int16 per 32
  *   WQ_8DA4W int4 [rows, in] in blocks of 32, f32 scale per 32 (torchao), x int8 per token
- *   WQ_E8    int8 [rows, in], f32 scale per row (8da4w's embedding; never a matmul)
+ *   WQ_E8    int8 [rows, in], f32 scale per row (8da4w's and 8da8w's embedding; never a matmul)
  *   WQ_8DA8W int8 [rows, in], f32 scale per row (torchao), x int8 per token as 8DA4W's
  * (Two fields only, so that {dtype, data} initializers elsewhere stay complete.) */
 typedef enum { WQ_NONE, WQ_Q8, WQ_Q4, WQ_8DA4W, WQ_E8, WQ_FMT, WQ_8DA8W, WQ_N } wq_type;
@@ -175,7 +175,7 @@ int cfg_load(const char *dir, qwen_config *c, char *err, size_t errlen);
 /* Open the model in dir: config, weights (mapped, checked), fingerprint. NULL on error. */
 model *model_open(const char *dir, char *err, size_t errlen);
 /* The same, with the weights in quantization scheme `scheme` (a quant.h name: "none",
- * "bf16", "q8", "q4", "q4g128", "8da4w"). The quantized weights come from a cache file
+ * "bf16", "q8", "q4", "q4g128", "8da4w", "8da8w"). The quantized weights come from a cache file
  * (cache_dir()/quant-<BLAKE2b of model fingerprint, scheme, format version>.bin), built
  * here once if missing (temp file, fsync, rename) and mapped read-only, so every process
  * shares one copy. progress (may be NULL) is called while building with the elements

@@ -364,8 +364,9 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
         return seterr(err, errlen, "quantize %s: dim %d, hidden_dim %d and n_heads*head_dim must be multiples of %zu",
                       names[s], c->dim, c->hidden_dim, g);
     if (s == QS_8DA8W && ((size_t)c->dim > 65536 || (size_t)c->hidden_dim > 65536 || (size_t)c->n_heads * c->head_dim > 65536))
-        return seterr(err, errlen, "quantize 8da8w: rows longer than 65536 (dim %d, hidden_dim %d) could overflow its int32 sums",
-                      c->dim, c->hidden_dim);
+        return seterr(err, errlen,
+                      "quantize 8da8w: rows longer than 65536 (dim %d, hidden_dim %d, n_heads*head_dim %d) could "
+                      "overflow its int32 sums", c->dim, c->hidden_dim, c->n_heads * c->head_dim);
     size_t nv = 0;
     slot *v = slots_of(m, s, &nv);
     if (!v) return seterr(err, errlen, "quantize: out of memory");
