@@ -263,14 +263,14 @@ INLINE AVX2 void tile_q8(float *y, size_t ldy, const float *x, const qweight *w,
     const int8_t *q = (const int8_t *)w->data + o * in;
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
     const char *next = (const char *)(q + (size_t)nw * in);
     size_t k = 0;
     for (; k + 8 <= in; k += 8) {
         if (k % 64 == 0)
             for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * in + k, _MM_HINT_T0);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + (size_t)b * in + k))));
 #pragma GCC unroll 4
@@ -280,7 +280,7 @@ INLINE AVX2 void tile_q8(float *y, size_t ldy, const float *x, const qweight *w,
     }
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             float s = hsum(acc[a][b]);
             for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * (float)q[(size_t)b * in + j];
@@ -311,13 +311,13 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight 
     const __m256i m15 = _mm256_set1_epi16(15), e8 = _mm256_set1_epi16(8);
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
     const char *next = (const char *)(q + (size_t)nw * rb);
     for (size_t g = 0; g < nb; g++) {
         if (g % 4 == 0)
             for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)b * rb + g * 16)));
             __m256i lo = _mm256_sub_epi16(_mm256_and_si256(v, m15), e8);
@@ -335,7 +335,7 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight 
     }
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = hsum(acc[a][b]);
 }
 
@@ -355,13 +355,13 @@ INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweig
     const __m256i m15 = _mm256_set1_epi16(15), e8 = _mm256_set1_epi16(8);
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
     const char *next = (const char *)(q + (size_t)nw * rb);
     for (size_t g = 0; g < ng; g++) {
         if (g % 4 == 0)
             for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)b * rb + g * 16)));
             __m256i lo = _mm256_sub_epi16(_mm256_and_si256(v, m15), e8);
@@ -378,7 +378,7 @@ INLINE AVX2 void tile_8da4w(float *y, size_t ldy, const kern_xq *xq, const qweig
     }
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
-#pragma GCC unroll 3
+#pragma GCC unroll 4
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = xq->scale[a] * hsum(acc[a][b]);
 }
 
