@@ -608,7 +608,7 @@ static AVX2 void panel_8da4w(float *y, const kern_xq *xq, const void *panels, si
  * pair's sum, added in int32 over the whole row: lane r holds row r's S, exact, scaled as
  * the reference, (sx * s) * S. Two panels (16 rows of W) per broadcast. */
 
-INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const int8_t *pan, size_t pb, size_t in,
+INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
                              int nx, int np, size_t nr) {
     __m256i acc[PX][2];
 #pragma GCC unroll 4
@@ -643,34 +643,10 @@ INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const int8
     }
 }
 
-static AVX2 void panel_8da8w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
-                             size_t o0, size_t o1) {
-    size_t pb = in * 8 + 32, slab = SLAB / pb / 2 * 2;
-    if (slab < 2) slab = 2;
-    for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
-        size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        for (size_t i = 0; i < n; i += PX) {
-            int nx = n - i < PX ? (int)(n - i) : PX;
-            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, 0};
-            for (size_t pi = p0; pi < p1; pi += 2) {
-                int np = p1 - pi > 1 ? 2 : 1;
-                size_t nr = o1 - pi * 8 < 16 ? o1 - pi * 8 : 16;
-                const int8_t *pan = (const int8_t *)panels + pi * pb;
-                float *yt = y + i * out + pi * 8;
-                switch (nx * 2 + np - 1) {
-#define P(A, B) case A * 2 + B - 1: panel8_tile(yt, out, &xi, pan, pb, in, A, B, nr); break;
-                    P(1, 1) P(1, 2) P(2, 1) P(2, 2) P(3, 1) P(3, 2) P(4, 1) P(4, 2)
-#undef P
-                }
-            }
-        }
-    }
-}
-
 /* ---- Q4 panels (kern.h's kern_pack) ----
  * Per block of 32 columns, 16 pairs of columns as 16 bytes: 8 rows x 2 columns of int8 q
  * (row r's pair at bytes 2r, 2r+1), then the 8 rows' d (f32) for the block's group. Each of
- * PQ rows of x broadcasts its pair of int16 h to two panels (16 rows); one pmaddwd per pair
+ * PX rows of x broadcasts its pair of int16 h to two panels (16 rows); one pmaddwd per pair
  * adds up each row's exact block sum S in its lane, and per block acc += (hs * d) * S in
  * f32 as the reference does, in block order: the reference's bits. The int4 values are
  * stored a byte each (twice the file's bytes): unpacking nibbles in this loop, or unrolling
@@ -678,16 +654,14 @@ static AVX2 void panel_8da8w(float *y, const kern_xq *xq, const void *panels, si
 
 enum { Q4_PANEL_BLOCK = 16 * 16 + 8 * 4 };
 
-enum { PQ = 4 };
-
 INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
                                int nx, int np, size_t nr) {
-    __m256 acc[PQ][2];
+    __m256 acc[PX][2];
     size_t nb = in / 32;
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
     for (size_t g = 0; g < nb; g++, pan += Q4_PANEL_BLOCK) {
-        __m256i S[PQ][2];
+        __m256i S[PX][2];
 #pragma GCC unroll 4
         for (int a = 0; a < nx; a++) S[a][0] = S[a][1] = _mm256_setzero_si256();
         for (int p = 0; p < np; p++)
@@ -727,28 +701,43 @@ INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const ui
     }
 }
 
-static AVX2 void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
-                          size_t o0, size_t o1) {
-    size_t pb = in / 32 * Q4_PANEL_BLOCK, slab = SLAB / pb / 2 * 2;
+/* The walk of 8DA8W's and Q4's panels (t, a constant after inlining): slabs of panels that
+ * stay in L2, PX rows of x by two panels at a time. */
+INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
+                             size_t out, size_t o0, size_t o1) {
+    size_t pb = t == WQ_8DA8W ? in * 8 + 32 : in / 32 * Q4_PANEL_BLOCK, slab = SLAB / pb / 2 * 2;
     if (slab < 2) slab = 2;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        for (size_t i = 0; i < n; i += PQ) {
-            int nx = n - i < PQ ? (int)(n - i) : PQ;
-            kern_xq xi = {0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
+        for (size_t i = 0; i < n; i += PX) {
+            int nx = n - i < PX ? (int)(n - i) : PX;
+            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t == WQ_Q4 ? xq->hs + i * (in / 32) : NULL};
             for (size_t pi = p0; pi < p1; pi += 2) {
                 int np = p1 - pi > 1 ? 2 : 1;
                 size_t nr = o1 - pi * 8 < 16 ? o1 - pi * 8 : 16;
                 const uint8_t *pan = (const uint8_t *)panels + pi * pb;
                 float *yt = y + i * out + pi * 8;
                 switch (nx * 2 + np - 1) {
-#define P(A, B) case A * 2 + B - 1: panel_q4_tile(yt, out, &xi, pan, pb, in, A, B, nr); break;
+#define P(A, B)                                                                                    \
+    case A * 2 + B - 1:                                                                            \
+        if (t == WQ_8DA8W) panel8_tile(yt, out, &xi, pan, pb, in, A, B, nr);                       \
+        else panel_q4_tile(yt, out, &xi, pan, pb, in, A, B, nr);                                   \
+        break;
                     P(1, 1) P(1, 2) P(2, 1) P(2, 2) P(3, 1) P(3, 2) P(4, 1) P(4, 2)
 #undef P
                 }
             }
         }
     }
+}
+
+static AVX2 void panel_8da8w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                             size_t o0, size_t o1) {
+    panel_pairs(WQ_8DA8W, y, xq, panels, n, in, out, o0, o1);
+}
+static AVX2 void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                          size_t o0, size_t o1) {
+    panel_pairs(WQ_Q4, y, xq, panels, n, in, out, o0, o1);
 }
 
 /* ---- activation quantization: kern.c's kern_quant_act and kern_quant_act16, bit for bit
