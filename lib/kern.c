@@ -484,11 +484,9 @@ struct kern_packed {
     wq_type q;
 };
 
-enum { PANEL_BLOCK = 8 * 16 + 8 * 4 + 8 * 4 };
-
 /* An 8DA8W panel (kern.h): in/2 pairs of 16 bytes, then 8 f32 scales; padding rows 0. */
 static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
-    size_t in = w->in, np = (rows + 7) / 8, pb = in * 8 + 32;
+    size_t in = w->in, np = (rows + 7) / 8, pb = kern_panel_bytes(WQ_8DA8W, in);
     for (size_t pi = 0; pi < np; pi++) {
         uint8_t *pan = mem + pi * pb;
         float *ps = (float *)(pan + in * 8);
@@ -504,17 +502,15 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
 
 /* A Q4 panel (kern.h): per block, 16 pairs of columns as 8 rows x 2 int8 q, then the
  * 8 rows' d as f32. Padding rows are q = 0, d = 0. */
-enum { Q4_PANEL_BLOCK = 16 * 16 + 8 * 4 };
-
 static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
     size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, ng = in / w->group, gb = w->group / 32;
-    memset(mem, 0, np * nb * Q4_PANEL_BLOCK);
+    memset(mem, 0, np * nb * KERN_Q4_BLOCK);
     for (size_t pi = 0; pi < np; pi++)
         for (size_t r = 0; r < 8 && pi * 8 + r < rows; r++) {
             size_t row = pi * 8 + r;
             const uint8_t *nib = (const uint8_t *)w->data + row * in / 2;
             for (size_t b = 0; b < nb; b++) {
-                uint8_t *blk = mem + (pi * nb + b) * Q4_PANEL_BLOCK, v[32];
+                uint8_t *blk = mem + (pi * nb + b) * KERN_Q4_BLOCK, v[32];
                 for (size_t k = 0; k < 16; k++) /* quant.h: byte k holds columns k and k + 16 */
                     v[k] = (uint8_t)((nib[b * 16 + k] & 15) - 8), v[k + 16] = (uint8_t)((nib[b * 16 + k] >> 4) - 8);
                 for (size_t k = 0; k < 32; k += 2) memcpy(blk + k / 2 * 16 + 2 * r, v + k, 2);
@@ -526,8 +522,7 @@ static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
     int d8 = w->q == WQ_8DA8W, q4 = w->q == WQ_Q4;
     if (!panel_fn(k, w->q) || w->in % 32) return NULL;
-    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8,
-           bytes = np * (d8 ? in * 8 + 32 : q4 ? ng * Q4_PANEL_BLOCK : ng * PANEL_BLOCK);
+    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
     kern_packed *pk = malloc(sizeof *pk);
     void *mem = NULL;
     if (!pk || posix_memalign(&mem, 64, bytes ? bytes : 64)) {
@@ -547,7 +542,7 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
     const uint64_t m4 = 0x0f0f0f0f0f0f0f0full;
     for (size_t pi = 0; pi < np; pi++)
         for (size_t g = 0; g < ng; g++) {
-            uint8_t *blk = (uint8_t *)mem + (pi * ng + g) * PANEL_BLOCK;
+            uint8_t *blk = (uint8_t *)mem + (pi * ng + g) * KERN_8DA4W_BLOCK;
             uint32_t quad[8][4];
             float *ps = (float *)(blk + 128);
             int32_t *qs = (int32_t *)(blk + 160);

@@ -124,6 +124,13 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * of the block's group as f32; the panel kernel adds the blocks as the reference does (its
  * bits). */
 typedef struct kern_packed kern_packed;
+/* Bytes of one panel (8 rows) of a weight of type t with in columns, in the layouts above:
+ * 8DA4W and Q4 per block of 32 columns, 8DA8W per row length. kern.c packs them, the
+ * variants' panel kernels read them. */
+enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 16 * 16 + 8 * 4 };
+static inline size_t kern_panel_bytes(wq_type t, size_t in) {
+    return t == WQ_8DA8W ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
+}
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
 void kern_packed_free(kern_packed *p);
 const void *kern_panels(const kern_packed *p); /* for tests: the panel kernels' argument */

@@ -532,7 +532,7 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
  * f32 terms in another order, so a row of y from the panels can differ from the tile's in
  * the last bits (kern.h, kern_pack: prefill uses panels, decode the tiles). */
 
-enum { PX = 4, PANEL_BLOCK = 192 };
+enum { PX = 4 };
 
 INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx,
                             int nr) {
@@ -541,13 +541,13 @@ INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8
     const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(128 + xq->zp[a]);
-    for (size_t g = 0; g < in / 32; g++, pan += PANEL_BLOCK) {
+    for (size_t g = 0; g < in / 32; g++, pan += KERN_8DA4W_BLOCK) {
         __m256i s16[PX];
 #pragma GCC unroll 4
         for (int a = 0; a < nx; a++) s16[a] = _mm256_setzero_si256();
-        _mm_prefetch((const char *)pan + 4 * PANEL_BLOCK, _MM_HINT_T0);
-        _mm_prefetch((const char *)pan + 4 * PANEL_BLOCK + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)pan + 4 * PANEL_BLOCK + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 128, _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m256i w = nibbles(pan + 16 * j);
@@ -580,7 +580,7 @@ INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8
 
 static AVX2 void panel_8da4w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
                              size_t o0, size_t o1) {
-    size_t pb = in / 32 * PANEL_BLOCK, slab = SLAB / pb;
+    size_t pb = kern_panel_bytes(WQ_8DA4W, in), slab = SLAB / pb;
     if (slab < 1) slab = 1;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
@@ -652,20 +652,18 @@ INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
  * stored a byte each (twice the file's bytes): unpacking nibbles in this loop, or unrolling
  * it fully (register spills), cost a third of the speed. */
 
-enum { Q4_PANEL_BLOCK = 16 * 16 + 8 * 4 };
-
 INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
                                int nx, int np, size_t nr) {
     __m256 acc[PX][2];
     size_t nb = in / 32;
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
-    for (size_t g = 0; g < nb; g++, pan += Q4_PANEL_BLOCK) {
+    for (size_t g = 0; g < nb; g++, pan += KERN_Q4_BLOCK) {
         __m256i S[PX][2];
 #pragma GCC unroll 4
         for (int a = 0; a < nx; a++) S[a][0] = S[a][1] = _mm256_setzero_si256();
         for (int p = 0; p < np; p++)
-            for (int c = 0; c < 5; c++) _mm_prefetch((const char *)pan + (size_t)p * pb + 2 * Q4_PANEL_BLOCK + 64 * c, _MM_HINT_T0);
+            for (int c = 0; c < 5; c++) _mm_prefetch((const char *)pan + (size_t)p * pb + 2 * KERN_Q4_BLOCK + 64 * c, _MM_HINT_T0);
 #pragma GCC unroll 2
         for (int j = 0; j < 16; j++) {
             __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + 16 * j)));
@@ -705,7 +703,7 @@ INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const ui
  * stay in L2, PX rows of x by two panels at a time. */
 INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
                              size_t out, size_t o0, size_t o1) {
-    size_t pb = t == WQ_8DA8W ? in * 8 + 32 : in / 32 * Q4_PANEL_BLOCK, slab = SLAB / pb / 2 * 2;
+    size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb / 2 * 2;
     if (slab < 2) slab = 2;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
