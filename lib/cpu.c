@@ -113,12 +113,13 @@ static void pack_task(void *arg, int ti, int nt) {
     for (size_t i = (size_t)ti; i < 7 * (size_t)m->cfg.n_layers; i += (size_t)nt) {
         const weight *w = slot_w(m, i);
         wq_type t = weight_q(*w);
-        if (t != WQ_8DA4W && t != WQ_8DA8W && t != WQ_Q4) continue;
+        if (t != WQ_8DA4W && t != WQ_8DA8W && t != WQ_Q4 && t != WQ_Q8) continue;
         const qweight *q = w->data;
         size_t rows = slot_rows(&m->cfg, i);
         if (!(c->packed[i] = kern_pack(c->k, q, rows))) continue;
-        drop_pages(m, q->data, t == WQ_8DA8W ? rows * q->in : rows * q->in / 2);
-        drop_pages(m, q->scales, t == WQ_8DA8W ? rows * sizeof(float)
+        int i8 = t == WQ_8DA8W || t == WQ_Q8;
+        drop_pages(m, q->data, i8 ? rows * q->in : rows * q->in / 2);
+        drop_pages(m, q->scales, i8 ? rows * sizeof(float)
                                  : t == WQ_Q4  ? rows * (q->in / q->group) * sizeof(uint16_t)
                                                : rows * (q->in / 32) * sizeof(float));
     }
@@ -204,13 +205,13 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
     /* (by the scheme, not the weights' type: a torchao export's 8da4w weights keep f32) */
     c->half_kv = o->kv_type == KV_READ_F16 ||
                  (o->kv_type == KV_READ_AUTO && B == 1 && m->scheme != QS_NONE && m->scheme != QS_BF16);
-    /* A backend that prefills gets 8da4w's, 8da8w's or q4's panels if this CPU has a kernel for them: a
+    /* A backend that prefills gets 8da4w's, 8da8w's, q4's or q8's panels if this CPU has a kernel for them: a
      * copy of the layers' weights in memory, built here over the pool (about 0.2 s for
      * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
      * stay in the page cache), so its memory holds one copy. lm_head stays plain: a
      * prefill wants one position's logits. */
     if (B >= 4 && ((c->k->panel_8da4w && wq == WQ_8DA4W) || (c->k->panel_8da8w && wq == WQ_8DA8W) ||
-                   (c->k->panel_q4 && wq == WQ_Q4))) {
+                   (c->k->panel_q4 && (wq == WQ_Q4 || wq == WQ_Q8)))) {
         if (!(c->packed = calloc(7 * (size_t)cf->n_layers, sizeof *c->packed))) goto oom;
         pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */

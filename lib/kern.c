@@ -148,21 +148,26 @@ static void accum(float *o, const float *p, const float *v, size_t n, size_t str
 
 /* ---- quantized weights: the reference kernels (quant.h has the layouts) ---- */
 
-/* Q8: y = scale * sum x*q, four partial sums as dot_f32; the scale once per row. */
+/* Q8 (w8a16 with int16 activations, as Q4): per block b of 32, S_b = sum h*q exact in int32
+ * (|S| <= 32 * 32767 * 128 < 2^31; (float)S rounds, the same in every variant), then
+ * y = sum_b (hs_b * s) * S_b in f32, blocks in order; s the row's scale. */
 static void qmatmul_q8(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
                        size_t out, size_t o0, size_t o1) {
-    (void)xq;
+    (void)x;
+    size_t nb = in / 32;
     for (size_t o = o0; o < o1; o++) {
         const int8_t *q = (const int8_t *)w->data + o * in;
         float sc = ((const float *)w->scales)[o];
         for (size_t i = 0; i < n; i++) {
-            const float *xi = x + i * in;
-            float s[4] = {0};
-            size_t k = 0;
-            for (; k + 4 <= in; k += 4)
-                for (int j = 0; j < 4; j++) s[j] += xi[k + j] * (float)q[k + j];
-            for (; k < in; k++) s[0] += xi[k] * (float)q[k];
-            y[i * out + o] = sc * ((s[0] + s[1]) + (s[2] + s[3]));
+            const int16_t *h = xq->h + i * in;
+            const float *hs = xq->hs + i * nb;
+            float acc = 0;
+            for (size_t b = 0; b < nb; b++) {
+                int32_t S = 0;
+                for (size_t k = b * 32; k < b * 32 + 32; k++) S += h[k] * q[k];
+                acc += (hs[b] * sc) * (float)S;
+            }
+            y[i * out + o] = acc;
         }
     }
 }
@@ -471,7 +476,7 @@ static void act_task(void *arg, int i, int nt) {
 
 /* k's panel kernel for weights of type t, or NULL */
 static kern_panel_fn *panel_fn(const kern_ops *k, wq_type t) {
-    return t == WQ_8DA8W ? k->panel_8da8w : t == WQ_Q4 ? k->panel_q4 : t == WQ_8DA4W ? k->panel_8da4w : NULL;
+    return t == WQ_8DA8W ? k->panel_8da8w : t == WQ_Q4 || t == WQ_Q8 ? k->panel_q4 : t == WQ_8DA4W ? k->panel_8da4w : NULL;
 }
 
 /* A panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
@@ -500,27 +505,32 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
     }
 }
 
-/* A Q4 panel (kern.h): per block, 16 pairs of columns as 8 rows x 2 int8 q, then the
- * 8 rows' d as f32. Padding rows are q = 0, d = 0. */
+/* A Q4 or Q8 panel (kern.h): per block, 16 pairs of columns as 8 rows x 2 int8 q, then the
+ * 8 rows' scales as f32 (Q4: d of the block's group; Q8: the row's). Padding rows are q = 0,
+ * scale 0. */
 static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
-    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, ng = in / w->group, gb = w->group / 32;
+    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8;
+    size_t ng = w->q == WQ_Q4 ? in / w->group : 1, gb = w->q == WQ_Q4 ? w->group / 32 : nb;
     memset(mem, 0, np * nb * KERN_Q4_BLOCK);
     for (size_t pi = 0; pi < np; pi++)
         for (size_t r = 0; r < 8 && pi * 8 + r < rows; r++) {
             size_t row = pi * 8 + r;
-            const uint8_t *nib = (const uint8_t *)w->data + row * in / 2;
+            const uint8_t *nib = (const uint8_t *)w->data + row * in / 2, *q8 = (const uint8_t *)w->data + row * in;
             for (size_t b = 0; b < nb; b++) {
                 uint8_t *blk = mem + (pi * nb + b) * KERN_Q4_BLOCK, v[32];
-                for (size_t k = 0; k < 16; k++) /* quant.h: byte k holds columns k and k + 16 */
-                    v[k] = (uint8_t)((nib[b * 16 + k] & 15) - 8), v[k + 16] = (uint8_t)((nib[b * 16 + k] >> 4) - 8);
+                if (w->q == WQ_Q8) memcpy(v, q8 + b * 32, 32);
+                else
+                    for (size_t k = 0; k < 16; k++) /* quant.h: byte k holds columns k and k + 16 */
+                        v[k] = (uint8_t)((nib[b * 16 + k] & 15) - 8), v[k + 16] = (uint8_t)((nib[b * 16 + k] >> 4) - 8);
                 for (size_t k = 0; k < 32; k += 2) memcpy(blk + k / 2 * 16 + 2 * r, v + k, 2);
-                ((float *)(blk + 256))[r] = kern_f16(((const uint16_t *)w->scales)[row * ng + b / gb]);
+                ((float *)(blk + 256))[r] = w->q == WQ_Q8 ? ((const float *)w->scales)[row]
+                                                          : kern_f16(((const uint16_t *)w->scales)[row * ng + b / gb]);
             }
         }
 }
 
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
-    int d8 = w->q == WQ_8DA8W, q4 = w->q == WQ_Q4;
+    int d8 = w->q == WQ_8DA8W, q4 = w->q == WQ_Q4 || w->q == WQ_Q8;
     if (!panel_fn(k, w->q) || w->in % 32) return NULL;
     size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
     kern_packed *pk = malloc(sizeof *pk);
@@ -611,7 +621,7 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         return;
     }
     kern_xq xq = xq_of(scratch, n, in);
-    int kind = w->q == WQ_8DA4W || w->q == WQ_8DA8W ? WQ_8DA4W : w->q == WQ_Q4 ? WQ_Q4 : 0;
+    int kind = w->q == WQ_8DA4W || w->q == WQ_8DA8W ? WQ_8DA4W : w->q == WQ_Q4 || w->q == WQ_Q8 ? WQ_Q4 : 0;
     if (!kind) h->kind = 0;
     if (kind && !(same && h->kind == kind && h->x == x && h->n == n && h->in == in)) {
         act_job aj = {k, &xq, x, n, in, kind};

@@ -27,10 +27,11 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
 /* Activations quantized for the integer kernels.
  * 8DA4W and 8DA8W: per token, as torchao's _apply_int8_act_asym_per_token_quant_dequant: row i is
  *   (q[i*in ..], scale[i], zp[i]) and stands for x' = (q - zp) * scale.
- * Q4: int16 per block of 32 (kern_quant_act16): row i is h[i*in ..] with block scales
- *   hs[i*in/32 ..], x' = h * hs; within 2^-16 of the block's largest |x|, so Q4 is w4a16 in
- *   accuracy, with integer dot products (pmaddwd, SMLAL) instead of widening every weight.
- * A row (8DA4W) or block (Q4) holding a NaN or an Inf gets scale NaN, so its outputs are
+ * Q4 and Q8: int16 per block of 32 (kern_quant_act16): row i is h[i*in ..] with block scales
+ *   hs[i*in/32 ..], x' = h * hs; within 2^-16 of the block's largest |x|, so Q4 is w4a16 and
+ *   Q8 w8a16 in accuracy, with integer dot products (pmaddwd, SMLAL) instead of widening
+ *   every weight to f32.
+ * A row (8DA4W) or block (Q4, Q8) holding a NaN or an Inf gets scale NaN, so its outputs are
  * NaN (defined behaviour, the same in every variant). */
 typedef struct {
     int8_t *q;     /* 8DA4W */
@@ -41,8 +42,7 @@ typedef struct {
     float *hs;     /* Q4 */
 } kern_xq;
 
-/* The same contract as kern_matmul_fn for a quantized weight w: x f32 for Q8, xq for Q4
- * and 8DA4W (x is then unused). */
+/* The same contract as kern_matmul_fn for a quantized weight w, reading xq (x is unused). */
 typedef void kern_qmatmul_fn(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                              size_t in, size_t out, size_t o0, size_t o1);
 typedef void kern_panel_fn(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
@@ -75,7 +75,8 @@ typedef struct {
     void (*quant_act)(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
     void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
     /* 8DA4W, 8DA8W and Q4 weights repacked as panels (kern_pack, below): y columns [o0, o1)
-     * of n rows, o0 a multiple of 8; NULL where the variant has none */
+     * of n rows, o0 a multiple of 8; NULL where the variant has none. Q8's panels are
+     * Q4's layout, so panel_q4 runs them too. */
     kern_panel_fn *panel_8da4w, *panel_8da8w, *panel_q4;
 } kern_ops;
 
@@ -122,14 +123,15 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * A Q4 weight's panels (groups of 32 or 128): per block of 32 columns, 8 rows' int4 values
  * as int8, 2 columns of a row side by side (twice the file's bytes), then the 8 rows' scales
  * of the block's group as f32; the panel kernel adds the blocks as the reference does (its
- * bits). */
+ * bits). A Q8 weight's panels are the same with its int8 values (the file's bytes and an
+ * eighth) and the row's scale in every block. */
 typedef struct kern_packed kern_packed;
 /* Bytes of one panel (8 rows) of a weight of type t with in columns, in the layouts above:
- * 8DA4W and Q4 per block of 32 columns, 8DA8W per row length. kern.c packs them, the
+ * 8DA4W, Q4 and Q8 per block of 32 columns, 8DA8W per row length. kern.c packs them, the
  * variants' panel kernels read them. */
 enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 16 * 16 + 8 * 4 };
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
-    return t == WQ_8DA8W ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
+    return t == WQ_8DA8W ? in * 8 + 32 : in / 32 * (t == WQ_Q4 || t == WQ_Q8 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
 }
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
 void kern_packed_free(kern_packed *p);

@@ -256,38 +256,6 @@ static AVX2 float exps(float *s, size_t n, float m) {
  * independent streams for the same registers */
 enum { QX = 4, QW = 4 };
 
-/* Q8 (w8a16): 8 weights widened int8 -> f32 per step; y = scale * dot, as the reference. */
-INLINE AVX2 void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx,
-                         int nw) {
-    __m256 acc[QX][QW];
-    const int8_t *q = (const int8_t *)w->data + o * in;
-#pragma GCC unroll 4
-    for (int a = 0; a < nx; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
-    const char *next = (const char *)(q + (size_t)nw * in);
-    size_t k = 0;
-    for (; k + 8 <= in; k += 8) {
-        if (k % 64 == 0)
-            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * in + k, _MM_HINT_T0);
-#pragma GCC unroll 4
-        for (int b = 0; b < nw; b++) {
-            __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + (size_t)b * in + k))));
-#pragma GCC unroll 4
-            for (int a = 0; a < nx; a++)
-                acc[a][b] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)a * in + k), wv, acc[a][b]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int a = 0; a < nx; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < nw; b++) {
-            float s = hsum(acc[a][b]);
-            for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * (float)q[(size_t)b * in + j];
-            y[(size_t)a * ldy + b] = ((const float *)w->scales)[o + (size_t)b] * s;
-        }
-}
-
 /* 16 bytes of int4 (32 weights) -> the signed values, elements 0..15 in the low lane and
  * 16..31 in the high one (the Q4_0 nibble order). */
 INLINE AVX2 __m256i nibbles(const uint8_t *p) {
@@ -296,32 +264,48 @@ INLINE AVX2 __m256i nibbles(const uint8_t *p) {
     return _mm256_sub_epi8(_mm256_and_si256(b, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
 }
 
-/* Q4 (w4a16, int16 activations): per 32-block, the 16 bytes zero-extended to 16-bit
- * lanes (one shuffle), the low nibbles masked and the high ones shifted down, 8
- * subtracted: elements 0..15 and 16..31 as int16. pmaddwd against the block's int16
- * activations gives 8 exact int32 sums; converted, they are scaled by hs * d (the
- * reference's product) into f32 accumulators. Only the order of the f32 adds differs
- * from the reference. */
-INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in, int nx,
-                         int nw) {
-    __m256 acc[QX][QW];
-    size_t ng = in / w->group, nb = in / 32, gb = w->group / 32, rb = in / 2;
-    const uint8_t *q = (const uint8_t *)w->data + o * rb;
-    const uint16_t *d = (const uint16_t *)w->scales + o * ng;
+/* Block g of a Q4 (t) or Q8 row as int16: elements 0..15 in *lo, 16..31 in *hi. Q4: the 16
+ * bytes zero-extended to 16-bit lanes (one shuffle), the low nibbles masked and the high
+ * ones shifted down, 8 subtracted; Q8: the 32 bytes sign-extended. */
+INLINE AVX2 void block16(wq_type t, const void *row, size_t g, __m256i *lo, __m256i *hi) {
+    if (t == WQ_Q8) {
+        const int8_t *qb = (const int8_t *)row + g * 32;
+        *lo = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)qb));
+        *hi = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qb + 16)));
+        return;
+    }
     const __m256i m15 = _mm256_set1_epi16(15), e8 = _mm256_set1_epi16(8);
+    __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)((const uint8_t *)row + g * 16)));
+    *lo = _mm256_sub_epi16(_mm256_and_si256(v, m15), e8);
+    *hi = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), e8);
+}
+
+/* Q4 (w4a16) and Q8 (w8a16), t: int16 activations per block of 32 (kern_quant_act16). Per
+ * block the 32 weights as int16 (block16); pmaddwd against the block's int16 activations
+ * gives 8 exact int32 sums; converted, they are scaled by hs * d (the reference's product;
+ * d the block's f16 scale for Q4, the row's f32 scale for Q8) into f32 accumulators. Only
+ * the order of the f32 adds differs from the reference. */
+INLINE AVX2 void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o,
+                          size_t in, int nx, int nw) {
+    __m256 acc[QX][QW];
+    int q8 = t == WQ_Q8;
+    size_t nb = in / 32, rb = q8 ? in : in / 2, bb = q8 ? 32 : 16; /* bytes per row and per block */
+    size_t ng = q8 ? 1 : in / w->group, gb = q8 ? nb : w->group / 32;
+    const uint8_t *q = (const uint8_t *)w->data + o * rb;
+    const uint16_t *d = (const uint16_t *)w->scales + o * ng; /* Q4 */
+    const float *sw = (const float *)w->scales + o;           /* Q8 */
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
     const char *next = (const char *)(q + (size_t)nw * rb);
     size_t g = 0;
-    /* groups of 32: eight blocks' d widened at once (vcvtph2ps) and multiplied by their hs,
-     * each block's product then taken from its lane: the same products as below */
-    for (; gb == 1 && g + 8 <= nb; g += 8) {
-        for (int b = 0; b < nw; b++) {
-            _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
-            _mm_prefetch(next + (size_t)b * rb + g * 16 + 64, _MM_HINT_T0);
-        }
+    /* Q4 in groups of 32: eight blocks' d widened at once (vcvtph2ps) and multiplied by their
+     * hs, each block's product then taken from its lane: the same products as below. (Q8's
+     * row scale the same way, eight blocks at a time, read DRAM a third slower.) */
+    for (; !q8 && gb == 1 && g + 8 <= nb; g += 8) {
+        for (int b = 0; b < nw; b++)
+            for (size_t c = 0; c < 8 * bb; c += 64) _mm_prefetch(next + (size_t)b * rb + g * bb + c, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
             __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + (size_t)b * ng + g)));
@@ -329,9 +313,8 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight 
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) sc[a] = _mm256_mul_ps(_mm256_loadu_ps(xq->hs + (size_t)a * nb + g), dv);
             for (int j = 0; j < 8; j++) {
-                __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)b * rb + (g + (size_t)j) * 16)));
-                __m256i lo = _mm256_sub_epi16(_mm256_and_si256(v, m15), e8);
-                __m256i hi = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), e8);
+                __m256i lo, hi;
+                block16(t, q + (size_t)b * rb, g + (size_t)j, &lo, &hi);
                 __m256i lane = _mm256_set1_epi32(j);
 #pragma GCC unroll 4
                 for (int a = 0; a < nx; a++) {
@@ -345,13 +328,13 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight 
     }
     for (; g < nb; g++) {
         if (g % 4 == 0)
-            for (int b = 0; b < nw; b++) _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
+            for (int b = 0; b < nw; b++)
+                for (size_t c = 0; c < 4 * bb; c += 64) _mm_prefetch(next + (size_t)b * rb + g * bb + c, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
-            __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(q + (size_t)b * rb + g * 16)));
-            __m256i lo = _mm256_sub_epi16(_mm256_and_si256(v, m15), e8);
-            __m256i hi = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), e8);
-            __m256 dw = _mm256_set1_ps(_cvtsh_ss(d[(size_t)b * ng + g / gb]));
+            __m256i lo, hi;
+            block16(t, q + (size_t)b * rb, g, &lo, &hi);
+            __m256 dw = _mm256_set1_ps(q8 ? sw[b] : _cvtsh_ss(d[(size_t)b * ng + g / gb]));
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
                 const int16_t *h = xq->h + (size_t)a * in + g * 32;
@@ -456,6 +439,7 @@ INLINE AVX2 void tile_8da8w(float *y, size_t ldy, const kern_xq *xq, const qweig
 /* The slab/tile walk of matmul() for quantized weights; t is a constant after inlining. */
 INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n,
                          size_t in, size_t out, size_t o0, size_t o1) {
+    (void)x; /* every quantized type reads xq */
     size_t rowb = t == WQ_Q8 || t == WQ_8DA8W ? in : in / 2, qw = n == 1 ? 4 : 3, slab = SLAB / rowb / 12 * 12;
     if (slab < 12) slab = 12;
     for (size_t s0 = o0; s0 < o1; s0 += slab) {
@@ -464,16 +448,14 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
             int nx = n - i < QX ? (int)(n - i) : QX;
             kern_xq xi = {0};
             if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
-            if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
+            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += qw) {
                 int nw = s1 - o < qw ? (int)(s1 - o) : (int)qw;
                 float *yt = y + i * out + o;
-                const float *xt = x ? x + i * in : NULL;
                 switch (nx * 8 + nw) {
 #define T(A, B)                                                                                    \
     case A * 8 + B:                                                                                \
-        if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
-        else if (t == WQ_Q4) tile_q4(yt, out, &xi, w, o, in, A, B);                                 \
+        if (t == WQ_Q8 || t == WQ_Q4) tile_w16(t, yt, out, &xi, w, o, in, A, B);                   \
         else if (t == WQ_8DA8W) tile_8da8w(yt, out, &xi, w, o, in, A, B);                           \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B);                                             \
         break;

@@ -182,48 +182,19 @@ static void to_f16(uint16_t *h, const float *x, size_t n) {
 /* ---- quantized weights (quant.h has the layouts; kern.c the reference kernels) ----
  * The same slab and tile walk; only the inner step differs per type. */
 
-/* Q8 (w8a16): 8 weights widened int8 -> f32 per step; y = scale * dot, as the reference. */
-INLINE void tile_q8(float *y, size_t ldy, const float *x, const qweight *w, size_t o, size_t in, int nx, int nw) {
-    float32x4_t acc[NX][NW];
-    const int8_t *q = (const int8_t *)w->data + o * in;
-#pragma GCC unroll 4
-    for (int a = 0; a < nx; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < nw; b++) acc[a][b] = vdupq_n_f32(0);
-    size_t k = 0;
-    for (; k + 8 <= in; k += 8) {
-#pragma GCC unroll 4
-        for (int b = 0; b < nw; b++) {
-            int16x8_t h = vmovl_s8(vld1_s8(q + (size_t)b * in + k));
-            float32x4_t w0 = vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
-            float32x4_t w1 = vcvtq_f32_s32(vmovl_s16(vget_high_s16(h)));
-#pragma GCC unroll 4
-            for (int a = 0; a < nx; a++) {
-                const float *xa = x + (size_t)a * in + k;
-                acc[a][b] = vfmaq_f32(vfmaq_f32(acc[a][b], vld1q_f32(xa), w0), vld1q_f32(xa + 4), w1);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int a = 0; a < nx; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < nw; b++) {
-            float s = vaddvq_f32(acc[a][b]);
-            for (size_t j = k; j < in; j++) s += x[(size_t)a * in + j] * (float)q[(size_t)b * in + j];
-            y[(size_t)a * ldy + b] = ((const float *)w->scales)[o + (size_t)b] * s;
-        }
-}
-
-/* Q4 (w4a16, int16 activations; kern.h): per 32-block the weights as int8 (nibble - 8),
- * widened to int16 (SXTL), multiplied with the block's int16 activations into int32
- * lanes (SMULL/SMLAL: exact), converted and scaled by hs * d, the reference's product.
+/* Q4 (w4a16) and Q8 (w8a16), t: int16 activations per block of 32 (kern.h). Per block the
+ * weights as int8 (Q4: nibble - 8), widened to int16 (SXTL), multiplied with the block's
+ * int16 activations into int32 lanes (SMULL/SMLAL: exact), converted and scaled by hs * d,
+ * the reference's product (d the block's f16 scale for Q4, the row's f32 scale for Q8).
  * Only the order of the f32 adds differs from the reference. */
-INLINE void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in, int nx,
-                    int nw) {
+INLINE void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in,
+                     int nx, int nw) {
     float32x4_t acc[NX][NW];
-    size_t ng = in / w->group, nb = in / 32, gb = w->group / 32, rb = in / 2;
+    int q8 = t == WQ_Q8;
+    size_t nb = in / 32, rb = q8 ? in : in / 2, ng = q8 ? 1 : in / w->group, gb = q8 ? nb : w->group / 32;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
-    const uint16_t *d = (const uint16_t *)w->scales + o * ng;
+    const uint16_t *d = (const uint16_t *)w->scales + o * ng; /* Q4 */
+    const float *sw = (const float *)w->scales + o;           /* Q8 */
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 4
@@ -231,12 +202,18 @@ INLINE void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight *w, s
     for (size_t g = 0; g < nb; g++) {
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
-            uint8x16_t v = vld1q_u8(q + (size_t)b * rb + g * 16);
-            int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
-            int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+            int8x16_t lo, hi;
+            if (q8) {
+                lo = vld1q_s8((const int8_t *)q + (size_t)b * rb + g * 32);
+                hi = vld1q_s8((const int8_t *)q + (size_t)b * rb + g * 32 + 16);
+            } else {
+                uint8x16_t v = vld1q_u8(q + (size_t)b * rb + g * 16);
+                lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15))), vdupq_n_s8(8));
+                hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vdupq_n_s8(8));
+            }
             int16x8_t wv[4] = {vmovl_s8(vget_low_s8(lo)), vmovl_high_s8(lo), vmovl_s8(vget_low_s8(hi)),
                                vmovl_high_s8(hi)};
-            float dw = kern_f16(d[(size_t)b * ng + g / gb]);
+            float dw = q8 ? sw[b] : kern_f16(d[(size_t)b * ng + g / gb]);
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
                 const int16_t *h = xq->h + (size_t)a * in + g * 32;
@@ -383,6 +360,7 @@ INLINE void tile_8da8w(float *y, size_t ldy, const kern_xq *xq, const qweight *w
  * inlining. */
 INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const kern_xq *xq, const qweight *w,
                             size_t n, size_t in, size_t out, size_t o0, size_t o1) {
+    (void)x; /* every quantized type reads xq */
     size_t rowb = t == WQ_Q8 || t == WQ_8DA8W ? in : in / 2, slab = SLAB / rowb / NW * NW;
     if (slab < NW) slab = NW;
     for (size_t s0 = o0; s0 < o1; s0 += slab) {
@@ -391,16 +369,14 @@ INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const ker
             int nx = n - i < NX ? (int)(n - i) : NX;
             kern_xq xi = {0};
             if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
-            if (t == WQ_Q4) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
+            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += NW) {
                 int nw = s1 - o < NW ? (int)(s1 - o) : NW;
                 float *yt = y + i * out + o;
-                const float *xt = x ? x + i * in : NULL;
                 switch (nx * 8 + nw) {
 #define T(A, B)                                                                                    \
     case A * 8 + B:                                                                                \
-        if (t == WQ_Q8) tile_q8(yt, out, xt, w, o, in, A, B);                                      \
-        else if (t == WQ_Q4) tile_q4(yt, out, &xi, w, o, in, A, B);                                 \
+        if (t == WQ_Q8 || t == WQ_Q4) tile_w16(t, yt, out, &xi, w, o, in, A, B);                   \
         else if (t == WQ_8DA8W) tile_8da8w(yt, out, &xi, w, o, in, A, B, use_sdot);                 \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B, use_sdot);                                       \
         break;

@@ -4,7 +4,8 @@
  * Schemes (every linear weight: q/k/v/o, gate/up/down and lm_head; norms stay as they are):
  *   none    the checkpoint's F32/F16/BF16 weights, used in place (no cache file)
  *   bf16    F32/F16 linear weights rounded to BF16 (RNE); a BF16 checkpoint is used in place
- *   q8      int8 per output row, symmetric: s = amax/127 (f32), q = rne(w/s); x stays f32
+ *   q8      int8 per output row, symmetric: s = amax/127 (f32), q = rne(w/s); x at run time
+ *           as int16 per block of 32 as q4's (w8a16), integer int16 x int8 dot products
  *   q4      int4 in groups of 32, llama.cpp Q4_0's rule with RNE: m = the element of largest
  *           |w|, d = f16(m / -8), q = clamp(rne(w / d), -8, 7); x at run time as int16 per block
  *           of 32 (kern_quant_act16: w4a16 to 2^-16 of each block's largest |x|) and

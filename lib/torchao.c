@@ -213,14 +213,17 @@ static int plain(model *m, const char *name, size_t d0, size_t d1, weight *w, ch
  * int8 per-row linear with int8 activations (Int8DynamicActivationIntxWeightConfig(int8,
  * PerAxis(0))) is WQ_8DA8W, unless in > 65536 (its int32 row sums could overflow); an
  * int8 per-row weight-only tensor is WQ_E8 (the embedding) or WQ_Q8 (a linear, e.g. the
- * lm_head transformers quantizes like a tied embedding). The last three in place (scales
- * copied only if not F32 and aligned). The same integers and scales as the WQ_FMT path,
- * through the SIMD kernels (equal up to the order of f32 rounding). 1 if done, 0 if w
- * stays WQ_FMT, -1 on out of memory. */
+ * lm_head transformers quantizes like a tied embedding) if in is a multiple of 32 (WQ_Q8
+ * takes x as int16 per block of 32, and an embedding may be the tied lm_head). The last
+ * three in place (scales copied only if not F32 and aligned). The same integers and scales
+ * as the WQ_FMT path, through the SIMD kernels: equal up to the order of f32 rounding, and
+ * for WQ_Q8 up to its int16 activations (2^-16 of each block's largest |x|). 1 if done, 0
+ * if w stays WQ_FMT, -1 on out of memory. */
 static int to_kernel_layout(model *m, tao_ctx *c, const tao_q *t, size_t rows, size_t in, size_t group, int embed, weight *w) {
     int int4 = t->act && group == 32, int8 = t->act && !int4 && t->groups == 1 && in <= 65536;
     if (embed && t->act) return 0; /* an embedding is never a matmul: its WQ_FMT row() reads it */
     if (!int4 && !int8 && (t->act || t->groups != 1)) return 0;
+    if (!int4 && !int8 && in % 32) return 0; /* WQ_Q8 takes its activations per block of 32 */
     for (size_t i = 0; i < rows * t->groups; i++)
         if (t->zp[i]) return 0;
     if (int4)

@@ -268,13 +268,12 @@ static void free_qw(qweight *qw) {
 static int same_bits(float a, float b) { return !memcmp(&a, &b, sizeof a); }
 
 /* |error| allowed for y[i][o]: 2e-6 * the sum of |terms| (f32 rounding, any order). */
-static double bound(const float *x, const kern_xq *xq, const qweight *qw, size_t i, size_t o, size_t in) {
+static double bound(const kern_xq *xq, const qweight *qw, size_t i, size_t o, size_t in) {
     weight w = {WQ_DTYPE(qw->q), qw};
     double s = 0;
     for (size_t k = 0; k < in; k++) {
         double xv = qw->q == WQ_8DA4W || qw->q == WQ_8DA8W ? ((double)xq->q[i * in + k] - xq->zp[i]) * xq->scale[i]
-                    : qw->q == WQ_Q4 ? (double)xq->h[i * in + k] * xq->hs[i * (in / 32) + k / 32]
-                                     : x[i * in + k];
+                                                            : (double)xq->h[i * in + k] * xq->hs[i * (in / 32) + k / 32];
         s += fabs(xv * weight_get(w, o * in + k));
     }
     return 2e-6 * s + 1e-37;
@@ -283,7 +282,7 @@ static double bound(const float *x, const kern_xq *xq, const qweight *qw, size_t
 /* Nonzero (and the first bad element on stderr) unless got's columns [o0, o1) are want's
  * within bound(), and the others untouched (12345). Non-finite references are matched in
  * kind: NaN for NaN, the same infinity. */
-static int mismatch(const float *got, const float *want, const float *x, const kern_xq *xq, const qweight *qw,
+static int mismatch(const float *got, const float *want, const kern_xq *xq, const qweight *qw,
                     size_t n, size_t in, size_t out, size_t o0, size_t o1, const char *name, const char *what) {
     for (size_t i = 0; i < n; i++)
         for (size_t o = 0; o < out; o++) {
@@ -291,7 +290,7 @@ static int mismatch(const float *got, const float *want, const float *x, const k
             int bad;
             if (o < o0 || o >= o1) bad = a != 12345;
             else if (!isfinite(b)) bad = isnan(a) != isnan(b) || isinf(a) != isinf(b) || (isinf(a) && a != b);
-            else bad = !(fabs((double)a - b) <= bound(x, xq, qw, i, o, in));
+            else bad = !(fabs((double)a - b) <= bound(xq, qw, i, o, in));
             if (bad) {
                 fprintf(stderr, "%s %d g%zu %s n=%zu in=%zu out=%zu: y[%zu][%zu] = %.9g, reference %.9g\n", name, qw->q,
                         qw->group, what, n, in, out, i, o, a, b);
@@ -333,31 +332,31 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     for (size_t i = 0; i < n * out; i++) got[i] = 12345;
     size_t o0 = out > 2 ? 1 : 0, o1 = out > 2 ? out - 1 : out;
     v->qmatmul[t](got, x, &xq, &qw, n, in, out, o0, o1);
-    CHECK(!mismatch(got, want, x, &xq, &qw, n, in, out, o0, o1, v->name, kinds[kind]), "kernel mismatch");
+    CHECK(!mismatch(got, want, &xq, &qw, n, in, out, o0, o1, v->name, kinds[kind]), "kernel mismatch");
     /* 8da8w's sums are exact integers: the same bits as the reference (NaN for NaN) */
     if (t == WQ_8DA8W)
         for (size_t i = 0; i < n; i++)
             for (size_t o = o0; o < o1; o++)
                 CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s 8da8w %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
                       v->name, kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
-    kern_packed *pk = t == WQ_Q8 ? NULL : kern_pack(v, &qw, out);
+    kern_packed *pk = kern_pack(v, &qw, out);
     if (pk) { /* the panel GEMM of the same weight, columns [o0 & ~7, o1) as the pool splits them */
         size_t p0 = o0 / 8 * 8;
         for (size_t i = 0; i < n * out; i++) got[i] = 12345;
-        (t == WQ_8DA8W ? v->panel_8da8w : t == WQ_Q4 ? v->panel_q4 : v->panel_8da4w)(got, &xq, kern_panels(pk), n, in,
-                                                                                      out, p0, o1);
-        CHECK(!mismatch(got, want, x, &xq, &qw, n, in, out, p0, o1, v->name, "panels"), "panel kernel mismatch");
-        /* 8da8w's and q4's panels add as the reference does: its bits */
-        if (t == WQ_8DA8W || t == WQ_Q4)
+        (t == WQ_8DA8W ? v->panel_8da8w : t == WQ_8DA4W ? v->panel_8da4w : v->panel_q4)(got, &xq, kern_panels(pk), n, in,
+                                                                                        out, p0, o1);
+        CHECK(!mismatch(got, want, &xq, &qw, n, in, out, p0, o1, v->name, "panels"), "panel kernel mismatch");
+        /* 8da8w's, q4's and q8's panels add as the reference does: its bits */
+        if (t != WQ_8DA4W)
             for (size_t i = 0; i < n; i++)
                 for (size_t o = p0; o < o1; o++)
                     CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s %s panels %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
-                          v->name, t == WQ_Q4 ? "q4" : "8da8w", kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
+                          v->name, t == WQ_Q4 ? "q4" : t == WQ_Q8 ? "q8" : "8da8w", kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
         kern_packed_free(pk);
     }
-    if (t != WQ_Q8 && kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
+    if (kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
         CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "%s: NaN/Inf rows not NaN",
-              t == WQ_Q4 ? "q4" : t == WQ_8DA8W ? "8da8w" : "8da4w");
+              t == WQ_Q4 ? "q4" : t == WQ_Q8 ? "q8" : t == WQ_8DA8W ? "8da8w" : "8da4w");
     free_qw(&qw);
     free(x), free(want), free(got), free(q), free(u), free(sc), free(zp), free(h), free(hs);
 }
@@ -524,7 +523,7 @@ static int cmd_kernels(void) {
     test_act16();
     test_same();
     test_f16();
-    /* (in 200: a tail past the last 16 or 32 columns, for the per-row types) */
+    /* (in 200: a tail past the last 16 columns, for 8da8w; q8 and q4 take blocks of 32) */
     static const size_t ns[] = {1, 2, 3, 4, 7}, ins[] = {32, 96, 128, 384, 200}, outs[] = {1, 2, 5, 17, 64};
     const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}, {WQ_8DA8W, 0}};
     for (size_t vi = 0; vi < nv; vi++)
@@ -534,7 +533,7 @@ static int cmd_kernels(void) {
                 for (size_t b = 0; b < 5; b++)
                     for (size_t c = 0; c < 5; c++)
                         for (int kind = 0; kind < 5; kind++) {
-                            if (ins[b] % (types[ti].g ? types[ti].g : 1)) continue;
+                            if (ins[b] % (types[ti].g ? types[ti].g : types[ti].t == WQ_Q8 ? 32 : 1)) continue;
                             test_kernel(v[vi], types[ti].t, types[ti].g, ns[a], ins[b], outs[c], kind);
                         }
         }

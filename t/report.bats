@@ -34,9 +34,11 @@ F32=$PWD/build/models/tiny-f32
     for i in 0 1 2; do
         prompt=$(sed -n "$((i + 1))p" "$TMP/prompts")
         cont=(${conts[$i]#  A: })
+        # the continuation one token per line: one position per call, as report's steps (q8's
+        # prefill panels and its one-position tiles differ in the last bits)
         for s in none q8; do
             { "$BIN/prefill" -m "$F32" --quant $s -k p$i$s <<<"$prompt"
-              echo "${cont[@]:0:7}" | "$BIN/prefill" -m "$F32" --quant $s -k p$i$s --all-logits; } >"$TMP/$s.npy"
+              printf '%s\n' "${cont[@]:0:7}" | "$BIN/prefill" -m "$F32" --quant $s -k p$i$s --all-logits; } >"$TMP/$s.npy"
         done
         run "$BIN/npycmp" "$TMP/none.npy" "$TMP/q8.npy"
         echo "$output"
