@@ -3,7 +3,7 @@
  * G multiply-adds/s, the median of R runs. For finding where a forward pass spends its time,
  * not for comparing with peers (bench/llama.sh does that).
  *   cc -O2 -Ilib bench/kern.c build/release/libqwen.a -lcjson -lsodium -lpthread -lm -o kern
- *   ./kern [threads=2] [runs=5] */
+ *   ./kern [threads=2] [runs=5] [scheme]   (one scheme: bf16, q8, q4, 8da4w or 8da8w) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +89,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < 64 * in; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
         void *scratch = amalloc(kern_qscratch(64, in));
         for (size_t s = 0; s < nsch; s++) {
+            if (argc > 3 && strcmp(argv[3], schemes[s])) continue;
             size_t bytes;
             weight wt = make(schemes[s], w, in, out, &bytes);
             for (size_t ni = 0; ni < 2; ni++) {

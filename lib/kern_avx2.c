@@ -327,13 +327,18 @@ INLINE AVX2 void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, co
         }
     }
     for (; g < nb; g++) {
-        if (g % 4 == 0)
+        if (g % (q8 ? 2 : 4) == 0)
             for (int b = 0; b < nw; b++)
-                for (size_t c = 0; c < 4 * bb; c += 64) _mm_prefetch(next + (size_t)b * rb + g * bb + c, _MM_HINT_T0);
+                for (size_t c = 0; c < (q8 ? 2 : 4) * bb; c += 64) _mm_prefetch(next + (size_t)b * rb + g * bb + c, _MM_HINT_T0);
+        /* every row's block loaded before any is used, the next tile prefetched a line per row
+         * per 64 bytes: Q8's decode streams from DRAM 3-5% faster than otherwise (a tile
+         * further ahead or none: 10% slower) */
+        __m256i lov[QW], hiv[QW];
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) block16(t, q + (size_t)b * rb, g, &lov[b], &hiv[b]);
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
-            __m256i lo, hi;
-            block16(t, q + (size_t)b * rb, g, &lo, &hi);
+            __m256i lo = lov[b], hi = hiv[b];
             __m256 dw = _mm256_set1_ps(q8 ? sw[b] : _cvtsh_ss(d[(size_t)b * ng + g / gb]));
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) {
