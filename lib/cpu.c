@@ -113,7 +113,7 @@ static void pack_task(void *arg, int ti, int nt) {
     for (size_t i = (size_t)ti; i < 7 * (size_t)m->cfg.n_layers; i += (size_t)nt) {
         const weight *w = slot_w(m, i);
         wq_type t = weight_q(*w);
-        if (t != WQ_8DA4W && t != WQ_8DA8W && t != WQ_Q4 && t != WQ_Q8) continue;
+        if (!c->k->panel[t]) continue;
         const qweight *q = w->data;
         size_t rows = slot_rows(&m->cfg, i);
         if (!(c->packed[i] = kern_pack(c->k, q, rows))) continue;
@@ -210,8 +210,7 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
      * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
      * stay in the page cache), so its memory holds one copy. lm_head stays plain: a
      * prefill wants one position's logits. */
-    if (B >= 4 && ((c->k->panel_8da4w && wq == WQ_8DA4W) || (c->k->panel_8da8w && wq == WQ_8DA8W) ||
-                   (c->k->panel_q4 && (wq == WQ_Q4 || wq == WQ_Q8)))) {
+    if (B >= 4 && c->k->panel[wq]) {
         if (!(c->packed = calloc(7 * (size_t)cf->n_layers, sizeof *c->packed))) goto oom;
         pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */

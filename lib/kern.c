@@ -344,9 +344,8 @@ static void merge(void) {
         if (!m->swiglu) m->swiglu = b->swiglu;
         if (!m->quant_act) m->quant_act = b->quant_act;
         if (!m->quant_act16) m->quant_act16 = b->quant_act16;
-        if (!m->panel_8da4w) m->panel_8da4w = b->panel_8da4w;
-        if (!m->panel_8da8w) m->panel_8da8w = b->panel_8da8w;
-        if (!m->panel_q4) m->panel_q4 = b->panel_q4;
+        for (int t = 0; t < WQ_N; t++)
+            if (!m->panel[t]) m->panel[t] = b->panel[t];
         if (!m->scores16) m->scores16 = b->scores16;
         if (!m->accum16) m->accum16 = b->accum16;
         if (!m->to_f16) m->to_f16 = b->to_f16;
@@ -476,7 +475,7 @@ static void act_task(void *arg, int i, int nt) {
 
 /* k's panel kernel for weights of type t, or NULL */
 static kern_panel_fn *panel_fn(const kern_ops *k, wq_type t) {
-    return t == WQ_8DA8W ? k->panel_8da8w : t == WQ_Q4 || t == WQ_Q8 ? k->panel_q4 : t == WQ_8DA4W ? k->panel_8da4w : NULL;
+    return t < WQ_N ? k->panel[t] : NULL;
 }
 
 /* A panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
@@ -489,7 +488,7 @@ struct kern_packed {
     wq_type q;
 };
 
-/* An 8DA8W panel (kern.h): in/2 pairs of 16 bytes, then 8 f32 scales; padding rows 0. */
+/* An 8DA8W or Q8 panel (kern.h): in/2 pairs of 16 bytes, then 8 f32 scales; padding rows 0. */
 static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
     size_t in = w->in, np = (rows + 7) / 8, pb = kern_panel_bytes(WQ_8DA8W, in);
     for (size_t pi = 0; pi < np; pi++) {
@@ -505,32 +504,27 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
     }
 }
 
-/* A Q4 or Q8 panel (kern.h): per block, 16 pairs of columns as 8 rows x 2 int8 q, then the
- * 8 rows' scales as f32 (Q4: d of the block's group; Q8: the row's). Padding rows are q = 0,
- * scale 0. */
+/* A Q4 panel (kern.h): per block, 16 pairs of columns as 8 rows x 2 int8 q, then the
+ * 8 rows' d as f32. Padding rows are q = 0, d = 0. */
 static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
-    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8;
-    size_t ng = w->q == WQ_Q4 ? in / w->group : 1, gb = w->q == WQ_Q4 ? w->group / 32 : nb;
+    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, ng = in / w->group, gb = w->group / 32;
     memset(mem, 0, np * nb * KERN_Q4_BLOCK);
     for (size_t pi = 0; pi < np; pi++)
         for (size_t r = 0; r < 8 && pi * 8 + r < rows; r++) {
             size_t row = pi * 8 + r;
-            const uint8_t *nib = (const uint8_t *)w->data + row * in / 2, *q8 = (const uint8_t *)w->data + row * in;
+            const uint8_t *nib = (const uint8_t *)w->data + row * in / 2;
             for (size_t b = 0; b < nb; b++) {
                 uint8_t *blk = mem + (pi * nb + b) * KERN_Q4_BLOCK, v[32];
-                if (w->q == WQ_Q8) memcpy(v, q8 + b * 32, 32);
-                else
-                    for (size_t k = 0; k < 16; k++) /* quant.h: byte k holds columns k and k + 16 */
-                        v[k] = (uint8_t)((nib[b * 16 + k] & 15) - 8), v[k + 16] = (uint8_t)((nib[b * 16 + k] >> 4) - 8);
+                for (size_t k = 0; k < 16; k++) /* quant.h: byte k holds columns k and k + 16 */
+                    v[k] = (uint8_t)((nib[b * 16 + k] & 15) - 8), v[k + 16] = (uint8_t)((nib[b * 16 + k] >> 4) - 8);
                 for (size_t k = 0; k < 32; k += 2) memcpy(blk + k / 2 * 16 + 2 * r, v + k, 2);
-                ((float *)(blk + 256))[r] = w->q == WQ_Q8 ? ((const float *)w->scales)[row]
-                                                          : kern_f16(((const uint16_t *)w->scales)[row * ng + b / gb]);
+                ((float *)(blk + 256))[r] = kern_f16(((const uint16_t *)w->scales)[row * ng + b / gb]);
             }
         }
 }
 
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
-    int d8 = w->q == WQ_8DA8W, q4 = w->q == WQ_Q4 || w->q == WQ_Q8;
+    int d8 = w->q == WQ_8DA8W || w->q == WQ_Q8, q4 = w->q == WQ_Q4;
     if (!panel_fn(k, w->q) || w->in % 32) return NULL;
     size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
     kern_packed *pk = malloc(sizeof *pk);

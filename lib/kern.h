@@ -74,10 +74,9 @@ typedef struct {
      * u = q + 128 and h = q - zp */
     void (*quant_act)(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
     void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
-    /* 8DA4W, 8DA8W and Q4 weights repacked as panels (kern_pack, below): y columns [o0, o1)
-     * of n rows, o0 a multiple of 8; NULL where the variant has none. Q8's panels are
-     * Q4's layout, so panel_q4 runs them too. */
-    kern_panel_fn *panel_8da4w, *panel_8da8w, *panel_q4;
+    /* [wq_type]: Q8, Q4, 8DA4W and 8DA8W weights repacked as panels (kern_pack, below): y
+     * columns [o0, o1) of n rows, o0 a multiple of 8; NULL where the variant has none */
+    kern_panel_fn *panel[WQ_N];
 } kern_ops;
 
 /* The fastest variant this CPU runs. */
@@ -123,15 +122,15 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * A Q4 weight's panels (groups of 32 or 128): per block of 32 columns, 8 rows' int4 values
  * as int8, 2 columns of a row side by side (twice the file's bytes), then the 8 rows' scales
  * of the block's group as f32; the panel kernel adds the blocks as the reference does (its
- * bits). A Q8 weight's panels are the same with its int8 values (the file's bytes and an
- * eighth) and the row's scale in every block. */
+ * bits). A Q8 weight's panels are an 8DA8W weight's bytes (its int8 values and per-row scales
+ * are laid out alike), its kernel Q4's with the rows' scales in every block: its bits. */
 typedef struct kern_packed kern_packed;
 /* Bytes of one panel (8 rows) of a weight of type t with in columns, in the layouts above:
- * 8DA4W, Q4 and Q8 per block of 32 columns, 8DA8W per row length. kern.c packs them, the
+ * 8DA4W and Q4 per block of 32 columns, 8DA8W and Q8 per row length. kern.c packs them, the
  * variants' panel kernels read them. */
 enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 16 * 16 + 8 * 4 };
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
-    return t == WQ_8DA8W ? in * 8 + 32 : in / 32 * (t == WQ_Q4 || t == WQ_Q8 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
+    return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
 }
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
 void kern_packed_free(kern_packed *p);

@@ -630,27 +630,29 @@ INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
     }
 }
 
-/* ---- Q4 panels (kern.h's kern_pack) ----
+/* ---- Q4 and Q8 panels (kern.h's kern_pack) ----
  * Per block of 32 columns, 16 pairs of columns as 16 bytes: 8 rows x 2 columns of int8 q
- * (row r's pair at bytes 2r, 2r+1), then the 8 rows' d (f32) for the block's group. Each of
+ * (row r's pair at bytes 2r, 2r+1), then (Q4) the 8 rows' d (f32) for the block's group;
+ * Q8's blocks are the 256 bytes alone, the rows' scales (its d) after the last. Each of
  * PX rows of x broadcasts its pair of int16 h to two panels (16 rows); one pmaddwd per pair
  * adds up each row's exact block sum S in its lane, and per block acc += (hs * d) * S in
  * f32 as the reference does, in block order: the reference's bits. The int4 values are
  * stored a byte each (twice the file's bytes): unpacking nibbles in this loop, or unrolling
  * it fully (register spills), cost a third of the speed. */
 
-INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
-                               int nx, int np, size_t nr) {
-    __m256 acc[PX][2];
-    size_t nb = in / 32;
+INLINE AVX2 void panel_w16_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb,
+                                size_t in, int nx, int np, size_t nr) {
+    __m256 acc[PX][2], dq[2];
+    size_t nb = in / 32, bs = t == WQ_Q8 ? 256 : KERN_Q4_BLOCK; /* bytes per block */
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
-    for (size_t g = 0; g < nb; g++, pan += KERN_Q4_BLOCK) {
+    for (int p = 0; p < np && t == WQ_Q8; p++) dq[p] = _mm256_load_ps((const float *)(pan + (size_t)p * pb + in * 8));
+    for (size_t g = 0; g < nb; g++, pan += bs) {
         __m256i S[PX][2];
 #pragma GCC unroll 4
         for (int a = 0; a < nx; a++) S[a][0] = S[a][1] = _mm256_setzero_si256();
         for (int p = 0; p < np; p++)
-            for (int c = 0; c < 5; c++) _mm_prefetch((const char *)pan + (size_t)p * pb + 2 * KERN_Q4_BLOCK + 64 * c, _MM_HINT_T0);
+            for (size_t c = 0; c < bs; c += 64) _mm_prefetch((const char *)pan + (size_t)p * pb + 2 * bs + c, _MM_HINT_T0);
 #pragma GCC unroll 2
         for (int j = 0; j < 16; j++) {
             __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + 16 * j)));
@@ -665,7 +667,7 @@ INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const ui
             }
         }
         for (int p = 0; p < np; p++) {
-            __m256 d = _mm256_load_ps((const float *)(pan + (size_t)p * pb + 256));
+            __m256 d = t == WQ_Q8 ? dq[p] : _mm256_load_ps((const float *)(pan + (size_t)p * pb + 256));
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++)
                 acc[a][p] = _mm256_add_ps(acc[a][p], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), d),
@@ -686,8 +688,8 @@ INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const ui
     }
 }
 
-/* The walk of 8DA8W's and Q4's panels (t, a constant after inlining): slabs of panels that
- * stay in L2, PX rows of x by two panels at a time. */
+/* The walk of 8DA8W's, Q4's and Q8's panels (t, a constant after inlining): slabs of panels
+ * that stay in L2, PX rows of x by two panels at a time. */
 INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
                              size_t out, size_t o0, size_t o1) {
     size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb / 2 * 2;
@@ -696,7 +698,7 @@ INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void 
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
         for (size_t i = 0; i < n; i += PX) {
             int nx = n - i < PX ? (int)(n - i) : PX;
-            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t == WQ_Q4 ? xq->hs + i * (in / 32) : NULL};
+            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t != WQ_8DA8W ? xq->hs + i * (in / 32) : NULL};
             for (size_t pi = p0; pi < p1; pi += 2) {
                 int np = p1 - pi > 1 ? 2 : 1;
                 size_t nr = o1 - pi * 8 < 16 ? o1 - pi * 8 : 16;
@@ -706,7 +708,7 @@ INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void 
 #define P(A, B)                                                                                    \
     case A * 2 + B - 1:                                                                            \
         if (t == WQ_8DA8W) panel8_tile(yt, out, &xi, pan, pb, in, A, B, nr);                       \
-        else panel_q4_tile(yt, out, &xi, pan, pb, in, A, B, nr);                                   \
+        else panel_w16_tile(t, yt, out, &xi, pan, pb, in, A, B, nr);                               \
         break;
                     P(1, 1) P(1, 2) P(2, 1) P(2, 2) P(3, 1) P(3, 2) P(4, 1) P(4, 2)
 #undef P
@@ -723,6 +725,10 @@ static AVX2 void panel_8da8w(float *y, const kern_xq *xq, const void *panels, si
 static AVX2 void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
                           size_t o0, size_t o1) {
     panel_pairs(WQ_Q4, y, xq, panels, n, in, out, o0, o1);
+}
+static AVX2 void panel_q8(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                          size_t o0, size_t o1) {
+    panel_pairs(WQ_Q8, y, xq, panels, n, in, out, o0, o1);
 }
 
 /* ---- activation quantization: kern.c's kern_quant_act and kern_quant_act16, bit for bit
@@ -839,9 +845,7 @@ const kern_ops kern_avx2 = {
     .swiglu = swiglu,
     .quant_act = quant_act,
     .quant_act16 = quant_act16,
-    .panel_8da4w = panel_8da4w,
-    .panel_8da8w = panel_8da8w,
-    .panel_q4 = panel_q4,
+    .panel = {[WQ_Q8] = panel_q8, [WQ_Q4] = panel_q4, [WQ_8DA4W] = panel_8da4w, [WQ_8DA8W] = panel_8da8w},
 };
 #else
 /* ISO C wants something in every translation unit. */

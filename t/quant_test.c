@@ -343,8 +343,7 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     if (pk) { /* the panel GEMM of the same weight, columns [o0 & ~7, o1) as the pool splits them */
         size_t p0 = o0 / 8 * 8;
         for (size_t i = 0; i < n * out; i++) got[i] = 12345;
-        (t == WQ_8DA8W ? v->panel_8da8w : t == WQ_8DA4W ? v->panel_8da4w : v->panel_q4)(got, &xq, kern_panels(pk), n, in,
-                                                                                        out, p0, o1);
+        v->panel[t](got, &xq, kern_panels(pk), n, in, out, p0, o1);
         CHECK(!mismatch(got, want, &xq, &qw, n, in, out, p0, o1, v->name, "panels"), "panel kernel mismatch");
         /* 8da8w's, q4's and q8's panels add as the reference does: its bits */
         if (t != WQ_8DA4W)
