@@ -8,8 +8,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "backend.h"
 #include "kern.h"
@@ -96,16 +94,6 @@ static size_t slot_rows(const qwen_config *cf, size_t i) {
     return rows[i % 7];
 }
 
-/* Drop [p, p+n) of a read-only file mapping from this process (whole pages inside it). */
-static void drop_pages(const model *m, const void *p, size_t n) {
-    long ps = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)p, e = a + n, q0 = (uintptr_t)m->qmap, page = ps > 0 ? (uintptr_t)ps : 4096;
-    if (!m->qmap || a < q0 || e > q0 + m->qmap_size) return; /* not the cache file's: keep it */
-    a = (a + page - 1) / page * page;
-    e = e / page * page;
-    if (a < e) madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
 /* Pool job (arg: the cpu): weights ti, ti + nt, ... as panels. */
 static void pack_task(void *arg, int ti, int nt) {
     cpu *c = arg;
@@ -118,8 +106,8 @@ static void pack_task(void *arg, int ti, int nt) {
         size_t rows = slot_rows(&m->cfg, i);
         if (!(c->packed[i] = kern_pack(c->k, q, rows))) continue;
         int i8 = t == WQ_8DA8W || t == WQ_Q8;
-        drop_pages(m, q->data, i8 ? rows * q->in : rows * q->in / 2);
-        drop_pages(m, q->scales, i8 ? rows * sizeof(float)
+        model_drop_pages(m, q->data, i8 ? rows * q->in : rows * q->in / 2);
+        model_drop_pages(m, q->scales, i8 ? rows * sizeof(float)
                                  : t == WQ_Q4  ? rows * (q->in / q->group) * sizeof(uint16_t)
                                                : rows * (q->in / 32) * sizeof(float));
     }

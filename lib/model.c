@@ -13,6 +13,8 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "mlx.h"
 #include "torchao.h"
@@ -455,8 +457,17 @@ float weight_get(weight w, size_t i) {
     }
 }
 
+void model_drop_pages(const model *m, const void *p, size_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, e = a + n, q0 = (uintptr_t)m->qmap, page = ps > 0 ? (uintptr_t)ps : 4096;
+    if (!((m->qmap && a >= q0 && e <= q0 + m->qmap_size) || st_maps(m->st, p, n))) return;
+    a = (a + page - 1) / page * page;
+    e = e / page * page;
+    if (a < e) madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 int model_embed(const model *m, const int32_t *ids, size_t n, float *out, char *err, size_t errlen) {
-    size_t dim = (size_t)m->cfg.dim;
+    size_t dim = (size_t)m->cfg.dim, vocab = (size_t)m->cfg.vocab_size;
     for (size_t t = 0; t < n; t++) {
         if (ids[t] < 0 || ids[t] >= m->cfg.vocab_size)
             return seterr(err, errlen, "token id %d out of range [0, %d)", (int)ids[t], m->cfg.vocab_size);
@@ -480,5 +491,7 @@ int model_embed(const model *m, const int32_t *ids, size_t n, float *out, char *
         else
             for (size_t j = 0; j < dim; j++) o[j] = f16_f32(((const uint16_t *)row)[j]);
     }
+    if (weight_q(m->embed) == WQ_E8) model_drop_pages(m, ((const qweight *)m->embed.data)->data, vocab * dim);
+    else if (weight_q(m->embed) == WQ_NONE) model_drop_pages(m, m->embed.data, vocab * dim * st_dtype_size(m->embed.dtype));
     return 0;
 }

@@ -383,6 +383,14 @@ void st_close(st_file *f) {
     free(f);
 }
 
+int st_maps(const st_file *f, const void *p, size_t n) {
+    for (size_t i = 0; f && i < f->n_shards; i++) {
+        uintptr_t a = (uintptr_t)f->shards[i].map.data, q = (uintptr_t)p;
+        if (a && q >= a && q - a <= f->shards[i].map.size && n <= f->shards[i].map.size - (q - a)) return 1;
+    }
+    return 0;
+}
+
 const st_tensor *st_find(const st_file *f, const char *name) {
     st_tensor key = {.name = name};
     return bsearch(&key, f->tensors, f->n_tensors, sizeof key, by_name);

@@ -33,6 +33,9 @@ void st_close(st_file *f);
 /* The tensor called name, or NULL. */
 const st_tensor *st_find(const st_file *f, const char *name);
 
+/* Nonzero if [p, p+n) lies in one of f's read-only file mappings (f may be NULL). */
+int st_maps(const st_file *f, const void *p, size_t n);
+
 /* All tensors, for listing; *n gets the count. */
 const st_tensor *st_tensors(const st_file *f, size_t *n);
 
