@@ -76,7 +76,12 @@ int main(int argc, char **argv) {
     pool *p = pool_new(T, err, sizeof err);
     const kern_ops *k = kern_best();
     const char *schemes[] = {"bf16", "q8", "q4", "8da4w", "8da8w"};
-    size_t nsch = sizeof schemes / sizeof *schemes;
+    size_t nsch = sizeof schemes / sizeof *schemes, known = argc < 4;
+    for (size_t s = 0; s < nsch; s++) known |= argc > 3 && !strcmp(argv[3], schemes[s]);
+    if (!known) {
+        fprintf(stderr, "kern: scheme '%s': not one of bf16, q8, q4, 8da4w, 8da8w\n", argv[3]);
+        return 2;
+    }
     size_t shapes[][2] = {{1024, 3072}, {3072, 1024}, {1024, 151936}};
     size_t ns[] = {1, 64};
     printf("kernels %s, %d threads, median of %d\n", k->name, T, R);
@@ -106,7 +111,7 @@ int main(int argc, char **argv) {
                 double m = t[R / 2];
                 printf("%-6s %5zux%-8zu %4zu %9.3f %8.2f %9.2f\n", schemes[s], in, out, n, m * 1e3, bytes / m / 1e9,
                        (double)n * in * out / m / 1e9);
-                /* the prefill path of 8da4w, 8da8w and q4: the weight repacked as panels (kern_pack) */
+                /* the prefill path of the quantized schemes: the weight repacked as panels (kern_pack) */
                 kern_packed *pk = n > 1 && weight_q(wt) != WQ_NONE ? kern_pack(k, wt.data, out) : NULL;
                 if (pk) {
                     for (int r = 0; r < R && r < 32; r++) {

@@ -4,7 +4,7 @@
  * the k norm and RoPE, as HF caches them), so nothing is copied or allocated per token.
  * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
  * kern_matmul_w dispatches on each weight's type, with scratch for the quantized activations
- * (q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. */
+ * (q8, q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +31,7 @@ typedef struct {
     float *hb;    /* (B, hidden_dim) gate, then silu(gate)*up */
     float *hb2;   /* (B, hidden_dim) up */
     void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
-    kern_packed **packed; /* [l*7 + i]: the layer's 8da4w/8da8w/q4 weights as panels (prefill), or NULL */
+    kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels (prefill), or NULL */
     int half_kv;          /* decode reads K/V as f16 copies (kv.h): backend_opts.kv_type */
     float *inv_freq;     /* (head_dim/2) */
     float rope_scale;

@@ -149,8 +149,9 @@ static void accum(float *o, const float *p, const float *v, size_t n, size_t str
 /* ---- quantized weights: the reference kernels (quant.h has the layouts) ---- */
 
 /* Q8 (w8a16 with int16 activations, as Q4): per block b of 32, S_b = sum h*q exact in int32
- * (|S| <= 32 * 32767 * 128 < 2^31; (float)S rounds, the same in every variant), then
- * y = sum_b (hs_b * s) * S_b in f32, blocks in order; s the row's scale. */
+ * (|S| <= 32 * 32767 * 128 < 2^31), then y = sum_b (hs_b * s) * S_b in f32, blocks in
+ * order; s the row's scale. (float)S rounds where |S| > 2^24: the panels convert the same S
+ * (its bits); the tiles convert partial sums and add in another order. */
 static void qmatmul_q8(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
                        size_t out, size_t o0, size_t o1) {
     (void)x;
@@ -430,7 +431,7 @@ static void fmt_task(void *arg, int i, int nt) {
 typedef struct {
     const float *x;
     size_t n, in;
-    int kind; /* WQ_8DA4W (int8 per token: 8DA4W and 8DA8W) or WQ_Q4: what was quantized; 0: nothing */
+    int kind; /* what was quantized: WQ_8DA4W (int8 per token: 8DA4W, 8DA8W), WQ_Q4 (int16 per 32: Q4, Q8); 0: nothing */
 } act_hdr;
 
 size_t kern_qscratch(size_t n, size_t in) {
@@ -524,7 +525,7 @@ static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
 }
 
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
-    int d8 = w->q == WQ_8DA8W || w->q == WQ_Q8, q4 = w->q == WQ_Q4;
+    int i8 = w->q == WQ_8DA8W || w->q == WQ_Q8, q4 = w->q == WQ_Q4; /* int8 panels, int4-as-int8 */
     if (!panel_fn(k, w->q) || w->in % 32) return NULL;
     size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
     kern_packed *pk = malloc(sizeof *pk);
@@ -534,8 +535,8 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
         return NULL;
     }
     *pk = (kern_packed){mem, rows, in, w->q};
-    if (d8 || q4) {
-        (d8 ? pack_8da8w : pack_q4)(mem, w, rows);
+    if (i8 || q4) {
+        (i8 ? pack_8da8w : pack_q4)(mem, w, rows);
         return pk;
     }
     const float *sc = w->scales;
@@ -616,7 +617,6 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
     }
     kern_xq xq = xq_of(scratch, n, in);
     int kind = w->q == WQ_8DA4W || w->q == WQ_8DA8W ? WQ_8DA4W : w->q == WQ_Q4 || w->q == WQ_Q8 ? WQ_Q4 : 0;
-    if (!kind) h->kind = 0;
     if (kind && !(same && h->kind == kind && h->x == x && h->n == n && h->in == in)) {
         act_job aj = {k, &xq, x, n, in, kind};
         pool_run(n < 4 ? NULL : p, act_task, &aj);

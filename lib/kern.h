@@ -38,8 +38,8 @@ typedef struct {
     uint8_t *u;    /* 8DA4W: q + 128, the unsigned operand of x86's maddubs (panels) */
     float *scale;
     int32_t *zp;
-    int16_t *h;    /* Q4; 8DA4W: q - zp, the int16 operand of x86's pmaddwd */
-    float *hs;     /* Q4 */
+    int16_t *h;    /* Q4, Q8; 8DA4W: q - zp, the int16 operand of x86's pmaddwd */
+    float *hs;     /* Q4, Q8 */
 } kern_xq;
 
 /* The same contract as kern_matmul_fn for a quantized weight w, reading xq (x is unused). */
@@ -95,7 +95,7 @@ void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w,
 size_t kern_qscratch(size_t n, size_t in);
 
 /* kern_matmul for any weight: F32/F16/BF16 is exactly kern_matmul; a quantized weight
- * goes to k's qmatmul (8da4w, 8da8w and q4 first quantize x into scratch, kern_qscratch(n, in)
+ * goes to k's qmatmul (each quantized type first quantizes x into scratch, kern_qscratch(n, in)
  * bytes, 64-byte aligned); a WQ_FMT weight to its format's prep and matmul (scratch: at
  * least 64 + w->fmt->scratch(w, n) bytes, 64-byte aligned; the format gets it past 64). */
 void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
@@ -145,7 +145,7 @@ void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight
  * q = clamp(rne(x * (1/s)) + zp, -128, 127); all f32. */
 void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t in);
 
-/* One row x[in] (in a multiple of 32) to int16 per block of 32 (Q4's activations): amax the
+/* One row x[in] (in a multiple of 32) to int16 per block of 32 (Q4's and Q8's activations): amax the
  * block's largest |x|, hs = amax / 32767, h = clamp(rne(x / hs), -32767, 32767) (all f32;
  * h = 0 where hs is 0: amax 0, or below 2^-134); a block holding a NaN or an Inf gets hs NaN and h 0. */
 void kern_quant_act16(int16_t *h, float *hs, const float *x, size_t in);

@@ -284,7 +284,8 @@ INLINE AVX2 void block16(wq_type t, const void *row, size_t g, __m256i *lo, __m2
  * block the 32 weights as int16 (block16); pmaddwd against the block's int16 activations
  * gives 8 exact int32 sums; converted, they are scaled by hs * d (the reference's product;
  * d the block's f16 scale for Q4, the row's f32 scale for Q8) into f32 accumulators. Only
- * the order of the f32 adds differs from the reference. */
+ * the order of the f32 adds differs from the reference (and for Q8, whose block sums can
+ * pass 2^24, they are converted as exact partial sums, not rounded whole). */
 INLINE AVX2 void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o,
                           size_t in, int nx, int nw) {
     __m256 acc[QX][QW];
@@ -293,7 +294,7 @@ INLINE AVX2 void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, co
     size_t ng = q8 ? 1 : in / w->group, gb = q8 ? nb : w->group / 32;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const uint16_t *d = (const uint16_t *)w->scales + o * ng; /* Q4 */
-    const float *sw = (const float *)w->scales + o;           /* Q8 */
+    const float *sw = q8 ? (const float *)w->scales + o : NULL; /* Q8 */
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 4

@@ -186,7 +186,8 @@ static void to_f16(uint16_t *h, const float *x, size_t n) {
  * weights as int8 (Q4: nibble - 8), widened to int16 (SXTL), multiplied with the block's
  * int16 activations into int32 lanes (SMULL/SMLAL: exact), converted and scaled by hs * d,
  * the reference's product (d the block's f16 scale for Q4, the row's f32 scale for Q8).
- * Only the order of the f32 adds differs from the reference. */
+ * Only the order of the f32 adds differs from the reference (and for Q8, whose block sums
+ * can pass 2^24, the conversion of partial sums rather than whole ones). */
 INLINE void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in,
                      int nx, int nw) {
     float32x4_t acc[NX][NW];
@@ -194,7 +195,7 @@ INLINE void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, const q
     size_t nb = in / 32, rb = q8 ? in : in / 2, ng = q8 ? 1 : in / w->group, gb = q8 ? nb : w->group / 32;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
     const uint16_t *d = (const uint16_t *)w->scales + o * ng; /* Q4 */
-    const float *sw = (const float *)w->scales + o;           /* Q8 */
+    const float *sw = q8 ? (const float *)w->scales + o : NULL; /* Q8 */
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++)
 #pragma GCC unroll 4

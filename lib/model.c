@@ -491,7 +491,12 @@ int model_embed(const model *m, const int32_t *ids, size_t n, float *out, char *
         else
             for (size_t j = 0; j < dim; j++) o[j] = f16_f32(((const uint16_t *)row)[j]);
     }
-    if (weight_q(m->embed) == WQ_E8) model_drop_pages(m, ((const qweight *)m->embed.data)->data, vocab * dim);
-    else if (weight_q(m->embed) == WQ_NONE) model_drop_pages(m, m->embed.data, vocab * dim * st_dtype_size(m->embed.dtype));
+    /* not when lm_head reads the same bytes (tied, used in place; torchao's E8 as a Q8
+     * lm_head): every position's logits would fault them all back */
+    const void *e = m->embed.data, *h = m->lm_head.data;
+    if (weight_q(m->embed) != WQ_NONE) e = weight_q(m->embed) == WQ_E8 ? ((const qweight *)e)->data : NULL;
+    if (weight_q(m->lm_head) != WQ_NONE && weight_q(m->lm_head) != WQ_FMT) h = ((const qweight *)h)->data;
+    if (e && e != h)
+        model_drop_pages(m, e, vocab * dim * (weight_q(m->embed) == WQ_E8 ? 1 : st_dtype_size(m->embed.dtype)));
     return 0;
 }

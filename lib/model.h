@@ -38,7 +38,7 @@ typedef struct {
  * the cache file (quant.h gives the exact layouts and math), in which case dtype is
  * WQ_DTYPE(type) (past st.h's codes, so code that knows only F32/F16/BF16 refuses it)
  * and data points at a qweight that holds the arrays:
- *   WQ_Q8    int8 [rows, in], f32 scale per row, x int16 per 32 (w8a16)
+ *   WQ_Q8    int8 [rows, in], f32 scale per row, x int16 per 32 (w8a16; in a multiple of 32)
  *   WQ_Q4    int4 [rows, in] in blocks of 32, f16 scale per `group` (32 or 128), x int16 per 32
  *   WQ_8DA4W int4 [rows, in] in blocks of 32, f32 scale per 32 (torchao), x int8 per token
  *   WQ_E8    int8 [rows, in], f32 scale per row (8da4w's and 8da8w's embedding; never a matmul)
@@ -188,9 +188,9 @@ model *model_open_q(const char *dir, const char *scheme,
 void model_close(model *m);
 
 /* out[n, dim] = rows ids[0..n) of the embedding, as f32. -1 if an id is out of range. The
- * embedding's pages are then dropped from this process if it is read from a file (the
- * kernel maps up to 2 MB around each row read: 512 scattered ids would keep 400 MB of a
- * Qwen3-4B embedding resident). */
+ * embedding's pages are then dropped from this process if it is read from a file and is
+ * not also the lm_head (the kernel maps up to 2 MB around each row read: 512 scattered ids
+ * would keep 400 MB of a Qwen3-4B embedding resident). */
 int model_embed(const model *m, const int32_t *ids, size_t n, float *out, char *err, size_t errlen);
 
 /* Drop the whole pages inside [p, p+n) from this process if they belong to one of m's

@@ -15,7 +15,8 @@
  * (xq - zx) * (q - zp), exact in int32). The recipe's tensors (zero points 0) run through
  * the CPU kernels that already compute exactly this (WQ_8DA4W: the int4 values repacked
  * once at open; WQ_8DA8W for int8 per-row linears with int8 activations, WQ_E8 and WQ_Q8
- * for int8 per-row weight-only tensors, in place); any other (zero points, groups other
+ * for int8 per-row weight-only tensors, in place, rows a multiple of 32 long: WQ_Q8 takes
+ * x as int16 per block of 32, within 2^-16 of the block's largest |x|); any other (zero points, groups other
  * than 32, weight-only int4) through torchao.c's own loops on the mapped integers. A
  * quantized lm_head in the file is used even when config.json says the embeddings are
  * tied: transformers saves the one torchao quantized. */

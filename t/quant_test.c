@@ -305,6 +305,8 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     qweight qw;
     float big = kind == 2 ? 1e15f : kind == 3 ? 1e-15f : 1;
     make_qw(&qw, t, g, out, in, kind == 1, big);
+    if (kind == 2 && (t == WQ_Q8 || t == WQ_8DA8W)) /* torchao's int8 reaches -128: the sums' extremes */
+        for (size_t i = 0; i < out * in; i += 3) ((int8_t *)qw.data)[i] = -128;
     float *x = xmalloc(n * in * sizeof *x), *want = xmalloc(n * out * sizeof *want),
           *got = xmalloc(n * out * sizeof *got);
     for (size_t i = 0; i < n * in; i++) x[i] = unif() * big;
@@ -480,8 +482,9 @@ static void test_f16(void) {
 }
 
 /* kern_matmul_w_same reuses activations only when the scratch says they are this x's for
- * this kind: after a call that quantized nothing (a q8 weight), or of another kind, it
- * quantizes again; after a q4 call on the same x, it reuses (same bits). */
+ * this kind: after a call that quantized nothing (a bf16 weight), or of another kind, it
+ * quantizes again; after a q4 call on the same x, a q4 or q8 call reuses them (q4 and q8
+ * take the same int16 activations: the bits of quantizing afresh). */
 static void test_same(void) {
     enum { N = 3, IN = 64, OUT = 17 };
     const kern_ops *k = kern_best();
@@ -489,25 +492,31 @@ static void test_same(void) {
     make_qw(&q4, WQ_Q4, 32, OUT, IN, 0, 1);
     make_qw(&q8, WQ_Q8, 0, OUT, IN, 0, 1);
     make_qw(&d4, WQ_8DA4W, 32, OUT, IN, 0, 1);
-    weight w4 = {WQ_DTYPE(WQ_Q4), &q4}, w8 = {WQ_DTYPE(WQ_Q8), &q8}, wd = {WQ_DTYPE(WQ_8DA4W), &d4};
+    uint16_t *bf = xmalloc(OUT * IN * sizeof *bf);
+    for (size_t i = 0; i < OUT * IN; i++) bf[i] = quant_bf16(unif());
+    weight w4 = {WQ_DTYPE(WQ_Q4), &q4}, w8 = {WQ_DTYPE(WQ_Q8), &q8}, wd = {WQ_DTYPE(WQ_8DA4W), &d4}, wb = {ST_BF16, bf};
     float *xb = xmalloc(N * IN * sizeof *xb), *x2 = xmalloc(N * IN * sizeof *x2), *want = xmalloc(N * OUT * 4),
-          *got = xmalloc(N * OUT * 4);
+          *got = xmalloc(N * OUT * 4), *want8 = xmalloc(N * OUT * 4);
     void *scratch = NULL;
     if (posix_memalign(&scratch, 64, kern_qscratch(N, IN))) die("malloc", "out of memory");
     memset(scratch, 0, 64);
     for (size_t i = 0; i < N * IN; i++) xb[i] = unif(), x2[i] = unif();
+    kern_matmul_w(k, NULL, want8, x2, w8, N, IN, OUT, scratch); /* q8 of x2, from scratch */
     kern_matmul_w(k, NULL, want, x2, w4, N, IN, OUT, scratch); /* q4 of x2, from scratch */
     kern_matmul_w(k, NULL, got, xb, w4, N, IN, OUT, scratch);  /* q4 of xb's first content */
     memcpy(xb, x2, N * IN * sizeof *xb);                       /* xb changes */
-    kern_matmul_w(k, NULL, got, xb, w8, N, IN, OUT, scratch);  /* a q8 call quantizes nothing */
+    kern_matmul_w(k, NULL, got, xb, wb, N, IN, OUT, scratch);  /* a bf16 call quantizes nothing */
     kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch);
-    CHECK(!memcmp(got, want, N * OUT * 4), "same after a q8 call: stale activations used");
+    CHECK(!memcmp(got, want, N * OUT * 4), "same after a bf16 call: stale activations used");
+    kern_matmul_w_same(k, NULL, got, xb, w8, N, IN, OUT, scratch); /* q8 after q4 on this x */
+    CHECK(!memcmp(got, want8, N * OUT * 4), "q8 same after q4: not the bits of quantizing afresh");
     kern_matmul_w(k, NULL, got, xb, wd, N, IN, OUT, scratch);  /* 8da4w: another kind */
     kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch);
     CHECK(!memcmp(got, want, N * OUT * 4), "same after an 8da4w call: the wrong kind reused");
     kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch);
     CHECK(!memcmp(got, want, N * OUT * 4), "same after q4 on the same x: not the same bits");
     free_qw(&q4), free_qw(&q8), free_qw(&d4);
+    free(bf), free(want8);
     free(xb), free(x2), free(want), free(got), free(scratch);
 }
 

@@ -105,10 +105,11 @@ static int cmd_fixture(const char *fixdir, const char *name) {
         for (size_t j = 0; j < n * out; j++) scale = fmax(scale, fabs(((const float *)yr.data)[j]));
         /* q8 (w8a16) rounds x to int16 per block of 32, half a step of amax/32767 each: its
          * outputs may move by that times the block's sum of |w| besides f32 rounding */
+        int w8a16 = weight_q(lin[i]) == WQ_Q8;
         for (size_t r = 0; r < n; r++)
             for (size_t o = 0; o < out; o++) {
                 double e = 0;
-                for (size_t b = 0; weight_q(lin[i]) == WQ_Q8 && b < in / 32; b++) {
+                for (size_t b = 0; w8a16 && b < in / 32; b++) {
                     double amax = 0, sw = 0;
                     for (size_t k = b * 32; k < b * 32 + 32; k++)
                         amax = fmax(amax, fabs(x[r * in + k])), sw += fabs(weight_get(lin[i], o * in + k));
@@ -118,7 +119,7 @@ static int cmd_fixture(const char *fixdir, const char *name) {
             }
         CHECK(md <= 1e-5 * scale, "%s: y = x W^T differs from torchao's by %.3g (max|y| %.3g)", lname[i], md, scale);
         printf("%s (%s): one matmul within %.3g * max|y| of torchao's F.linear%s\n", lname[i], layout(lin[i]), md / scale,
-               weight_q(lin[i]) == WQ_Q8 ? ", past its int16 activations' rounding" : "");
+               w8a16 ? ", past its int16 activations' rounding" : "");
         free(x), free(y), free(scratch);
     }
     npy_free(&xr), npy_free(&yr);
