@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t/qemu/insn.sh [MODEL [CPU]]: aarch64 instructions per decoded token under emulation,
-# per weight scheme, for the README. This is a count of guest instructions that
+# per weight scheme (SCHEMES="none q8 q4 8da4w" by default), for the README. This is a count of guest instructions that
 # qemu-aarch64 executed (t/qemu/insn.c, a TCG plugin), one thread, not a speed: qemu
 # says nothing of a real core's cycles, caches or memory bandwidth, which is what decode
 # on a board is bound by.
@@ -30,7 +30,7 @@ count() { # count N SESSION: instructions of decode -n N
 
 echo "model $model, qemu -cpu $cpu, one thread"
 printf '%-8s %16s\n' scheme insn/token
-for q in none q8 q4 8da4w; do
+for q in ${SCHEMES:-none q8 q4 8da4w}; do
     echo "9707 11 1879 0 374 264 1273 13" | bin/prefill -m "$model" --quant "$q" -k "p$q" > /dev/null
     bin/kvstore fork "p$q" "a$q" && bin/kvstore fork "p$q" "b$q"
     c1=$(count 1 "a$q") c5=$(count 5 "b$q")
