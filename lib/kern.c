@@ -480,9 +480,10 @@ static kern_panel_fn *panel_fn(const kern_ops *k, wq_type t) {
 }
 
 /* A panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
- * columns as 16 bytes (byte b: row b/4 in its low nibble, row 4 + b/4 in its high one,
- * column b%4 of the quad, each as q + 8), then the 8 rows' f32 scales, then their int32
- * sums of q. Rows past the weight's last (the last panel's padding) are zero. */
+ * columns as 4 pairs of quads of 32 bytes (byte b: row b/4, column b%4 of the pair's first
+ * quad in its low nibble, of its second in the high one, each as q + 8), then the 8 rows'
+ * f32 scales, then their int32 sums of q. Rows past the weight's last (the last panel's
+ * padding) are zero. */
 struct kern_packed {
     void *panels;
     size_t rows, in;
@@ -542,13 +543,13 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
     const float *sc = w->scales;
     /* A row's block is 16 bytes, byte c holding column c (low nibble) and c + 16 (high):
      * masked as two 64-bit words they are columns 0..15 and 16..31 as bytes, i.e. the 8
-     * quads as 32-bit words; quad j of the panel is the 4 words j of rows 0..3, rows 4..7
-     * in the high nibbles. Padding rows are q = 0 (0x88 bytes), scale 0. */
+     * quads as 32-bit words; pair i of the panel is the words 2i of rows 0..7, the words
+     * 2i + 1 in the high nibbles. Padding rows are q = 0 (0x88 bytes), scale 0. */
     const uint64_t m4 = 0x0f0f0f0f0f0f0f0full;
     for (size_t pi = 0; pi < np; pi++)
         for (size_t g = 0; g < ng; g++) {
             uint8_t *blk = (uint8_t *)mem + (pi * ng + g) * KERN_8DA4W_BLOCK;
-            uint32_t quad[8][4];
+            uint32_t pair[4][8];
             float *ps = (float *)(blk + 128);
             int32_t *qs = (int32_t *)(blk + 160);
             for (int r = 0; r < 8; r++) {
@@ -561,14 +562,12 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
                     uint64_t t = (v[i] & 0x00ff00ff00ff00ffull) + (v[i] >> 8 & 0x00ff00ff00ff00ffull);
                     t = (t & 0x0000ffff0000ffffull) + (t >> 16 & 0x0000ffff0000ffffull);
                     sum += (int32_t)((t & 0xffffffffull) + (t >> 32));
-                    uint32_t lo = (uint32_t)v[i], hi = (uint32_t)(v[i] >> 32); /* quads 2i, 2i+1 */
-                    if (r < 4) quad[2 * i][r] = lo, quad[2 * i + 1][r] = hi;
-                    else quad[2 * i][r - 4] |= lo << 4, quad[2 * i + 1][r - 4] |= hi << 4;
+                    pair[i][r] = (uint32_t)v[i] | (uint32_t)(v[i] >> 32) << 4; /* quads 2i, 2i + 1 */
                 }
                 ps[r] = row < rows ? sc[row * ng + g] : 0;
                 qs[r] = sum;
             }
-            memcpy(blk, quad, 128);
+            memcpy(blk, pair, 128);
         }
     return pk;
 }

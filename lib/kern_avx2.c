@@ -510,8 +510,9 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
 }
 
 /* ---- 8DA4W panels (kern.h's kern_pack): a prefill's GEMM ----
- * Per block of 32 columns, per quad of 4: the 16 bytes give 32 signed values, byte 4r+c
- * row r's column c; each of PX rows of x broadcasts its 4 u bytes (x + 128) to all lanes
+ * Per block of 32 columns, per pair of quads of 4 columns: the 32 bytes' low nibbles give
+ * the first quad's 32 signed values, byte 4r+c row r's column c, their high nibbles the
+ * second's (one load, two masks); each of PX rows of x broadcasts its 4 u bytes (x + 128) to all lanes
  * and one maddubs gives per row of W the two pair sums of u*q, added in int16 over the
  * block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640: exact). Per block, pmaddwd by ones
  * makes lane r row r's sum of u*q, minus (128 + zp) * sum q (pmaddwd of the int32 sums of
@@ -520,41 +521,47 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
  * f32 terms in another order, so a row of y from the panels can differ from the tile's in
  * the last bits (kern.h, kern_pack: prefill uses panels, decode the tiles). */
 
-enum { PX = 4 };
+enum { PX = 4, PX4 = 6 };
+
+/* Holds v in a register here: GCC otherwise regroups a loop's integer adds into a tree whose
+ * partial sums spill to the stack (a third of the time in the panels' loops). */
+#define KEEP(v) __asm__("" : "+x"(v))
 
 INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx,
                             int nr) {
-    __m256 acc[PX];
-    __m256i z[PX];
-    const __m256i ones = _mm256_set1_epi16(1);
-#pragma GCC unroll 4
+    __m256 acc[PX4];
+    __m256i z[PX4];
+    const __m256i ones = _mm256_set1_epi16(1), m15 = _mm256_set1_epi8(15), e8 = _mm256_set1_epi8(8);
+#pragma GCC unroll 6
     for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(128 + xq->zp[a]);
     for (size_t g = 0; g < in / 32; g++, pan += KERN_8DA4W_BLOCK) {
-        __m256i s16[PX];
-#pragma GCC unroll 4
+        __m256i s16[PX4];
+#pragma GCC unroll 6
         for (int a = 0; a < nx; a++) s16[a] = _mm256_setzero_si256();
         _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK, _MM_HINT_T0);
         _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 128, _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            __m256i w = nibbles(pan + 16 * j);
-#pragma GCC unroll 4
+            __m256i v = _mm256_load_si256((const __m256i *)(pan + 32 * (j / 2)));
+            __m256i w = _mm256_sub_epi8(_mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15), e8);
+#pragma GCC unroll 6
             for (int a = 0; a < nx; a++) {
                 int32_t u4;
                 memcpy(&u4, xq->u + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
                 s16[a] = _mm256_add_epi16(s16[a], _mm256_maddubs_epi16(_mm256_set1_epi32(u4), w));
+                KEEP(s16[a]);
             }
         }
         __m256 sc = _mm256_loadu_ps((const float *)(pan + 128));
         __m256i qs = _mm256_loadu_si256((const __m256i *)(pan + 160));
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int a = 0; a < nx; a++) {
             __m256i G = _mm256_sub_epi32(_mm256_madd_epi16(s16[a], ones), _mm256_madd_epi16(qs, z[a]));
             acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(G), sc, acc[a]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int a = 0; a < nx; a++) {
         __m256 r = _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
         if (nr == 8) _mm256_storeu_ps(y + (size_t)a * ldy, r);
@@ -572,8 +579,8 @@ static AVX2 void panel_8da4w(float *y, const kern_xq *xq, const void *panels, si
     if (slab < 1) slab = 1;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        for (size_t i = 0; i < n; i += PX) {
-            int nx = n - i < PX ? (int)(n - i) : PX;
+        for (size_t i = 0; i < n; i += PX4) {
+            int nx = n - i < PX4 ? (int)(n - i) : PX4;
             kern_xq xi = {xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, 0, 0};
             for (size_t pi = p0; pi < p1; pi++) {
                 int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
@@ -583,7 +590,9 @@ static AVX2 void panel_8da4w(float *y, const kern_xq *xq, const void *panels, si
                 case 1: panel_tile(yt, out, &xi, pan, in, 1, nr); break;
                 case 2: panel_tile(yt, out, &xi, pan, in, 2, nr); break;
                 case 3: panel_tile(yt, out, &xi, pan, in, 3, nr); break;
-                default: panel_tile(yt, out, &xi, pan, in, 4, nr); break;
+                case 4: panel_tile(yt, out, &xi, pan, in, 4, nr); break;
+                case 5: panel_tile(yt, out, &xi, pan, in, 5, nr); break;
+                default: panel_tile(yt, out, &xi, pan, in, 6, nr); break;
                 }
             }
         }
@@ -613,6 +622,8 @@ INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
             __m256i hb = _mm256_set1_epi32(h2);
             acc[a][0] = _mm256_add_epi32(acc[a][0], _mm256_madd_epi16(w0, hb));
             if (np > 1) acc[a][1] = _mm256_add_epi32(acc[a][1], _mm256_madd_epi16(w1, hb));
+            KEEP(acc[a][0]);
+            KEEP(acc[a][1]);
         }
     }
     for (int p = 0; p < np; p++) {
@@ -665,6 +676,8 @@ INLINE AVX2 void panel_w16_tile(wq_type t, float *y, size_t ldy, const kern_xq *
                 __m256i hb = _mm256_set1_epi32(h2);
                 S[a][0] = _mm256_add_epi32(S[a][0], _mm256_madd_epi16(w0, hb));
                 if (np > 1) S[a][1] = _mm256_add_epi32(S[a][1], _mm256_madd_epi16(w1, hb));
+                KEEP(S[a][0]);
+                KEEP(S[a][1]);
             }
         }
         for (int p = 0; p < np; p++) {
