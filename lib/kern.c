@@ -173,9 +173,9 @@ static void qmatmul_q8(float *y, const float *x, const kern_xq *xq, const qweigh
     }
 }
 
-/* Q4 (w4a16 with int16 activations): per block b of 32, S_b = sum h*q exact in int32
- * (|S| <= 32 * 32767 * 8 < 2^24, so exact in f32 too), then y = sum_b (hs_b * d) * S_b
- * in f32, blocks in order; d the f16 scale of the block's group. */
+/* Q4 (w4a8 with int8 activations per block of 32, as llama.cpp's Q4_0 x Q8_0): per block b,
+ * S_b = sum h*q exact in int32 (|S| <= 32 * 127 * 8), then y = sum_b (hs_b * d) * S_b in
+ * f32, blocks in order; d the f16 scale of the block's group. */
 static void qmatmul_q4(float *y, const float *x, const kern_xq *xq, const qweight *w, size_t n, size_t in,
                        size_t out, size_t o0, size_t o1) {
     (void)x;
@@ -269,20 +269,22 @@ void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t
     *zp = zi;
 }
 
-void kern_quant_act16(int16_t *h, float *hs, const float *x, size_t in) {
+void kern_quant_blocks(int16_t *h, uint8_t *u, float *hs, const float *x, size_t in, int qmax) {
     for (size_t b = 0; b < in / 32; b++, x += 32, h += 32) {
-        float amax = 0, bad = 0;
+        float amax = 0, bad = 0, m = (float)qmax;
         for (size_t k = 0; k < 32; k++) {
             amax = fmaxf(amax, fabsf(x[k]));
             bad += x[k] * 0;
         }
-        float d = amax / 32767.0f;
+        float d = amax / m;
         hs[b] = bad != 0 || bad != bad ? NAN : d;
         for (size_t k = 0; k < 32; k++) {
             float v = hs[b] > 0 ? x[k] / d : 0;
-            v = v > 32767 ? 32767 : v < -32767 ? -32767 : v;
+            v = v > m ? m : v < -m ? -m : v;
             h[k] = (int16_t)rne(v);
         }
+        if (u)
+            for (size_t k = 0; k < 32; k++) u[b * 32 + k] = (uint8_t)(h[k] + 128);
     }
 }
 
@@ -304,7 +306,7 @@ static const kern_ops kern_generic = {
     .exps = exps,
     .swiglu = kern_swiglu,
     .quant_act = quant_act,
-    .quant_act16 = kern_quant_act16,
+    .quant_blocks = kern_quant_blocks,
 };
 
 /* The variants this CPU runs, as written. */
@@ -344,7 +346,7 @@ static void merge(void) {
         if (!m->exps) m->exps = b->exps;
         if (!m->swiglu) m->swiglu = b->swiglu;
         if (!m->quant_act) m->quant_act = b->quant_act;
-        if (!m->quant_act16) m->quant_act16 = b->quant_act16;
+        if (!m->quant_blocks) m->quant_blocks = b->quant_blocks;
         for (int t = 0; t < WQ_N; t++)
             if (!m->panel[t]) m->panel[t] = b->panel[t];
         if (!m->scores16) m->scores16 = b->scores16;
@@ -431,7 +433,8 @@ static void fmt_task(void *arg, int i, int nt) {
 typedef struct {
     const float *x;
     size_t n, in;
-    int kind; /* what was quantized: WQ_8DA4W (int8 per token: 8DA4W, 8DA8W), WQ_Q4 (int16 per 32: Q4, Q8); 0: nothing */
+    int kind; /* what was quantized: WQ_8DA4W (int8 per token: 8DA4W, 8DA8W), WQ_Q8 (int16 per 32),
+               * WQ_Q4 (int8 per 32); 0: nothing */
 } act_hdr;
 
 size_t kern_qscratch(size_t n, size_t in) {
@@ -470,7 +473,8 @@ static void act_task(void *arg, int i, int nt) {
             j->k->quant_act(xq->q + r * in, xq->u + r * in, xq->h + r * in, xq->scale + r, xq->zp + r, j->x + r * in,
                             in);
         else
-            j->k->quant_act16(xq->h + r * in, xq->hs + r * (in / 32), j->x + r * in, in);
+            j->k->quant_blocks(xq->h + r * in, j->kind == WQ_Q4 ? xq->u + r * in : NULL, xq->hs + r * (in / 32),
+                               j->x + r * in, in, j->kind == WQ_Q4 ? 127 : 32767);
     }
 }
 
@@ -479,11 +483,11 @@ static kern_panel_fn *panel_fn(const kern_ops *k, wq_type t) {
     return t < WQ_N ? k->panel[t] : NULL;
 }
 
-/* A panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
+/* 8DA4W's and Q4's panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
  * columns as 4 pairs of quads of 32 bytes (byte b: row b/4, column b%4 of the pair's first
  * quad in its low nibble, of its second in the high one, each as q + 8), then the 8 rows'
- * f32 scales, then their int32 sums of q. Rows past the weight's last (the last panel's
- * padding) are zero. */
+ * f32 scales (Q4: its group's f16 d), then their int32 sums of q. Rows past the weight's last
+ * (the last panel's padding) are zero. */
 struct kern_packed {
     void *panels;
     size_t rows, in;
@@ -506,49 +510,17 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
     }
 }
 
-/* A Q4 panel (kern.h): per block, 16 pairs of columns as 8 rows x 2 int8 q, then the
- * 8 rows' d as f32. Padding rows are q = 0, d = 0. */
-static void pack_q4(uint8_t *mem, const qweight *w, size_t rows) {
-    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, ng = in / w->group, gb = w->group / 32;
-    memset(mem, 0, np * nb * KERN_Q4_BLOCK);
-    for (size_t pi = 0; pi < np; pi++)
-        for (size_t r = 0; r < 8 && pi * 8 + r < rows; r++) {
-            size_t row = pi * 8 + r;
-            const uint8_t *nib = (const uint8_t *)w->data + row * in / 2;
-            for (size_t b = 0; b < nb; b++) {
-                uint8_t *blk = mem + (pi * nb + b) * KERN_Q4_BLOCK, v[32];
-                for (size_t k = 0; k < 16; k++) /* quant.h: byte k holds columns k and k + 16 */
-                    v[k] = (uint8_t)((nib[b * 16 + k] & 15) - 8), v[k + 16] = (uint8_t)((nib[b * 16 + k] >> 4) - 8);
-                for (size_t k = 0; k < 32; k += 2) memcpy(blk + k / 2 * 16 + 2 * r, v + k, 2);
-                ((float *)(blk + 256))[r] = kern_f16(((const uint16_t *)w->scales)[row * ng + b / gb]);
-            }
-        }
-}
-
-kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
-    int i8 = w->q == WQ_8DA8W || w->q == WQ_Q8, q4 = w->q == WQ_Q4; /* int8 panels, int4-as-int8 */
-    if (!panel_fn(k, w->q) || w->in % 32) return NULL;
-    size_t in = w->in, ng = in / 32, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
-    kern_packed *pk = malloc(sizeof *pk);
-    void *mem = NULL;
-    if (!pk || posix_memalign(&mem, 64, bytes ? bytes : 64)) {
-        free(pk);
-        return NULL;
-    }
-    *pk = (kern_packed){mem, rows, in, w->q};
-    if (i8 || q4) {
-        (i8 ? pack_8da8w : pack_q4)(mem, w, rows);
-        return pk;
-    }
-    const float *sc = w->scales;
+/* An 8DA4W or Q4 panel (the layout above). */
+static void pack_nib(uint8_t *mem, const qweight *w, size_t rows) {
+    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, gb = w->group / 32, ng = in / w->group;
     /* A row's block is 16 bytes, byte c holding column c (low nibble) and c + 16 (high):
      * masked as two 64-bit words they are columns 0..15 and 16..31 as bytes, i.e. the 8
      * quads as 32-bit words; pair i of the panel is the words 2i of rows 0..7, the words
      * 2i + 1 in the high nibbles. Padding rows are q = 0 (0x88 bytes), scale 0. */
     const uint64_t m4 = 0x0f0f0f0f0f0f0f0full;
     for (size_t pi = 0; pi < np; pi++)
-        for (size_t g = 0; g < ng; g++) {
-            uint8_t *blk = (uint8_t *)mem + (pi * ng + g) * KERN_8DA4W_BLOCK;
+        for (size_t g = 0; g < nb; g++) {
+            uint8_t *blk = mem + (pi * nb + g) * KERN_8DA4W_BLOCK;
             uint32_t pair[4][8];
             float *ps = (float *)(blk + 128);
             int32_t *qs = (int32_t *)(blk + 160);
@@ -564,11 +536,26 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
                     sum += (int32_t)((t & 0xffffffffull) + (t >> 32));
                     pair[i][r] = (uint32_t)v[i] | (uint32_t)(v[i] >> 32) << 4; /* quads 2i, 2i + 1 */
                 }
-                ps[r] = row < rows ? sc[row * ng + g] : 0;
+                ps[r] = row >= rows            ? 0
+                        : w->q == WQ_8DA4W ? ((const float *)w->scales)[row * nb + g]
+                                           : kern_f16(((const uint16_t *)w->scales)[row * ng + g / gb]);
                 qs[r] = sum;
             }
             memcpy(blk, pair, 128);
         }
+}
+
+kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
+    if (!panel_fn(k, w->q) || w->in % 32) return NULL;
+    size_t in = w->in, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
+    kern_packed *pk = malloc(sizeof *pk);
+    void *mem = NULL;
+    if (!pk || posix_memalign(&mem, 64, bytes ? bytes : 64)) {
+        free(pk);
+        return NULL;
+    }
+    *pk = (kern_packed){mem, rows, in, w->q};
+    (w->q == WQ_8DA8W || w->q == WQ_Q8 ? pack_8da8w : pack_nib)(mem, w, rows);
     return pk;
 }
 
@@ -615,7 +602,7 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         return;
     }
     kern_xq xq = xq_of(scratch, n, in);
-    int kind = w->q == WQ_8DA4W || w->q == WQ_8DA8W ? WQ_8DA4W : w->q == WQ_Q4 || w->q == WQ_Q8 ? WQ_Q4 : 0;
+    int kind = w->q == WQ_8DA8W ? WQ_8DA4W : w->q == WQ_8DA4W || w->q == WQ_Q4 || w->q == WQ_Q8 ? (int)w->q : 0;
     if (kind && !(same && h->kind == kind && h->x == x && h->n == n && h->in == in)) {
         act_job aj = {k, &xq, x, n, in, kind};
         pool_run(n < 4 ? NULL : p, act_task, &aj);

@@ -27,15 +27,16 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
 /* Activations quantized for the integer kernels.
  * 8DA4W and 8DA8W: per token, as torchao's _apply_int8_act_asym_per_token_quant_dequant: row i is
  *   (q[i*in ..], scale[i], zp[i]) and stands for x' = (q - zp) * scale.
- * Q4 and Q8: int16 per block of 32 (kern_quant_act16): row i is h[i*in ..] with block scales
- *   hs[i*in/32 ..], x' = h * hs; within 2^-16 of the block's largest |x|, so Q4 is w4a16 and
- *   Q8 w8a16 in accuracy, with integer dot products (pmaddwd, SMLAL) instead of widening
- *   every weight to f32.
+ * Q4 and Q8: per block of 32 (kern_quant_blocks): row i is h[i*in ..] with block scales
+ *   hs[i*in/32 ..], x' = h * hs; Q8's h are int16, within 2^-16 of the block's largest |x|
+ *   (w8a16, the AX650's scheme), Q4's int8 (w4a8, llama.cpp's Q4_0 x Q8_0; also as u = h + 128,
+ *   maddubs's unsigned operand), with integer dot products instead of widening every weight
+ *   to f32.
  * A row (8DA4W) or block (Q4, Q8) holding a NaN or an Inf gets scale NaN, so its outputs are
  * NaN (defined behaviour, the same in every variant). */
 typedef struct {
     int8_t *q;     /* 8DA4W */
-    uint8_t *u;    /* 8DA4W: q + 128, the unsigned operand of x86's maddubs (panels) */
+    uint8_t *u;    /* 8DA4W: q + 128, Q4: h + 128, the unsigned operand of x86's maddubs (panels) */
     float *scale;
     int32_t *zp;
     int16_t *h;    /* Q4, Q8; 8DA4W: q - zp, the int16 operand of x86's pmaddwd */
@@ -70,10 +71,10 @@ typedef struct {
     float (*exps)(float *s, size_t n, float m);
     /* kern_swiglu within a few ulp */
     void (*swiglu)(float *y, const float *g, const float *u, size_t n);
-    /* kern_quant_act and kern_quant_act16 with the same bits; quant_act also writes
+    /* kern_quant_act and kern_quant_blocks with the same bits; quant_act also writes
      * u = q + 128 and h = q - zp */
     void (*quant_act)(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
-    void (*quant_act16)(int16_t *h, float *hs, const float *x, size_t in);
+    void (*quant_blocks)(int16_t *h, uint8_t *u, float *hs, const float *x, size_t in, int qmax);
     /* [wq_type]: Q8, Q4, 8DA4W and 8DA8W weights repacked as panels (kern_pack, below): y
      * columns [o0, o1) of n rows, o0 a multiple of 8; NULL where the variant has none */
     kern_panel_fn *panel[WQ_N];
@@ -119,18 +120,17 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * An 8DA8W weight's panels: 8 rows whose int8 values are interleaved 2 columns at a time
  * (16 bytes: row r's pair at bytes 2r, 2r+1), then the 8 rows' scales; its sums are exact
  * in int32 over the whole row, so panels, tiles and the reference give the same bits.
- * A Q4 weight's panels (groups of 32 or 128): per block of 32 columns, 8 rows' int4 values
- * as int8, 2 columns of a row side by side (twice the file's bytes), then the 8 rows' scales
- * of the block's group as f32; the panel kernel adds the blocks as the reference does (its
- * bits). A Q8 weight's panels are an 8DA8W weight's bytes (its int8 values and per-row scales
- * are laid out alike), its kernel Q4's with the rows' scales in every block: its bits. */
+ * A Q4 weight's panels (groups of 32 or 128) are laid out as 8DA4W's, the scales its block's
+ * group's d as f32; the kernel adds the blocks as the reference does (its bits). A Q8 weight's
+ * panels are an 8DA8W weight's bytes (its int8 values and per-row scales are laid out alike),
+ * its kernel adds the blocks as its reference: its bits. */
 typedef struct kern_packed kern_packed;
 /* Bytes of one panel (8 rows) of a weight of type t with in columns, in the layouts above:
  * 8DA4W and Q4 per block of 32 columns, 8DA8W and Q8 per row length. kern.c packs them, the
  * variants' panel kernels read them. */
-enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 16 * 16 + 8 * 4 };
+enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4 };
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
-    return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
+    return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * KERN_8DA4W_BLOCK;
 }
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
 void kern_packed_free(kern_packed *p);
@@ -145,10 +145,12 @@ void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight
  * q = clamp(rne(x * (1/s)) + zp, -128, 127); all f32. */
 void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t in);
 
-/* One row x[in] (in a multiple of 32) to int16 per block of 32 (Q4's and Q8's activations): amax the
- * block's largest |x|, hs = amax / 32767, h = clamp(rne(x / hs), -32767, 32767) (all f32;
- * h = 0 where hs is 0: amax 0, or below 2^-134); a block holding a NaN or an Inf gets hs NaN and h 0. */
-void kern_quant_act16(int16_t *h, float *hs, const float *x, size_t in);
+/* One row x[in] (in a multiple of 32) to integers per block of 32, symmetric: amax the block's
+ * largest |x|, hs = amax / qmax, h = clamp(rne(x / hs), -qmax, qmax) (all f32; h = 0 where hs
+ * is 0: amax 0, or below 2^-149 * qmax); a block holding a NaN or an Inf gets hs NaN and h 0.
+ * qmax 32767 is Q8's activations (int16), 127 Q4's (int8, as llama.cpp's Q8_0 but with an
+ * f32 scale and RNE), which also writes u = h + 128 when u is not NULL. */
+void kern_quant_blocks(int16_t *h, uint8_t *u, float *hs, const float *x, size_t in, int qmax);
 
 /* The generic (reference) kernel for quantization type t, for tests. */
 kern_qmatmul_fn *kern_qref(wq_type t);

@@ -280,7 +280,7 @@ INLINE AVX2 void block16(wq_type t, const void *row, size_t g, __m256i *lo, __m2
     *hi = _mm256_sub_epi16(_mm256_srli_epi16(v, 4), e8);
 }
 
-/* Q4 (w4a16) and Q8 (w8a16), t: int16 activations per block of 32 (kern_quant_act16). Per
+/* Q4 (w4a8) and Q8 (w8a16), t: activations per block of 32 as int16 (kern_quant_blocks). Per
  * block the 32 weights as int16 (block16); pmaddwd against the block's int16 activations
  * gives 8 exact int32 sums; converted, they are scaled by hs * d (the reference's product;
  * d the block's f16 scale for Q4, the row's f32 scale for Q8) into f32 accumulators. Only
@@ -527,14 +527,16 @@ enum { PX = 4, PX4 = 6 };
  * partial sums spill to the stack (a third of the time in the panels' loops). */
 #define KEEP(v) __asm__("" : "+x"(v))
 
-INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx,
-                            int nr) {
+INLINE AVX2 void panel_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in,
+                            int nx, int nr) {
     __m256 acc[PX4];
     __m256i z[PX4];
+    size_t nb = in / 32;
     const __m256i ones = _mm256_set1_epi16(1), m15 = _mm256_set1_epi8(15), e8 = _mm256_set1_epi8(8);
 #pragma GCC unroll 6
-    for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(128 + xq->zp[a]);
-    for (size_t g = 0; g < in / 32; g++, pan += KERN_8DA4W_BLOCK) {
+    for (int a = 0; a < nx; a++)
+        acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(t == WQ_Q4 ? 128 : 128 + xq->zp[a]);
+    for (size_t g = 0; g < nb; g++, pan += KERN_8DA4W_BLOCK) {
         __m256i s16[PX4];
 #pragma GCC unroll 6
         for (int a = 0; a < nx; a++) s16[a] = _mm256_setzero_si256();
@@ -557,46 +559,60 @@ INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8
         __m256i qs = _mm256_loadu_si256((const __m256i *)(pan + 160));
 #pragma GCC unroll 6
         for (int a = 0; a < nx; a++) {
-            __m256i G = _mm256_sub_epi32(_mm256_madd_epi16(s16[a], ones), _mm256_madd_epi16(qs, z[a]));
-            acc[a] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(G), sc, acc[a]);
+            __m256 G = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(s16[a], ones), _mm256_madd_epi16(qs, z[a])));
+            if (t == WQ_Q4) /* the reference's (hs * d) * S, added in block order */
+                acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), sc), G));
+            else acc[a] = _mm256_fmadd_ps(G, sc, acc[a]);
         }
     }
 #pragma GCC unroll 6
     for (int a = 0; a < nx; a++) {
-        __m256 r = _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
+        __m256 r = t == WQ_Q4 ? acc[a] : _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
         if (nr == 8) _mm256_storeu_ps(y + (size_t)a * ldy, r);
         else {
-            float t[8];
-            _mm256_storeu_ps(t, r);
-            memcpy(y + (size_t)a * ldy, t, (size_t)nr * sizeof *t);
+            float tmp[8];
+            _mm256_storeu_ps(tmp, r);
+            memcpy(y + (size_t)a * ldy, tmp, (size_t)nr * sizeof *tmp);
+        }
+    }
+}
+
+/* The walk of 8DA4W's and Q4's panels (t, a constant after inlining): slabs of panels that
+ * stay in L2, PX4 rows of x by one panel at a time. */
+INLINE AVX2 void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
+                           size_t out, size_t o0, size_t o1) {
+    size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb;
+    if (slab < 1) slab = 1;
+    for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
+        size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
+        for (size_t i = 0; i < n; i += PX4) {
+            int nx = n - i < PX4 ? (int)(n - i) : PX4;
+            kern_xq xi = {NULL, xq->u + i * in, t == WQ_Q4 ? NULL : xq->scale + i, t == WQ_Q4 ? NULL : xq->zp + i,
+                          NULL, t == WQ_Q4 ? xq->hs + i * (in / 32) : NULL};
+            for (size_t pi = p0; pi < p1; pi++) {
+                int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
+                const uint8_t *pan = (const uint8_t *)panels + pi * pb;
+                float *yt = y + i * out + pi * 8;
+                switch (nx) {
+                case 1: panel_tile(t, yt, out, &xi, pan, in, 1, nr); break;
+                case 2: panel_tile(t, yt, out, &xi, pan, in, 2, nr); break;
+                case 3: panel_tile(t, yt, out, &xi, pan, in, 3, nr); break;
+                case 4: panel_tile(t, yt, out, &xi, pan, in, 4, nr); break;
+                case 5: panel_tile(t, yt, out, &xi, pan, in, 5, nr); break;
+                default: panel_tile(t, yt, out, &xi, pan, in, 6, nr); break;
+                }
+            }
         }
     }
 }
 
 static AVX2 void panel_8da4w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
                              size_t o0, size_t o1) {
-    size_t pb = kern_panel_bytes(WQ_8DA4W, in), slab = SLAB / pb;
-    if (slab < 1) slab = 1;
-    for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
-        size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        for (size_t i = 0; i < n; i += PX4) {
-            int nx = n - i < PX4 ? (int)(n - i) : PX4;
-            kern_xq xi = {xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, 0, 0};
-            for (size_t pi = p0; pi < p1; pi++) {
-                int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
-                const uint8_t *pan = (const uint8_t *)panels + pi * pb;
-                float *yt = y + i * out + pi * 8;
-                switch (nx) {
-                case 1: panel_tile(yt, out, &xi, pan, in, 1, nr); break;
-                case 2: panel_tile(yt, out, &xi, pan, in, 2, nr); break;
-                case 3: panel_tile(yt, out, &xi, pan, in, 3, nr); break;
-                case 4: panel_tile(yt, out, &xi, pan, in, 4, nr); break;
-                case 5: panel_tile(yt, out, &xi, pan, in, 5, nr); break;
-                default: panel_tile(yt, out, &xi, pan, in, 6, nr); break;
-                }
-            }
-        }
-    }
+    panel_nib(WQ_8DA4W, y, xq, panels, n, in, out, o0, o1);
+}
+static AVX2 void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                          size_t o0, size_t o1) {
+    panel_nib(WQ_Q4, y, xq, panels, n, in, out, o0, o1);
 }
 
 /* ---- 8DA8W panels (kern.h's kern_pack) ----
@@ -622,8 +638,6 @@ INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
             __m256i hb = _mm256_set1_epi32(h2);
             acc[a][0] = _mm256_add_epi32(acc[a][0], _mm256_madd_epi16(w0, hb));
             if (np > 1) acc[a][1] = _mm256_add_epi32(acc[a][1], _mm256_madd_epi16(w1, hb));
-            KEEP(acc[a][0]);
-            KEEP(acc[a][1]);
         }
     }
     for (int p = 0; p < np; p++) {
@@ -642,23 +656,20 @@ INLINE AVX2 void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
     }
 }
 
-/* ---- Q4 and Q8 panels (kern.h's kern_pack) ----
- * Per block of 32 columns, 16 pairs of columns as 16 bytes: 8 rows x 2 columns of int8 q
- * (row r's pair at bytes 2r, 2r+1), then (Q4) the 8 rows' d (f32) for the block's group;
- * Q8's blocks are the 256 bytes alone, the rows' scales (its d) after the last. Each of
- * PX rows of x broadcasts its pair of int16 h to two panels (16 rows); one pmaddwd per pair
- * adds up each row's exact block sum S in its lane, and per block acc += (hs * d) * S in
- * f32 as the reference does, in block order: the reference's bits. The int4 values are
- * stored a byte each (twice the file's bytes): unpacking nibbles in this loop, or unrolling
- * it fully (register spills), cost a third of the speed. */
+/* ---- Q8 panels (kern.h's kern_pack) ----
+ * 8DA8W's bytes: per pair of columns 16 bytes, 8 rows x 2 columns of int8 q (row r's pair at
+ * bytes 2r, 2r+1), the rows' scales (d) after the last. Each of PX rows of x broadcasts its
+ * pair of int16 h to two panels (16 rows); one pmaddwd per pair adds up each row's exact
+ * block sum S in its lane, and per block of 32 acc += (hs * d) * S in f32 as the reference
+ * does, in block order: the reference's bits. */
 
-INLINE AVX2 void panel_w16_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb,
-                                size_t in, int nx, int np, size_t nr) {
+INLINE AVX2 void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
+                               int nx, int np, size_t nr) {
     __m256 acc[PX][2], dq[2];
-    size_t nb = in / 32, bs = t == WQ_Q8 ? 256 : KERN_Q4_BLOCK; /* bytes per block */
+    size_t nb = in / 32, bs = 256; /* bytes per block */
 #pragma GCC unroll 4
     for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
-    for (int p = 0; p < np && t == WQ_Q8; p++) dq[p] = _mm256_load_ps((const float *)(pan + (size_t)p * pb + in * 8));
+    for (int p = 0; p < np; p++) dq[p] = _mm256_load_ps((const float *)(pan + (size_t)p * pb + in * 8));
     for (size_t g = 0; g < nb; g++, pan += bs) {
         __m256i S[PX][2];
 #pragma GCC unroll 4
@@ -676,15 +687,12 @@ INLINE AVX2 void panel_w16_tile(wq_type t, float *y, size_t ldy, const kern_xq *
                 __m256i hb = _mm256_set1_epi32(h2);
                 S[a][0] = _mm256_add_epi32(S[a][0], _mm256_madd_epi16(w0, hb));
                 if (np > 1) S[a][1] = _mm256_add_epi32(S[a][1], _mm256_madd_epi16(w1, hb));
-                KEEP(S[a][0]);
-                KEEP(S[a][1]);
             }
         }
         for (int p = 0; p < np; p++) {
-            __m256 d = t == WQ_Q8 ? dq[p] : _mm256_load_ps((const float *)(pan + (size_t)p * pb + 256));
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++)
-                acc[a][p] = _mm256_add_ps(acc[a][p], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), d),
+                acc[a][p] = _mm256_add_ps(acc[a][p], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), dq[p]),
                                                                    _mm256_cvtepi32_ps(S[a][p])));
         }
     }
@@ -702,7 +710,7 @@ INLINE AVX2 void panel_w16_tile(wq_type t, float *y, size_t ldy, const kern_xq *
     }
 }
 
-/* The walk of 8DA8W's, Q4's and Q8's panels (t, a constant after inlining): slabs of panels
+/* The walk of 8DA8W's and Q8's panels (t, a constant after inlining): slabs of panels
  * that stay in L2, PX rows of x by two panels at a time. */
 INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
                              size_t out, size_t o0, size_t o1) {
@@ -722,7 +730,7 @@ INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void 
 #define P(A, B)                                                                                    \
     case A * 2 + B - 1:                                                                            \
         if (t == WQ_8DA8W) panel8_tile(yt, out, &xi, pan, pb, in, A, B, nr);                       \
-        else panel_w16_tile(t, yt, out, &xi, pan, pb, in, A, B, nr);                               \
+        else panel_q8_tile(yt, out, &xi, pan, pb, in, A, B, nr);                               \
         break;
                     P(1, 1) P(1, 2) P(2, 1) P(2, 2) P(3, 1) P(3, 2) P(4, 1) P(4, 2)
 #undef P
@@ -736,16 +744,12 @@ static AVX2 void panel_8da8w(float *y, const kern_xq *xq, const void *panels, si
                              size_t o0, size_t o1) {
     panel_pairs(WQ_8DA8W, y, xq, panels, n, in, out, o0, o1);
 }
-static AVX2 void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
-                          size_t o0, size_t o1) {
-    panel_pairs(WQ_Q4, y, xq, panels, n, in, out, o0, o1);
-}
 static AVX2 void panel_q8(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
                           size_t o0, size_t o1) {
     panel_pairs(WQ_Q8, y, xq, panels, n, in, out, o0, o1);
 }
 
-/* ---- activation quantization: kern.c's kern_quant_act and kern_quant_act16, bit for bit
+/* ---- activation quantization: kern.c's kern_quant_act and kern_quant_blocks, bit for bit
  * (min, max, one IEEE product or quotient per element, RNE conversion, saturating packs
  * for the clamps), 32 elements at a time. in is a multiple of 32 for every quantized
  * weight; any rest goes to the scalar code. */
@@ -819,21 +823,24 @@ static AVX2 void quant_act(int8_t *q, uint8_t *u, int16_t *h, float *scale, int3
     *zp = zi;
 }
 
-static AVX2 void quant_act16(int16_t *h, float *hs, const float *x, size_t in) {
-    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-32767), hi = _mm256_set1_ps(32767);
+static AVX2 void quant_blocks(int16_t *h, uint8_t *u, float *hs, const float *x, size_t in, int qmax) {
+    const float m = (float)qmax;
+    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-m), hi = _mm256_set1_ps(m);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), flip = _mm256_set1_epi8((char)0x80);
     for (size_t b = 0; b < in / 32; b++, x += 32, h += 32) {
-        __m256 v[4], m = _mm256_setzero_ps();
+        __m256 v[4], mx = _mm256_setzero_ps();
         int bad = 0;
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             v[j] = _mm256_loadu_ps(x + 8 * j);
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[j]));
             bad |= nonfinite(v[j]);
         }
-        float d = hmax(m) / 32767.0f;
+        float d = hmax(mx) / m;
         hs[b] = bad ? NAN : d;
         if (!(hs[b] > 0)) {
             memset(h, 0, 32 * sizeof *h);
+            if (u) memset(u + b * 32, 128, 32);
             continue;
         }
         __m256 vd = _mm256_set1_ps(d);
@@ -841,8 +848,12 @@ static AVX2 void quant_act16(int16_t *h, float *hs, const float *x, size_t in) {
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++)
             r[j] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v[j], vd), lo), hi));
-        _mm256_storeu_si256((__m256i *)h, _mm256_permute4x64_epi64(_mm256_packs_epi32(r[0], r[1]), 0xd8));
-        _mm256_storeu_si256((__m256i *)(h + 16), _mm256_permute4x64_epi64(_mm256_packs_epi32(r[2], r[3]), 0xd8));
+        __m256i p0 = _mm256_packs_epi32(r[0], r[1]), p1 = _mm256_packs_epi32(r[2], r[3]);
+        _mm256_storeu_si256((__m256i *)h, _mm256_permute4x64_epi64(p0, 0xd8));
+        _mm256_storeu_si256((__m256i *)(h + 16), _mm256_permute4x64_epi64(p1, 0xd8));
+        if (u) /* |h| <= 127 here */
+            _mm256_storeu_si256((__m256i *)(u + b * 32),
+                                _mm256_xor_si256(_mm256_permutevar8x32_epi32(_mm256_packs_epi16(p0, p1), perm), flip));
     }
 }
 
@@ -858,7 +869,7 @@ const kern_ops kern_avx2 = {
     .exps = exps,
     .swiglu = swiglu,
     .quant_act = quant_act,
-    .quant_act16 = quant_act16,
+    .quant_blocks = quant_blocks,
     .panel = {[WQ_Q8] = panel_q8, [WQ_Q4] = panel_q4, [WQ_8DA4W] = panel_8da4w, [WQ_8DA8W] = panel_8da8w},
 };
 #else

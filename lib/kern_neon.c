@@ -182,7 +182,8 @@ static void to_f16(uint16_t *h, const float *x, size_t n) {
 /* ---- quantized weights (quant.h has the layouts; kern.c the reference kernels) ----
  * The same slab and tile walk; only the inner step differs per type. */
 
-/* Q4 (w4a16) and Q8 (w8a16), t: int16 activations per block of 32 (kern.h). Per block the
+/* Q4 (w4a8) and Q8 (w8a16), t: activations per block of 32 as int16 (kern.h; Q4's within
+ * int8, where SDOT would serve on a CPU that has it: none here to test). Per block the
  * weights as int8 (Q4: nibble - 8), widened to int16 (SXTL), multiplied with the block's
  * int16 activations into int32 lanes (SMULL/SMLAL: exact), converted and scaled by hs * d,
  * the reference's product (d the block's f16 scale for Q4, the row's f32 scale for Q8).

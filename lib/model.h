@@ -39,7 +39,7 @@ typedef struct {
  * WQ_DTYPE(type) (past st.h's codes, so code that knows only F32/F16/BF16 refuses it)
  * and data points at a qweight that holds the arrays:
  *   WQ_Q8    int8 [rows, in], f32 scale per row, x int16 per 32 (w8a16; in a multiple of 32)
- *   WQ_Q4    int4 [rows, in] in blocks of 32, f16 scale per `group` (32 or 128), x int16 per 32
+ *   WQ_Q4    int4 [rows, in] in blocks of 32, f16 scale per `group` (32 or 128), x int8 per 32
  *   WQ_8DA4W int4 [rows, in] in blocks of 32, f32 scale per 32 (torchao), x int8 per token
  *   WQ_E8    int8 [rows, in], f32 scale per row (8da4w's and 8da8w's embedding; never a matmul)
  *   WQ_8DA8W int8 [rows, in], f32 scale per row (torchao), x int8 per token as 8DA4W's

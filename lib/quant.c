@@ -405,7 +405,10 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
     m->qmap = (void *)f.data;
     m->qmap_size = f.size;
     /* other weights compute other K/V and logits: the model's identity (what saved
-     * sessions are keyed by) becomes BLAKE2b(source fingerprint, scheme, version) */
+     * sessions are keyed by) becomes BLAKE2b(source fingerprint, scheme, version[, the
+     * activations' version where a scheme's run-time activations changed: q4's became int8,
+     * so a session saved with int16 ones is another model's, whose K/V these kernels would
+     * not compute]) */
     crypto_generichash_state hs;
     uint8_t ver[4];
     put_le32(ver, QUANT_VERSION);
@@ -413,6 +416,7 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
     crypto_generichash_update(&hs, m->fingerprint, sizeof m->fingerprint);
     crypto_generichash_update(&hs, (const uint8_t *)names[s], strlen(names[s]) + 1);
     crypto_generichash_update(&hs, ver, 4);
+    if (s == QS_Q4 || s == QS_Q4G128) crypto_generichash_update(&hs, (const uint8_t *)"a8", 2);
     crypto_generichash_final(&hs, m->fingerprint, sizeof m->fingerprint);
     free(v);
     free(layers0);

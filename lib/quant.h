@@ -5,11 +5,12 @@
  *   none    the checkpoint's F32/F16/BF16 weights, used in place (no cache file)
  *   bf16    F32/F16 linear weights rounded to BF16 (RNE); a BF16 checkpoint is used in place
  *   q8      int8 per output row, symmetric: s = amax/127 (f32), q = rne(w/s); x at run time
- *           as int16 per block of 32 as q4's (w8a16), integer int16 x int8 dot products
+ *           as int16 per block of 32 (kern_quant_blocks: w8a16 to 2^-16 of each block's largest
+ *           |x|), integer int16 x int8 dot products
  *   q4      int4 in groups of 32, llama.cpp Q4_0's rule with RNE: m = the element of largest
- *           |w|, d = f16(m / -8), q = clamp(rne(w / d), -8, 7); x at run time as int16 per block
- *           of 32 (kern_quant_act16: w4a16 to 2^-16 of each block's largest |x|) and
- *           integer int16 x int4 dot products. q4g128: groups of 128
+ *           |w|, d = f16(m / -8), q = clamp(rne(w / d), -8, 7); x at run time as int8 per block
+ *           of 32 (kern_quant_blocks, as llama.cpp's Q8_0 with an f32 scale: w4a8) and integer
+ *           int8 x int4 dot products. q4g128: groups of 128
  *   8da4w   torchao Int8DynamicActivationIntxWeightConfig(int4, PerGroup(32)) on an f32 model,
  *           exactly (quant_primitives.py, torchao 0.18): s = max(amax / 7.5, FLT_MIN),
  *           q = clamp(rne(w * (1/s)), -8, 7), f32 scales; the embedding int8 per row

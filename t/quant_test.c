@@ -327,9 +327,12 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
         kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
         if (t == WQ_8DA4W || t == WQ_8DA8W)
             for (size_t k = 0; k < in; k++) h[i * in + k] = (int16_t)(q[i * in + k] - zp[i]);
-        else if (in % 32 == 0) kern_quant_act16(h + i * in, hs + i * (in / 32), x + i * in, in);
+        else if (in % 32 == 0)
+            kern_quant_blocks(h + i * in, t == WQ_Q4 ? u + i * in : NULL, hs + i * (in / 32), x + i * in, in,
+                              t == WQ_Q4 ? 127 : 32767);
     }
-    for (size_t i = 0; i < n * in; i++) u[i] = (uint8_t)(q[i] + 128);
+    if (t != WQ_Q4)
+        for (size_t i = 0; i < n * in; i++) u[i] = (uint8_t)(q[i] + 128);
     kern_qref(t)(want, x, &xq, &qw, n, in, out, 0, out);
     for (size_t i = 0; i < n * out; i++) got[i] = 12345;
     size_t o0 = out > 2 ? 1 : 0, o1 = out > 2 ? out - 1 : out;
@@ -416,50 +419,56 @@ static void test_act(void) {
     CHECK(isnan(s), "act quant: an Inf gives scale NaN");
 }
 
-/* kern_quant_act16 within half a step of every x, and every variant's quantizers (both
- * kinds) bit for bit the generic ones, on the adversarial rows too. */
-static void test_act16(void) {
+/* kern_quant_blocks (int16 and int8) within half a step of every x, and every variant's
+ * quantizers (both kinds) bit for bit the generic ones, on the adversarial rows too. */
+static void test_blocks(void) {
     enum { IN = 160, NB = IN / 32 };
     const kern_ops *v[4];
     size_t nv = kern_variants(v, 4);
     float x[IN], hs[NB], hs2[NB], s, s2;
     int16_t h[IN], h2[IN];
     int8_t q[IN], q2[IN];
+    uint8_t u[IN], u2[IN];
     int32_t zp, zp2;
-    for (int trial = 0; trial < 600; trial++) {
-        float big = trial % 4 == 0 ? 1e-20f : trial % 4 == 1 ? 1e20f : trial % 4 == 2 ? 1e-39f : 3;
+    for (int trial = 0; trial < 1200; trial++) {
+        int qmax = trial % 2 ? 127 : 32767;
+        const char *kind = qmax == 127 ? "act8" : "act16";
+        float big = trial / 2 % 4 == 0 ? 1e-20f : trial / 2 % 4 == 1 ? 1e20f : trial / 2 % 4 == 2 ? 1e-39f : 3;
         for (size_t k = 0; k < IN; k++) x[k] = (unif() + (trial % 7 == 0 ? 1.0f : trial % 7 == 1 ? -1.0f : 0)) * big;
         if (trial % 11 == 0) memset(x, 0, 64 * sizeof *x);  /* zero blocks */
         if (trial % 13 == 0) x[trial % IN] = NAN;
         if (trial % 17 == 0) x[(trial * 7) % IN] = -INFINITY;
         if (trial % 5 == 0) x[trial % IN] = 1e4f * (trial % 2 ? -big : big); /* an outlier */
-        kern_quant_act16(h, hs, x, IN);
+        memset(u, 0x55, sizeof u);
+        kern_quant_blocks(h, qmax == 127 ? u : NULL, hs, x, IN, qmax);
         double worst = 0;
         for (size_t k = 0; k < IN; k++) {
+            CHECK(h[k] >= -qmax && h[k] <= qmax, "%s: h %d out of range", kind, h[k]);
+            if (qmax == 127) CHECK(u[k] == (uint8_t)(h[k] + 128), "%s: u is not h + 128", kind);
             if (isnan(hs[k / 32])) {
-                CHECK(h[k] == 0, "act16: a non-finite block's h is 0");
+                CHECK(h[k] == 0, "%s: a non-finite block's h is 0", kind);
                 continue;
             }
-            /* hs subnormal (x near 2^-126 / 32767) is rounded to 2^-149: h clamps short by that much */
-            worst = fmax(worst, fabs(x[k] - h[k] * (double)hs[k / 32]) - hs[k / 32] * 0.504 - 32767 * 0x1p-150);
+            /* hs subnormal (x near 2^-126 / qmax) is rounded to 2^-149: h clamps short by that much */
+            worst = fmax(worst, fabs(x[k] - h[k] * (double)hs[k / 32]) - hs[k / 32] * 0.504 - qmax * 0x1p-150);
         }
         for (size_t b = 0; b < NB; b++) {
             int bad = 0;
             for (size_t k = b * 32; k < b * 32 + 32; k++) bad |= !isfinite(x[k]);
-            CHECK(bad == !!isnan(hs[b]), "act16, trial %d: block %zu NaN iff it holds a NaN or an Inf", trial, b);
+            CHECK(bad == !!isnan(hs[b]), "%s, trial %d: block %zu NaN iff it holds a NaN or an Inf", kind, trial, b);
         }
-        CHECK(worst <= 0, "act16, trial %d: excess %g", trial, worst);
+        CHECK(worst <= 0, "%s, trial %d: excess %g", kind, trial, worst);
         kern_quant_act(q, &s, &zp, x, IN);
         for (size_t vi = 0; vi < nv; vi++) {
-            if (v[vi]->quant_act16) {
+            if (v[vi]->quant_blocks) {
                 memset(h2, 0x55, sizeof h2);
-                v[vi]->quant_act16(h2, hs2, x, IN);
-                CHECK(!memcmp(h, h2, sizeof h) && !memcmp(hs, hs2, sizeof hs), "%s act16, trial %d: not the generic bits",
-                      v[vi]->name, trial);
+                memset(u2, 0x55, sizeof u2);
+                v[vi]->quant_blocks(h2, qmax == 127 ? u2 : NULL, hs2, x, IN, qmax);
+                CHECK(!memcmp(h, h2, sizeof h) && !memcmp(hs, hs2, sizeof hs) && (qmax != 127 || !memcmp(u, u2, sizeof u)),
+                      "%s %s, trial %d: not the generic bits", v[vi]->name, kind, trial);
             }
             if (v[vi]->quant_act) {
                 memset(q2, 0x55, sizeof q2);
-                uint8_t u2[IN];
                 v[vi]->quant_act(q2, u2, h2, &s2, &zp2, x, IN);
                 int ok = !memcmp(q, q2, sizeof q) && !memcmp(&s, &s2, sizeof s) && zp == zp2;
                 for (size_t k = 0; k < IN; k++) ok &= h2[k] == q[k] - zp && u2[k] == (uint8_t)(q[k] + 128);
@@ -483,8 +492,8 @@ static void test_f16(void) {
 
 /* kern_matmul_w_same reuses activations only when the scratch says they are this x's for
  * this kind: after a call that quantized nothing (a bf16 weight), or of another kind, it
- * quantizes again; after a q4 call on the same x, a q4 or q8 call reuses them (q4 and q8
- * take the same int16 activations: the bits of quantizing afresh). */
+ * quantizes again; after a q4 call on the same x, a q4 call reuses them and a q8 call (int16
+ * activations, q4's are int8) quantizes again: the bits of quantizing afresh either way. */
 static void test_same(void) {
     enum { N = 3, IN = 64, OUT = 17 };
     const kern_ops *k = kern_best();
@@ -528,7 +537,7 @@ static int cmd_kernels(void) {
     printf("\n");
     test_roundtrip();
     test_act();
-    test_act16();
+    test_blocks();
     test_same();
     test_f16();
     /* (in 200: a tail past the last 16 columns, for 8da8w; q8 and q4 take blocks of 32) */
