@@ -357,6 +357,72 @@ INLINE AVX2 void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, co
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = hsum(acc[a][b]);
 }
 
+/* Q4 in groups of 32 (w4a8: its h within int8, as u = h + 128), two blocks at a time: 32
+ * bytes of W are blocks g and g + 1, whose low nibbles are both blocks' columns 0..15 and
+ * high nibbles columns 16..31 (quant.h's layout); the activations of the two blocks are
+ * rearranged to match (one permute per half, once per row of x for all 4 rows of W). One
+ * maddubs per half multiplies q + 8 (unsigned, 0..15, no offset to subtract) with h, and
+ * 8 * h (a third maddubs, per row of x) takes the offset back out in int16 (|sum| <=
+ * 2 * 3810 + 4064): per lane a partial sum of S exact; pmaddwd by ones, lanes 0..3 block
+ * g's, 4..7 block g + 1's, converted and scaled by hs * d (the reference's product) in
+ * f32, as tile_w16 (only the order of the f32 adds differs from the reference). */
+INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in, int nx,
+                         int nw) {
+    __m256 acc[QX][QW];
+    size_t nb = in / 32, rb = in / 2;
+    const uint8_t *q = (const uint8_t *)w->data + o * rb;
+    const uint16_t *d = (const uint16_t *)w->scales + o * nb;
+    const __m256i m15 = _mm256_set1_epi8(15), flip = _mm256_set1_epi8((char)0x80), e8 = _mm256_set1_epi8(8),
+                  ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) acc[a][b] = _mm256_setzero_ps();
+    const char *next = (const char *)(q + 2 * (size_t)nw * rb); /* two tiles ahead */
+    for (size_t g = 0; g < nb; g += 8) {
+        for (int b = 0; b < nw; b++) {
+            _mm_prefetch(next + (size_t)b * rb + g * 16, _MM_HINT_T0);
+            _mm_prefetch(next + (size_t)b * rb + g * 16 + 64, _MM_HINT_T0);
+        }
+        __m256 sc[QX][QW];
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + (size_t)b * nb + g)));
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) sc[a][b] = _mm256_mul_ps(_mm256_loadu_ps(xq->hs + (size_t)a * nb + g), dv);
+        }
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            __m256i lo[QX], hi[QX], c[QX];
+            const __m256i lane = _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1);
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) {
+                const uint8_t *u = xq->u + (size_t)a * in + (g + 2 * (size_t)p) * 32;
+                __m256i A = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)u), flip);
+                __m256i B = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(u + 32)), flip);
+                lo[a] = _mm256_permute2x128_si256(A, B, 0x20);
+                hi[a] = _mm256_permute2x128_si256(A, B, 0x31);
+                c[a] = _mm256_add_epi16(_mm256_maddubs_epi16(e8, lo[a]), _mm256_maddubs_epi16(e8, hi[a]));
+            }
+#pragma GCC unroll 4
+            for (int b = 0; b < nw; b++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(q + (size_t)b * rb + (g + 2 * (size_t)p) * 16));
+                __m256i wl = _mm256_and_si256(v, m15), wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
+#pragma GCC unroll 4
+                for (int a = 0; a < nx; a++) {
+                    __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(wl, lo[a]), _mm256_maddubs_epi16(wh, hi[a]));
+                    __m256i s = _mm256_madd_epi16(_mm256_sub_epi16(s16, c[a]), ones);
+                    acc[a][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_permutevar8x32_ps(sc[a][b], lane), acc[a][b]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = hsum(acc[a][b]);
+}
+
 /* 8DA4W: integer dot products on the int16 h = xq - zp (in [-255, 255]): per 32-block
  * the weights widened to int16 as Q4's, pmaddwd against h gives 8 exact int32 sums of
  * (xq - zp) * q, converted and scaled by the block's f32 scale into f32 accumulators, the
@@ -447,6 +513,7 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
                          size_t in, size_t out, size_t o0, size_t o1) {
     (void)x; /* every quantized type reads xq */
     size_t rowb = t == WQ_Q8 || t == WQ_8DA8W ? in : in / 2, qw = n == 1 ? 4 : 3, slab = SLAB / rowb / 12 * 12;
+    int q4x = t == WQ_Q4 && w->group == 32 && in % 256 == 0 && xq->u; /* tile_q4's case */
     if (slab < 12) slab = 12;
     for (size_t s0 = o0; s0 < o1; s0 += slab) {
         size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
@@ -454,14 +521,15 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
             int nx = n - i < QX ? (int)(n - i) : QX;
             kern_xq xi = {0};
             if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
-            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
+            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, t == WQ_Q4 ? xq->u + i * in : 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
             for (size_t o = s0; o < s1; o += qw) {
                 int nw = s1 - o < qw ? (int)(s1 - o) : (int)qw;
                 float *yt = y + i * out + o;
                 switch (nx * 8 + nw) {
 #define T(A, B)                                                                                    \
     case A * 8 + B:                                                                                \
-        if (t == WQ_Q8 || t == WQ_Q4) tile_w16(t, yt, out, &xi, w, o, in, A, B);                   \
+        if (t == WQ_Q4 && q4x) tile_q4(yt, out, &xi, w, o, in, A, B);                              \
+        else if (t == WQ_Q8 || t == WQ_Q4) tile_w16(t, yt, out, &xi, w, o, in, A, B);              \
         else if (t == WQ_8DA8W) tile_8da8w(yt, out, &xi, w, o, in, A, B);                           \
         else tile_8da4w(yt, out, &xi, w, o, in, A, B);                                             \
         break;
