@@ -148,7 +148,7 @@ static void accum(float *o, const float *p, const float *v, size_t n, size_t str
 
 /* ---- quantized weights: the reference kernels (quant.h has the layouts) ---- */
 
-/* Q8 (w8a16 with int16 activations, as Q4): per block b of 32, S_b = sum h*q exact in int32
+/* Q8 (w8a16 with int16 activations per block of 32): per block b, S_b = sum h*q exact in int32
  * (|S| <= 32 * 32767 * 128 < 2^31), then y = sum_b (hs_b * s) * S_b in f32, blocks in
  * order; s the row's scale. (float)S rounds where |S| > 2^24: the panels convert the same S
  * (its bits); the tiles convert partial sums and add in another order. */
@@ -512,7 +512,7 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
 
 /* An 8DA4W or Q4 panel (the layout above). */
 static void pack_nib(uint8_t *mem, const qweight *w, size_t rows) {
-    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, gb = w->group / 32, ng = in / w->group;
+    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, gb = w->q == WQ_Q4 ? w->group / 32 : 1, ng = nb / gb;
     /* A row's block is 16 bytes, byte c holding column c (low nibble) and c + 16 (high):
      * masked as two 64-bit words they are columns 0..15 and 16..31 as bytes, i.e. the 8
      * quads as 32-bit words; pair i of the panel is the words 2i of rows 0..7, the words

@@ -36,7 +36,7 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
  * NaN (defined behaviour, the same in every variant). */
 typedef struct {
     int8_t *q;     /* 8DA4W */
-    uint8_t *u;    /* 8DA4W: q + 128, Q4: h + 128, the unsigned operand of x86's maddubs (panels) */
+    uint8_t *u;    /* 8DA4W: q + 128, Q4: h + 128, the unsigned operand of x86's maddubs */
     float *scale;
     int32_t *zp;
     int16_t *h;    /* Q4, Q8; 8DA4W: q - zp, the int16 operand of x86's pmaddwd */
@@ -149,7 +149,7 @@ void kern_quant_act(int8_t *q, float *scale, int32_t *zp, const float *x, size_t
  * largest |x|, hs = amax / qmax, h = clamp(rne(x / hs), -qmax, qmax) (all f32; h = 0 where hs
  * is 0: amax 0, or below 2^-149 * qmax); a block holding a NaN or an Inf gets hs NaN and h 0.
  * qmax 32767 is Q8's activations (int16), 127 Q4's (int8, as llama.cpp's Q8_0 but with an
- * f32 scale and RNE), which also writes u = h + 128 when u is not NULL. */
+ * f32 scale and RNE); with qmax 127 only, u (when not NULL) gets u = h + 128. */
 void kern_quant_blocks(int16_t *h, uint8_t *u, float *hs, const float *x, size_t in, int qmax);
 
 /* The generic (reference) kernel for quantization type t, for tests. */

@@ -256,14 +256,6 @@ static AVX2 float exps(float *s, size_t n, float m) {
  * independent streams for the same registers */
 enum { QX = 4, QW = 4 };
 
-/* 16 bytes of int4 (32 weights) -> the signed values, elements 0..15 in the low lane and
- * 16..31 in the high one (the Q4_0 nibble order). */
-INLINE AVX2 __m256i nibbles(const uint8_t *p) {
-    __m128i v = _mm_loadu_si128((const __m128i *)p);
-    __m256i b = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-    return _mm256_sub_epi8(_mm256_and_si256(b, _mm256_set1_epi8(15)), _mm256_set1_epi8(8));
-}
-
 /* Block g of a Q4 (t) or Q8 row as int16: elements 0..15 in *lo, 16..31 in *hi. Q4: the 16
  * bytes zero-extended to 16-bit lanes (one shuffle), the low nibbles masked and the high
  * ones shifted down, 8 subtracted; Q8: the 32 bytes sign-extended. */
@@ -577,17 +569,19 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
     kern_swiglu(y + i, g + i, u + i, n - i);
 }
 
-/* ---- 8DA4W panels (kern.h's kern_pack): a prefill's GEMM ----
+/* ---- 8DA4W and Q4 panels (kern.h's kern_pack): a prefill's GEMM ----
  * Per block of 32 columns, per pair of quads of 4 columns: the 32 bytes' low nibbles give
  * the first quad's 32 signed values, byte 4r+c row r's column c, their high nibbles the
- * second's (one load, two masks); each of PX rows of x broadcasts its 4 u bytes (x + 128) to all lanes
- * and one maddubs gives per row of W the two pair sums of u*q, added in int16 over the
- * block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640: exact). Per block, pmaddwd by ones
- * makes lane r row r's sum of u*q, minus (128 + zp) * sum q (pmaddwd of the int32 sums of
- * q, which fit 16 bits, by Z: exact) = sum (xq - zp) * q, the reference's group sum; one
- * FMA per 8 rows scales it into f32 in block order. The plain tile_8da4w sums the blocks'
- * f32 terms in another order, so a row of y from the panels can differ from the tile's in
- * the last bits (kern.h, kern_pack: prefill uses panels, decode the tiles). */
+ * second's (one load, two masks); each of PX4 rows of x broadcasts its 4 u bytes (8DA4W:
+ * xq + 128, Q4: h + 128) to all lanes and one maddubs gives per row of W the two pair sums
+ * of u*q, added in int16 over the block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640:
+ * exact). Per block, pmaddwd by ones makes lane r row r's sum of u*q, minus Z * sum q
+ * (pmaddwd of the int32 sums of q, which fit 16 bits, by Z = 128 + zp, Q4: 128; exact) =
+ * sum (xq - zp) * q (Q4: sum h * q), the reference's block sum. 8DA4W: one FMA per 8 rows
+ * scales it into f32 in block order, x's scale at the end; the plain tile_8da4w sums the
+ * blocks' f32 terms in another order, so a row of y from the panels can differ from the
+ * tile's in the last bits (kern.h, kern_pack: prefill uses panels, decode the tiles). Q4:
+ * acc + (hs * d) * S as its reference, the same bits. */
 
 enum { PX = 4, PX4 = 6 };
 

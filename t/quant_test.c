@@ -438,7 +438,7 @@ static void test_blocks(void) {
         if (trial % 11 == 0) memset(x, 0, 64 * sizeof *x);  /* zero blocks */
         if (trial % 13 == 0) x[trial % IN] = NAN;
         if (trial % 17 == 0) x[(trial * 7) % IN] = -INFINITY;
-        if (trial % 5 == 0) x[trial % IN] = 1e4f * (trial % 2 ? -big : big); /* an outlier */
+        if (trial % 5 == 0) x[trial % IN] = 1e4f * (trial / 2 % 2 ? -big : big); /* an outlier */
         memset(u, 0x55, sizeof u);
         kern_quant_blocks(h, qmax == 127 ? u : NULL, hs, x, IN, qmax);
         double worst = 0;
@@ -495,7 +495,7 @@ static void test_f16(void) {
  * quantizes again; after a q4 call on the same x, a q4 call reuses them and a q8 call (int16
  * activations, q4's are int8) quantizes again: the bits of quantizing afresh either way. */
 static void test_same(void) {
-    enum { N = 3, IN = 64, OUT = 17 };
+    enum { N = 3, IN = 256, OUT = 17 }; /* IN: the AVX2 q4 tile's case too */
     const kern_ops *k = kern_best();
     qweight q4, q8, d4;
     make_qw(&q4, WQ_Q4, 32, OUT, IN, 0, 1);
@@ -519,6 +519,8 @@ static void test_same(void) {
     CHECK(!memcmp(got, want, N * OUT * 4), "same after a bf16 call: stale activations used");
     kern_matmul_w_same(k, NULL, got, xb, w8, N, IN, OUT, scratch); /* q8 after q4 on this x */
     CHECK(!memcmp(got, want8, N * OUT * 4), "q8 same after q4: not the bits of quantizing afresh");
+    kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch); /* and q4 after q8 */
+    CHECK(!memcmp(got, want, N * OUT * 4), "q4 same after q8: not the bits of quantizing afresh");
     kern_matmul_w(k, NULL, got, xb, wd, N, IN, OUT, scratch);  /* 8da4w: another kind */
     kern_matmul_w_same(k, NULL, got, xb, w4, N, IN, OUT, scratch);
     CHECK(!memcmp(got, want, N * OUT * 4), "same after an 8da4w call: the wrong kind reused");
@@ -542,12 +544,12 @@ static int cmd_kernels(void) {
     test_f16();
     /* (in 200: a tail past the last 16 columns, for 8da8w; q8 and q4 take blocks of 32; in 256
      * and 768: the AVX2 q4 tile's 8 blocks at a time) */
-    static const size_t ns[] = {1, 2, 3, 4, 7}, ins[] = {32, 96, 128, 384, 200, 256, 768}, outs[] = {1, 2, 5, 17, 64};
+    static const size_t ns[] = {1, 2, 3, 4, 5, 7}, ins[] = {32, 96, 128, 384, 200, 256, 768}, outs[] = {1, 2, 5, 17, 64};
     const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}, {WQ_8DA8W, 0}};
     for (size_t vi = 0; vi < nv; vi++)
         for (size_t ti = 0; ti < 5; ti++) {
             if (!v[vi]->qmatmul[types[ti].t]) continue;
-            for (size_t a = 0; a < 5; a++)
+            for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
                 for (size_t b = 0; b < sizeof ins / sizeof *ins; b++)
                     for (size_t c = 0; c < 5; c++)
                         for (int kind = 0; kind < 5; kind++) {
