@@ -349,7 +349,7 @@ INLINE AVX2 void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, co
         for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = hsum(acc[a][b]);
 }
 
-/* Q4 in groups of 32 (w4a8: its h within int8, as u = h + 128), two blocks at a time: 32
+/* Q4 (w4a8: its h within int8, as u = h + 128), two blocks at a time: 32
  * bytes of W are blocks g and g + 1, whose low nibbles are both blocks' columns 0..15 and
  * high nibbles columns 16..31 (quant.h's layout); the activations of the two blocks are
  * rearranged to match (one permute per half, once per row of x for all 4 rows of W). One
@@ -361,9 +361,9 @@ INLINE AVX2 void tile_w16(wq_type t, float *y, size_t ldy, const kern_xq *xq, co
 INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight *w, size_t o, size_t in, int nx,
                          int nw) {
     __m256 acc[QX][QW];
-    size_t nb = in / 32, rb = in / 2;
+    size_t nb = in / 32, rb = in / 2, ng = in / w->group;
     const uint8_t *q = (const uint8_t *)w->data + o * rb;
-    const uint16_t *d = (const uint16_t *)w->scales + o * nb;
+    const uint16_t *d = (const uint16_t *)w->scales + o * ng;
     const __m256i m15 = _mm256_set1_epi8(15), flip = _mm256_set1_epi8((char)0x80), e8 = _mm256_set1_epi8(8),
                   ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 4
@@ -379,7 +379,9 @@ INLINE AVX2 void tile_q4(float *y, size_t ldy, const kern_xq *xq, const qweight 
         __m256 sc[QX][QW];
 #pragma GCC unroll 4
         for (int b = 0; b < nw; b++) {
-            __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + (size_t)b * nb + g)));
+            const uint16_t *db = d + (size_t)b * ng;
+            __m256 dv = w->group == 32 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(db + g)))
+                                       : _mm256_setr_m128(_mm_set1_ps(_cvtsh_ss(db[g / 4])), _mm_set1_ps(_cvtsh_ss(db[g / 4 + 1])));
 #pragma GCC unroll 4
             for (int a = 0; a < nx; a++) sc[a][b] = _mm256_mul_ps(_mm256_loadu_ps(xq->hs + (size_t)a * nb + g), dv);
         }
@@ -505,7 +507,7 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
                          size_t in, size_t out, size_t o0, size_t o1) {
     (void)x; /* every quantized type reads xq */
     size_t rowb = t == WQ_Q8 || t == WQ_8DA8W ? in : in / 2, qw = n == 1 ? 4 : 3, slab = SLAB / rowb / 12 * 12;
-    int q4x = t == WQ_Q4 && w->group == 32 && in % 256 == 0 && xq->u; /* tile_q4's case */
+    int q4x = t == WQ_Q4 && in % 256 == 0 && xq->u; /* tile_q4's case (groups of 32 or 128) */
     if (slab < 12) slab = 12;
     for (size_t s0 = o0; s0 < o1; s0 += slab) {
         size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
