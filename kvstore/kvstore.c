@@ -102,7 +102,7 @@ static int cmd_info(kvs_store *st, const char *name, const uint8_t *fp) {
     kvs_info in;
     char err[512], t[32], m[65];
     if (kvs_stat(st, name, &in, err, sizeof err) < 0) return fail(NULL, err);
-    if (fp && memcmp(fp, in.fingerprint, 32)) return fail(name, "made by a different model");
+    if (fp && memcmp(fp, in.fingerprint, 32)) return fail(name, KVS_OTHER_MODEL);
     for (int i = 0; i < 32; i++) snprintf(m + 2 * i, 3, "%02x", in.fingerprint[i]);
     when(t, in.mtime);
     printf("name        %s\n", in.name);
@@ -123,7 +123,7 @@ static int cmd_tokens(kvs_store *st, const char *name, const uint8_t *fp) {
     char err[512];
     if (sess_open(st, name, NULL, &s, SESS_READ, err, sizeof err) < 0) return fail(NULL, err);
     int rc = EXIT_OK;
-    if (fp && memcmp(fp, s.fingerprint, 32)) rc = fail(name, "made by a different model");
+    if (fp && memcmp(fp, s.fingerprint, 32)) rc = fail(name, KVS_OTHER_MODEL);
     for (size_t p = 0; p < s.kv.n && rc == EXIT_OK; p++)
         if (s.tokens[p] < 0) {
             snprintf(err, sizeof err, "position %zu has no token id (it was fed as an embedding)", p);

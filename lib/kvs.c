@@ -1168,7 +1168,7 @@ static int open_impl(kvs_store *st, const char *name, const model *m, session *s
     }
     if (log_parse(name, d, size, &ls, err, errlen) < 0) goto done;
     if (m && memcmp(d + 16, m->fingerprint, 32)) {
-        seterr(err, errlen, "%s: made by a different model", name);
+        seterr(err, errlen, "%s: " KVS_OTHER_MODEL, name);
         goto done;
     }
     if (m && ((size_t)m->cfg.n_layers != (size_t)ls.n_layers ||

@@ -12,6 +12,10 @@
 #include <stdint.h>
 
 #include "kv.h"
+
+/* What a session opened with another model's fingerprint is called: the checkpoint, the
+ * --quant scheme, or the scheme's arithmetic (q4's activations became int8) differ. */
+#define KVS_OTHER_MODEL "made by a different model (checkpoint, --quant scheme, or a build that computes the scheme otherwise)"
 #include "model.h"
 
 enum { KVS_BLOCK = 16 };

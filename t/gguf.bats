@@ -98,7 +98,7 @@ bad() {
     [ "${#lines[@]}" -ge 1 ]
     run bash -c "echo 1 2 | '$BIN/prefill' -m '$G/untied.gguf' -k p"
     [ "$status" -eq 1 ]
-    [ "$output" = "prefill: p: made by a different model" ]   # fingerprints: BLAKE2b of the metadata
+    [[ "$output" == "prefill: p: made by a different model ("* ]]   # fingerprints: BLAKE2b of the metadata
 }
 
 @test "gguf: version 2 (the same layout) reads as version 3" {

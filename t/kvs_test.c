@@ -706,7 +706,7 @@ static int t_bad(const char *dir) {
     bad |= put(dir, "ver", b, n) || expect_open_error(st, "ver", &m1, "ver: session format version 2, this build reads 1");
     memcpy(b, g, n), b[70] ^= 1;
     bad |= put(dir, "hsum", b, n) || expect_open_error(st, "hsum", &m1, "hsum: header checksum mismatch");
-    bad |= expect_open_error(st, "good", &m2, "good: made by a different model");
+    bad |= expect_open_error(st, "good", &m2, "good: " KVS_OTHER_MODEL);
     /* a BLOCKS record claiming more blocks than it holds, with a good checksum: an error, not a read past it */
     memcpy(b, g, 96);
     uint8_t rec[8 + 4 + 32 + 32];
