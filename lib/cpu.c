@@ -31,13 +31,17 @@ typedef struct {
     float *hb;    /* (B, hidden_dim) gate, then silu(gate)*up */
     float *hb2;   /* (B, hidden_dim) up */
     void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
-    kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels (prefill), or NULL */
+    kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels, [n_slots - 1]: lm_head's
+                           * (q4 only), or NULL */
     int half_kv;          /* decode reads K/V as f16 copies (kv.h): backend_opts.kv_type */
     float *inv_freq;     /* (head_dim/2) */
     float rope_scale;
     float *cos, *sin;    /* (B, head_dim/2) for positions rope_pos0 .. + rope_n */
     size_t rope_pos0, rope_n;
 } cpu;
+
+/* The weights that can have panels: 7 per layer, then lm_head. */
+static size_t n_slots(const qwen_config *c) { return 7 * (size_t)c->n_layers + 1; }
 
 static size_t norms_per_layer(const qwen_config *c) { return 2 * (size_t)c->dim + 2 * (size_t)c->head_dim; }
 
@@ -66,7 +70,7 @@ static void cpu_close(void *ctx) {
     free(c->hb2);
     free(c->qscratch);
     if (c->packed)
-        for (size_t i = 0; i < 7 * (size_t)c->m->cfg.n_layers; i++) kern_packed_free(c->packed[i]);
+        for (size_t i = 0; i < n_slots(&c->m->cfg); i++) kern_packed_free(c->packed[i]);
     free(c->packed);
     free(c->inv_freq);
     free(c->cos);
@@ -81,14 +85,16 @@ static float *falloc(size_t n) {
     return posix_memalign(&p, 64, bytes ? bytes : 64) ? NULL : p;
 }
 
-/* Weight i (q k v o gate up down of layer i / 7), and its rows. */
+/* Weight i (q k v o gate up down of layer i / 7; lm_head past the layers), and its rows. */
 static const weight *slot_w(const model *m, size_t i) {
+    if (i == n_slots(&m->cfg) - 1) return &m->lm_head;
     const layer_weights *lw = &m->layers[i / 7];
     const weight *ws[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
     return ws[i % 7];
 }
 
 static size_t slot_rows(const qwen_config *cf, size_t i) {
+    if (i == n_slots(cf) - 1) return (size_t)cf->vocab_size;
     size_t qd = (size_t)cf->n_heads * (size_t)cf->head_dim, kvd = (size_t)cf->n_kv_heads * (size_t)cf->head_dim;
     size_t rows[] = {qd, kvd, kvd, (size_t)cf->dim, (size_t)cf->hidden_dim, (size_t)cf->hidden_dim, (size_t)cf->dim};
     return rows[i % 7];
@@ -98,10 +104,10 @@ static size_t slot_rows(const qwen_config *cf, size_t i) {
 static void pack_task(void *arg, int ti, int nt) {
     cpu *c = arg;
     const model *m = c->m;
-    for (size_t i = (size_t)ti; i < 7 * (size_t)m->cfg.n_layers; i += (size_t)nt) {
+    for (size_t i = (size_t)ti; i < n_slots(&m->cfg); i += (size_t)nt) {
         const weight *w = slot_w(m, i);
         wq_type t = weight_q(*w);
-        if (!c->k->panel[t]) continue;
+        if (!c->k->panel[t] || (i == n_slots(&m->cfg) - 1 && t != WQ_Q4)) continue;
         const qweight *q = w->data;
         size_t rows = slot_rows(&m->cfg, i);
         if (!(c->packed[i] = kern_pack(c->k, q, rows))) continue;
@@ -197,14 +203,16 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
      * copy of the layers' weights in memory, built here over the pool (about 0.2 s for
      * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
      * stay in the page cache), so its memory holds one copy. lm_head stays plain: a
-     * prefill wants one position's logits. */
-    if (B >= 4 && c->k->panel[wq]) {
-        if (!(c->packed = calloc(7 * (size_t)cf->n_layers, sizeof *c->packed))) goto oom;
+     * prefill wants one position's logits. q4's panels are as compact as its plain layout and
+     * faster for one row of x too (kern.h): a decode gets them as well, lm_head's included,
+     * and starts later for it (4B dims: 1.4 s against 0.55 s to the first token). */
+    if ((B >= 4 || wq == WQ_Q4) && c->k->panel[wq]) {
+        if (!(c->packed = calloc(n_slots(cf), sizeof *c->packed))) goto oom;
         pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */
-        for (size_t i = 0; i < 7 * (size_t)cf->n_layers; i++) all &= weight_q(*slot_w(m, i)) != wq || c->packed[i];
+        for (size_t i = 0; i + 1 < n_slots(cf); i++) all &= weight_q(*slot_w(m, i)) != wq || c->packed[i];
         if (!all) {
-            for (size_t i = 0; i < 7 * (size_t)cf->n_layers; i++) kern_packed_free(c->packed[i]);
+            for (size_t i = 0; i < n_slots(cf); i++) kern_packed_free(c->packed[i]);
             free(c->packed);
             c->packed = NULL;
         }
@@ -219,13 +227,9 @@ dtype:
     return NULL;
 }
 
-/* y = x @ W^T for any weight type (see kern_matmul_w); same: x is the last call's, whose
- * quantized activations may serve again. */
-static void mm(cpu *c, float *y, const float *x, weight w, size_t n, size_t in, size_t out, int same) {
-    (same ? kern_matmul_w_same : kern_matmul_w)(c->k, c->pool, y, x, w, n, in, out, c->qscratch);
-}
-
-/* mm for weight i (q k v o gate up down) of layer l, through its panels if it has them */
+/* y = x @ W^T for weight i (q k v o gate up down) of layer l, of any type (see kern_matmul_w),
+ * through its panels if it has them; same: x is the last call's, whose quantized activations
+ * may serve again. */
 static void mml(cpu *c, int l, int i, float *y, const float *x, weight w, size_t n, size_t in, size_t out, int same) {
     const kern_packed *pk = c->packed ? c->packed[7 * (size_t)l + (size_t)i] : NULL;
     kern_matmul_wp(c->k, c->pool, y, x, w, pk, n, in, out, c->qscratch, same);
@@ -323,7 +327,8 @@ static int cpu_logits(void *ctx, const float *x, size_t n, float *logits, char *
     for (size_t i = 0; i < n; i += c->max_batch) {
         size_t nb = n - i < c->max_batch ? n - i : c->max_batch;
         kern_rmsnorm(c->xb, x + i * dim, c->final_norm, nb, dim, cf->rms_eps);
-        mm(c, logits + i * vocab, c->xb, c->m->lm_head, nb, dim, vocab, 0);
+        kern_matmul_wp(c->k, c->pool, logits + i * vocab, c->xb, c->m->lm_head,
+                       c->packed ? c->packed[n_slots(cf) - 1] : NULL, nb, dim, vocab, c->qscratch, 0);
     }
     return 0;
 }

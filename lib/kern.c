@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "quant.h"
 
@@ -439,7 +440,7 @@ typedef struct {
 
 size_t kern_qscratch(size_t n, size_t in) {
     return 64 + 2 * up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)) + up64(2 * n * in) +
-           up64(n * (in / 32) * sizeof(float));
+           2 * up64(n * (in / 32) * sizeof(float));
 }
 
 static kern_xq xq_of(void *scratch, size_t n, size_t in) {
@@ -450,7 +451,8 @@ static kern_xq xq_of(void *scratch, size_t n, size_t in) {
     xq.scale = (float *)s, s += up64(n * sizeof(float));
     xq.zp = (int32_t *)s, s += up64(n * sizeof(int32_t));
     xq.h = (int16_t *)s, s += up64(2 * n * in);
-    xq.hs = (float *)s;
+    xq.hs = (float *)s, s += up64(n * (in / 32) * sizeof(float));
+    xq.c8 = (int32_t *)s;
     return xq;
 }
 
@@ -475,6 +477,15 @@ static void act_task(void *arg, int i, int nt) {
         else
             j->k->quant_blocks(xq->h + r * in, j->kind == WQ_Q4 ? xq->u + r * in : NULL, xq->hs + r * (in / 32),
                                j->x + r * in, in, j->kind == WQ_Q4 ? 127 : 32767);
+        if (j->kind == WQ_Q4) kern_blocks_i8(xq->q + r * in, xq->c8 + r * (in / 32), xq->h + r * in, in);
+    }
+}
+
+void kern_blocks_i8(int8_t *h8, int32_t *c8, const int16_t *h, size_t in) {
+    for (size_t b = 0; b < in / 32; b++) {
+        int32_t s = 0;
+        for (size_t k = b * 32; k < b * 32 + 32; k++) h8[k] = (int8_t)h[k], s += h[k];
+        c8[b] = 8 * s;
     }
 }
 
@@ -483,11 +494,11 @@ static kern_panel_fn *panel_fn(const kern_ops *k, wq_type t) {
     return t < WQ_N ? k->panel[t] : NULL;
 }
 
-/* 8DA4W's and Q4's panel layout (kern.h): per panel of 8 rows, per block of 32 columns, 8 quads of 4
- * columns as 4 pairs of quads of 32 bytes (byte b: row b/4, column b%4 of the pair's first
- * quad in its low nibble, of its second in the high one, each as q + 8), then the 8 rows'
- * f32 scales (Q4: its group's f16 d), then their int32 sums of q. Rows past the weight's last
- * (the last panel's padding) are zero. */
+/* 8DA4W's and Q4's panel layouts (kern.h): per panel of 8 rows, per block of 32 columns, 8
+ * quads of 4 columns as 4 pairs of quads of 32 bytes (byte b: row b/4, column b%4 of the
+ * pair's first quad in its low nibble, of its second in the high one, each as q + 8), then
+ * 8DA4W: the 8 rows' f32 scales and int32 sums of q; Q4: the 8 rows' f16 d of the block's
+ * group. Rows past the weight's last (the last panel's padding) are zero. */
 struct kern_packed {
     void *panels;
     size_t rows, in;
@@ -512,7 +523,8 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
 
 /* An 8DA4W or Q4 panel (the layout above). */
 static void pack_nib(uint8_t *mem, const qweight *w, size_t rows) {
-    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, gb = w->q == WQ_Q4 ? w->group / 32 : 1, ng = nb / gb;
+    size_t in = w->in, nb = in / 32, np = (rows + 7) / 8, gb = w->q == WQ_Q4 ? w->group / 32 : 1, ng = nb / gb,
+           bb = kern_panel_bytes(w->q, in) / nb;
     /* A row's block is 16 bytes, byte c holding column c (low nibble) and c + 16 (high):
      * masked as two 64-bit words they are columns 0..15 and 16..31 as bytes, i.e. the 8
      * quads as 32-bit words; pair i of the panel is the words 2i of rows 0..7, the words
@@ -520,28 +532,31 @@ static void pack_nib(uint8_t *mem, const qweight *w, size_t rows) {
     const uint64_t m4 = 0x0f0f0f0f0f0f0f0full;
     for (size_t pi = 0; pi < np; pi++)
         for (size_t g = 0; g < nb; g++) {
-            uint8_t *blk = mem + (pi * nb + g) * KERN_8DA4W_BLOCK;
+            uint8_t *blk = mem + (pi * nb + g) * bb;
             uint32_t pair[4][8];
-            float *ps = (float *)(blk + 128);
-            int32_t *qs = (int32_t *)(blk + 160);
+            float ps[8];
+            int32_t qs[8];
+            uint16_t d[8];
             for (int r = 0; r < 8; r++) {
                 size_t row = pi * 8 + (size_t)r;
                 uint64_t b[2] = {0x8888888888888888ull, 0x8888888888888888ull}, v[4];
                 if (row < rows) memcpy(b, (const uint8_t *)w->data + row * in / 2 + g * 16, 16);
                 v[0] = b[0] & m4, v[1] = b[1] & m4, v[2] = b[0] >> 4 & m4, v[3] = b[1] >> 4 & m4;
-                int32_t sum = -256; /* 32 values of q + 8 */
+                int32_t sum = -256; /* 32 values of q + 8 (8DA4W's; Q4's kernel needs none) */
                 for (int i = 0; i < 4; i++) {
+                    pair[i][r] = (uint32_t)v[i] | (uint32_t)(v[i] >> 32) << 4; /* quads 2i, 2i + 1 */
+                    if (w->q == WQ_Q4) continue;
                     uint64_t t = (v[i] & 0x00ff00ff00ff00ffull) + (v[i] >> 8 & 0x00ff00ff00ff00ffull);
                     t = (t & 0x0000ffff0000ffffull) + (t >> 16 & 0x0000ffff0000ffffull);
                     sum += (int32_t)((t & 0xffffffffull) + (t >> 32));
-                    pair[i][r] = (uint32_t)v[i] | (uint32_t)(v[i] >> 32) << 4; /* quads 2i, 2i + 1 */
                 }
-                ps[r] = row >= rows            ? 0
-                        : w->q == WQ_8DA4W ? ((const float *)w->scales)[row * nb + g]
-                                           : kern_f16(((const uint16_t *)w->scales)[row * ng + g / gb]);
+                ps[r] = row < rows && w->q == WQ_8DA4W ? ((const float *)w->scales)[row * nb + g] : 0;
+                d[r] = row < rows && w->q == WQ_Q4 ? ((const uint16_t *)w->scales)[row * ng + g / gb] : 0;
                 qs[r] = sum;
             }
             memcpy(blk, pair, 128);
+            if (w->q == WQ_Q4) memcpy(blk + 128, d, sizeof d);
+            else memcpy(blk + 128, ps, sizeof ps), memcpy(blk + 160, qs, sizeof qs);
         }
 }
 
@@ -550,10 +565,16 @@ kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
     size_t in = w->in, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
     kern_packed *pk = malloc(sizeof *pk);
     void *mem = NULL;
-    if (!pk || posix_memalign(&mem, 64, bytes ? bytes : 64)) {
+    /* whole 2 MiB pages where the kernel gives them (transparent huge pages on madvise):
+     * a 4B model's panels fault in 1200 times rather than 600000 */
+    size_t huge = (size_t)2 << 20, align = bytes >= huge ? huge : 64;
+    if (!pk || posix_memalign(&mem, align, bytes ? bytes : 64)) {
         free(pk);
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    if (align == huge) madvise(mem, bytes / huge * huge, MADV_HUGEPAGE);
+#endif
     *pk = (kern_packed){mem, rows, in, w->q};
     (w->q == WQ_8DA8W || w->q == WQ_Q8 ? pack_8da8w : pack_nib)(mem, w, rows);
     return pk;
@@ -592,7 +613,7 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         return;
     }
     const qweight *w = wt.data;
-    if (pk && !(pk->q == w->q && pk->rows == out && pk->in == in && n >= 4 && panel_fn(k, w->q))) pk = NULL;
+    if (pk && !(pk->q == w->q && pk->rows == out && pk->in == in && (n >= 4 || w->q == WQ_Q4) && panel_fn(k, w->q))) pk = NULL;
     if (w->q == WQ_FMT) {
         h->kind = 0; /* the format's prep owns the scratch past the header */
         void *fs = (uint8_t *)scratch + 64;

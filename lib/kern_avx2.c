@@ -514,8 +514,8 @@ INLINE AVX2 void qmatmul(wq_type t, float *y, const float *x, const kern_xq *xq,
         for (size_t i = 0; i < n; i += QX) {
             int nx = n - i < QX ? (int)(n - i) : QX;
             kern_xq xi = {0};
-            if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
-            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, t == WQ_Q4 ? xq->u + i * in : 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
+            if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0, 0};
+            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, t == WQ_Q4 ? xq->u + i * in : 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32), 0};
             for (size_t o = s0; o < s1; o += qw) {
                 int nw = s1 - o < qw ? (int)(s1 - o) : (int)qw;
                 float *yt = y + i * out + o;
@@ -571,19 +571,18 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
     kern_swiglu(y + i, g + i, u + i, n - i);
 }
 
-/* ---- 8DA4W and Q4 panels (kern.h's kern_pack): a prefill's GEMM ----
+/* ---- 8DA4W panels (kern.h's kern_pack): a prefill's GEMM ----
  * Per block of 32 columns, per pair of quads of 4 columns: the 32 bytes' low nibbles give
  * the first quad's 32 signed values, byte 4r+c row r's column c, their high nibbles the
- * second's (one load, two masks); each of PX4 rows of x broadcasts its 4 u bytes (8DA4W:
- * xq + 128, Q4: h + 128) to all lanes and one maddubs gives per row of W the two pair sums
- * of u*q, added in int16 over the block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640:
- * exact). Per block, pmaddwd by ones makes lane r row r's sum of u*q, minus Z * sum q
- * (pmaddwd of the int32 sums of q, which fit 16 bits, by Z = 128 + zp, Q4: 128; exact) =
- * sum (xq - zp) * q (Q4: sum h * q), the reference's block sum. 8DA4W: one FMA per 8 rows
- * scales it into f32 in block order, x's scale at the end; the plain tile_8da4w sums the
- * blocks' f32 terms in another order, so a row of y from the panels can differ from the
- * tile's in the last bits (kern.h, kern_pack: prefill uses panels, decode the tiles). Q4:
- * acc + (hs * d) * S as its reference, the same bits. */
+ * second's (one load, two masks); each of PX4 rows of x broadcasts its 4 u bytes (xq + 128)
+ * to all lanes and one maddubs gives per row of W the two pair sums of u*q, added in int16
+ * over the block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640: exact). Per block, pmaddwd by
+ * ones makes lane r row r's sum of u*q, minus Z * sum q (pmaddwd of the int32 sums of q,
+ * which fit 16 bits, by Z = 128 + zp; exact) = sum (xq - zp) * q, the reference's block
+ * sum. One FMA per 8 rows scales it into f32 in block order, x's scale at the end; the plain
+ * tile_8da4w sums the blocks' f32 terms in another order, so a row of y from the panels can
+ * differ from the tile's in the last bits (kern.h, kern_pack: prefill uses panels, decode
+ * the tiles). */
 
 enum { PX = 4, PX4 = 6 };
 
@@ -591,15 +590,26 @@ enum { PX = 4, PX4 = 6 };
  * partial sums spill to the stack (8DA4W's panels: 129 against 154 GMAC/s, bench/kern.c). */
 #define KEEP(v) __asm__("" : "+x"(v))
 
-INLINE AVX2 void panel_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in,
-                            int nx, int nr) {
+/* y[a][0..nr) for nx rows of x (ldy apart) from one panel (nr of its rows are real). */
+INLINE AVX2 void store_rows(float *y, size_t ldy, const __m256 *acc, int nx, int nr) {
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) {
+        if (nr == 8) _mm256_storeu_ps(y + (size_t)a * ldy, acc[a]);
+        else {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, acc[a]);
+            memcpy(y + (size_t)a * ldy, tmp, (size_t)nr * sizeof *tmp);
+        }
+    }
+}
+
+INLINE AVX2 void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx, int nr) {
     __m256 acc[PX4];
     __m256i z[PX4];
     size_t nb = in / 32;
     const __m256i ones = _mm256_set1_epi16(1), m15 = _mm256_set1_epi8(15), e8 = _mm256_set1_epi8(8);
 #pragma GCC unroll 6
-    for (int a = 0; a < nx; a++)
-        acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(t == WQ_Q4 ? 128 : 128 + xq->zp[a]);
+    for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(128 + xq->zp[a]);
     for (size_t g = 0; g < nb; g++, pan += KERN_8DA4W_BLOCK) {
         __m256i s16[PX4];
 #pragma GCC unroll 6
@@ -624,21 +634,61 @@ INLINE AVX2 void panel_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, 
 #pragma GCC unroll 6
         for (int a = 0; a < nx; a++) {
             __m256 G = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(s16[a], ones), _mm256_madd_epi16(qs, z[a])));
-            if (t == WQ_Q4) /* the reference's (hs * d) * S, added in block order */
-                acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), sc), G));
-            else acc[a] = _mm256_fmadd_ps(G, sc, acc[a]);
+            acc[a] = _mm256_fmadd_ps(G, sc, acc[a]);
         }
     }
 #pragma GCC unroll 6
-    for (int a = 0; a < nx; a++) {
-        __m256 r = t == WQ_Q4 ? acc[a] : _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
-        if (nr == 8) _mm256_storeu_ps(y + (size_t)a * ldy, r);
-        else {
-            float tmp[8];
-            _mm256_storeu_ps(tmp, r);
-            memcpy(y + (size_t)a * ldy, tmp, (size_t)nr * sizeof *tmp);
+    for (int a = 0; a < nx; a++) acc[a] = _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
+    store_rows(y, ldy, acc, nx, nr);
+}
+
+/* ---- Q4 panels (kern.h's kern_pack): prefill's GEMM and decode's GEMV ----
+ * 8DA4W's nibbles, but the weights are maddubs's unsigned operand, as q + 8 (one mask, no
+ * subtraction), and x's h its signed one: per quad, each of the nx rows of x broadcasts its 4
+ * h (int8) and one maddubs gives per row of W the two pair sums of (q + 8) * h, |.| <= 2 *
+ * 15 * 127, added in int16 over the block's 8 quads (<= 30480: exact). pmaddwd by ones makes
+ * lane r row r's sum, and minus c8 = 8 * sum h (once per block for the 8 rows) it is
+ * S = sum q * h, the reference's; acc + (hs * d) * S in block order is its f32 sum, bit for
+ * bit. 144 bytes per block: a 32-byte load can straddle a line (blocks start 16 bytes apart
+ * modulo 64), which costs less than padding the blocks would in memory traffic. */
+
+enum { Q4_PF = 16 }; /* blocks ahead to prefetch: 2.3 KB, a panel's stream from memory in decode */
+
+INLINE AVX2 void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx,
+                               int nr) {
+    __m256 acc[PX4];
+    size_t nb = in / 32;
+    const __m256i ones = _mm256_set1_epi16(1), m15 = _mm256_set1_epi8(15);
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps();
+    for (size_t g = 0; g < nb; g++, pan += KERN_Q4_BLOCK) {
+        __m256i s16[PX4];
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++) s16[a] = _mm256_setzero_si256();
+        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK + 128, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(pan + 32 * (j / 2)));
+            __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15);
+#pragma GCC unroll 6
+            for (int a = 0; a < nx; a++) {
+                int32_t h4;
+                memcpy(&h4, xq->q + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
+                s16[a] = _mm256_add_epi16(s16[a], _mm256_maddubs_epi16(w, _mm256_set1_epi32(h4)));
+                KEEP(s16[a]);
+            }
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 128)));
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++) {
+            __m256i S = _mm256_sub_epi32(_mm256_madd_epi16(s16[a], ones), _mm256_set1_epi32(xq->c8[(size_t)a * nb + g]));
+            __m256 sc = _mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), d);
+            acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(sc, _mm256_cvtepi32_ps(S)));
         }
     }
+    store_rows(y, ldy, acc, nx, nr);
 }
 
 /* The walk of 8DA4W's and Q4's panels (t, a constant after inlining): slabs of panels that
@@ -651,19 +701,21 @@ INLINE AVX2 void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *p
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
         for (size_t i = 0; i < n; i += PX4) {
             int nx = n - i < PX4 ? (int)(n - i) : PX4;
-            kern_xq xi = {NULL, xq->u + i * in, t == WQ_Q4 ? NULL : xq->scale + i, t == WQ_Q4 ? NULL : xq->zp + i,
-                          NULL, t == WQ_Q4 ? xq->hs + i * (in / 32) : NULL};
+            kern_xq xi = {0};
+            if (t == WQ_Q4) xi.q = xq->q + i * in, xi.hs = xq->hs + i * (in / 32), xi.c8 = xq->c8 + i * (in / 32);
+            else xi.u = xq->u + i * in, xi.scale = xq->scale + i, xi.zp = xq->zp + i;
             for (size_t pi = p0; pi < p1; pi++) {
                 int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
                 const uint8_t *pan = (const uint8_t *)panels + pi * pb;
                 float *yt = y + i * out + pi * 8;
                 switch (nx) {
-                case 1: panel_tile(t, yt, out, &xi, pan, in, 1, nr); break;
-                case 2: panel_tile(t, yt, out, &xi, pan, in, 2, nr); break;
-                case 3: panel_tile(t, yt, out, &xi, pan, in, 3, nr); break;
-                case 4: panel_tile(t, yt, out, &xi, pan, in, 4, nr); break;
-                case 5: panel_tile(t, yt, out, &xi, pan, in, 5, nr); break;
-                default: panel_tile(t, yt, out, &xi, pan, in, 6, nr); break;
+#define P(A)                                                                                       \
+    case A:                                                                                        \
+        if (t == WQ_Q4) panel_q4_tile(yt, out, &xi, pan, in, A, nr);                               \
+        else panel_tile(yt, out, &xi, pan, in, A, nr);                                             \
+        break;
+                    P(1) P(2) P(3) P(4) P(5) P(6)
+#undef P
                 }
             }
         }
@@ -784,7 +836,7 @@ INLINE AVX2 void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void 
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
         for (size_t i = 0; i < n; i += PX) {
             int nx = n - i < PX ? (int)(n - i) : PX;
-            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t != WQ_8DA8W ? xq->hs + i * (in / 32) : NULL};
+            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t != WQ_8DA8W ? xq->hs + i * (in / 32) : NULL, 0};
             for (size_t pi = p0; pi < p1; pi += 2) {
                 int np = p1 - pi > 1 ? 2 : 1;
                 size_t nr = o1 - pi * 8 < 16 ? o1 - pi * 8 : 16;

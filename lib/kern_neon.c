@@ -370,8 +370,8 @@ INLINE void qmatmul(wq_type t, int use_sdot, float *y, const float *x, const ker
         for (size_t i = 0; i < n; i += NX) {
             int nx = n - i < NX ? (int)(n - i) : NX;
             kern_xq xi = {0};
-            if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0};
-            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32)};
+            if (t == WQ_8DA4W || t == WQ_8DA8W) xi = (kern_xq){xq->q + i * in, xq->u + i * in, xq->scale + i, xq->zp + i, xq->h + i * in, 0, 0};
+            if (t == WQ_Q4 || t == WQ_Q8) xi = (kern_xq){0, 0, 0, 0, xq->h + i * in, xq->hs + i * (in / 32), 0};
             for (size_t o = s0; o < s1; o += NW) {
                 int nw = s1 - o < NW ? (int)(s1 - o) : NW;
                 float *yt = y + i * out + o;

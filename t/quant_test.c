@@ -322,14 +322,18 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
     int16_t *h = xmalloc(n * in * sizeof *h);
     float *hs = xmalloc(n * (in / 32 + 1) * sizeof *hs);
     uint8_t *u = xmalloc(n * in);
-    kern_xq xq = {q, u, sc, zp, h, hs};
+    int32_t *c8 = xmalloc(n * (in / 32 + 1) * sizeof *c8);
+    kern_xq xq = {q, u, sc, zp, h, hs, c8};
     for (size_t i = 0; i < n; i++) {
         kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
         if (t == WQ_8DA4W || t == WQ_8DA8W)
             for (size_t k = 0; k < in; k++) h[i * in + k] = (int16_t)(q[i * in + k] - zp[i]);
         else if (in % 32 == 0)
+        {
             kern_quant_blocks(h + i * in, t == WQ_Q4 ? u + i * in : NULL, hs + i * (in / 32), x + i * in, in,
                               t == WQ_Q4 ? 127 : 32767);
+            if (t == WQ_Q4) kern_blocks_i8(q + i * in, c8 + i * (in / 32), h + i * in, in);
+        }
     }
     if (t != WQ_Q4)
         for (size_t i = 0; i < n * in; i++) u[i] = (uint8_t)(q[i] + 128);
@@ -362,7 +366,7 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
         CHECK(isnan(want[out + o0]) && isnan(want[2 * out + o0]), "%s: NaN/Inf rows not NaN",
               t == WQ_Q4 ? "q4" : t == WQ_Q8 ? "q8" : t == WQ_8DA8W ? "8da8w" : "8da4w");
     free_qw(&qw);
-    free(x), free(want), free(got), free(q), free(u), free(sc), free(zp), free(h), free(hs);
+    free(x), free(want), free(got), free(q), free(u), free(sc), free(zp), free(h), free(hs), free(c8);
 }
 
 static void test_roundtrip(void) {
