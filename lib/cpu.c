@@ -5,9 +5,14 @@
  * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
  * kern_matmul_w dispatches on each weight's type, with scratch for the quantized activations
  * (q8, q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "kern.h"
@@ -33,6 +38,7 @@ typedef struct {
     void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
     kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels, [n_slots - 1]: lm_head's
                            * (q4 only), or NULL */
+    mapped pmap;          /* q4's panels file (map_panels), or nothing */
     int half_kv;          /* decode reads K/V as f16 copies (kv.h): backend_opts.kv_type */
     float *inv_freq;     /* (head_dim/2) */
     float rope_scale;
@@ -72,6 +78,7 @@ static void cpu_close(void *ctx) {
     if (c->packed)
         for (size_t i = 0; i < n_slots(&c->m->cfg); i++) kern_packed_free(c->packed[i]);
     free(c->packed);
+    unmap_file(&c->pmap);
     free(c->inv_freq);
     free(c->cos);
     free(c->sin);
@@ -117,6 +124,129 @@ static void pack_task(void *arg, int ti, int nt) {
                                  : t == WQ_Q4  ? rows * (q->in / q->group) * sizeof(uint16_t)
                                                : rows * (q->in / 32) * sizeof(float));
     }
+}
+
+/* q4's panels are built once into a cache file of their own and mapped, as the quantized
+ * weights are, by every later process (decode's start would otherwise repack the model:
+ * 0.8 s at 4B dims; and processes share one copy in the page cache):
+ * cache_dir()/panels-<BLAKE2b of the model's identity and KERN_PANELS_VERSION>.bin, a
+ * header ("QWENPAN\0", the version, the slot count, the model's identity, the size) and
+ * each slot's panels from a page boundary. A file of another size or header is built
+ * again; one that cannot be built (a read-only or full disk) leaves the panels in memory. */
+enum { PANELS_HDR = 64, PANELS_ALIGN = 4096 };
+
+static size_t slot_panel_bytes(const cpu *c, size_t i) {
+    const weight *w = slot_w(c->m, i);
+    return weight_q(*w) == WQ_Q4 ? kern_pack_bytes(c->k, w->data, slot_rows(&c->m->cfg, i)) : 0;
+}
+
+/* off[i]: where slot i's panels start; returns the file's size. */
+static size_t panels_layout(const cpu *c, size_t *off) {
+    size_t size = PANELS_HDR;
+    for (size_t i = 0; i < n_slots(&c->m->cfg); i++) {
+        size = (size + PANELS_ALIGN - 1) / PANELS_ALIGN * PANELS_ALIGN;
+        off[i] = size;
+        size += slot_panel_bytes(c, i);
+    }
+    return size;
+}
+
+static void panels_header(uint8_t *h, const cpu *c, size_t size) {
+    memset(h, 0, PANELS_HDR);
+    memcpy(h, "QWENPAN\0", 8);
+    put_le32(h + 8, KERN_PANELS_VERSION);
+    put_le32(h + 12, (uint32_t)n_slots(&c->m->cfg));
+    memcpy(h + 16, c->m->fingerprint, 32);
+    put_le64(h + 48, size);
+}
+
+typedef struct {
+    cpu *c;
+    uint8_t *base;
+    const size_t *off;
+} fill_job;
+
+/* Pool job: slots ti, ti + nt, ... packed into the file's writable mapping. */
+static void fill_task(void *arg, int ti, int nt) {
+    const fill_job *j = arg;
+    const model *m = j->c->m;
+    for (size_t i = (size_t)ti; i < n_slots(&m->cfg); i += (size_t)nt) {
+        if (!slot_panel_bytes(j->c, i)) continue;
+        const qweight *q = slot_w(m, i)->data;
+        size_t rows = slot_rows(&m->cfg, i);
+        kern_packed_free(kern_pack_at(j->c->k, q, rows, j->base + j->off[i], 1));
+        model_drop_pages(m, q->data, rows * q->in / 2);
+        model_drop_pages(m, q->scales, rows * (q->in / q->group) * sizeof(uint16_t));
+    }
+}
+
+/* The file at path, written whole (temp file, fsync, rename) or not at all. */
+static int build_panels(cpu *c, const char *path, size_t size, const size_t *off) {
+    size_t pl = strlen(path) + 16;
+    char *tmp = malloc(pl);
+    uint8_t *base = MAP_FAILED;
+    int fd = -1, rc = -1;
+    if (!tmp) return -1;
+    snprintf(tmp, pl, "%s.tmpXXXXXX", path);
+    if ((fd = mkstemp(tmp)) < 0) goto out;
+    if (posix_fallocate(fd, 0, (off_t)size) ||
+        (base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        goto out;
+    fill_job j = {c, base, off};
+    pool_run(c->pool, fill_task, &j);
+    panels_header(base, c, size);
+    if (msync(base, size, MS_SYNC) == 0 && fsync(fd) == 0 && rename(tmp, path) == 0) rc = 0;
+out:
+    if (base != MAP_FAILED) munmap(base, size);
+    if (fd >= 0) {
+        close(fd);
+        if (rc < 0) unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+/* c->packed from the panels file, built first if missing or stale; -1 (c->packed
+ * untouched) if it cannot be had. */
+static int map_panels(cpu *c) {
+    size_t n = n_slots(&c->m->cfg), *off = malloc(n * sizeof *off);
+    char dir[4096], path[4200], hex[65];
+    int rc = -1;
+    if (!off || cache_dir(dir, sizeof dir, NULL, 0) < 0) goto out;
+    size_t size = panels_layout(c, off);
+    uint8_t key[32], h[PANELS_HDR], v[4];
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, sizeof key);
+    crypto_generichash_update(&hs, (const uint8_t *)"qwen3-pipe panels", 17);
+    crypto_generichash_update(&hs, c->m->fingerprint, sizeof c->m->fingerprint);
+    put_le32(v, KERN_PANELS_VERSION);
+    crypto_generichash_update(&hs, v, 4);
+    crypto_generichash_final(&hs, key, sizeof key);
+    sodium_bin2hex(hex, sizeof hex, key, sizeof key);
+    if ((size_t)snprintf(path, sizeof path, "%s/panels-%s.bin", dir, hex) >= sizeof path) goto out;
+    panels_header(h, c, size);
+    mapped f;
+    for (int tries = 0; tries < 2; tries++) {
+        if (map_file(path, &f, NULL, 0) == 0) {
+            if (f.size == size && !memcmp(f.data, h, PANELS_HDR)) break;
+            unmap_file(&f);
+        }
+        if (tries || build_panels(c, path, size, off) < 0) goto out;
+    }
+    c->pmap = f;
+    rc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (slot_panel_bytes(c, i) &&
+            !(c->packed[i] = kern_pack_at(c->k, slot_w(c->m, i)->data, slot_rows(&c->m->cfg, i),
+                                          (void *)(f.data + off[i]), 0)))
+            rc = -1;
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++) kern_packed_free(c->packed[i]), c->packed[i] = NULL;
+        unmap_file(&c->pmap);
+    }
+out:
+    free(off);
+    return rc;
 }
 
 static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t errlen) {
@@ -199,16 +329,17 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
     /* (by the scheme, not the weights' type: a torchao export's 8da4w weights keep f32) */
     c->half_kv = o->kv_type == KV_READ_F16 ||
                  (o->kv_type == KV_READ_AUTO && B == 1 && m->scheme != QS_NONE && m->scheme != QS_BF16);
-    /* A backend that prefills gets 8da4w's, 8da8w's, q4's or q8's panels if this CPU has a kernel for them: a
-     * copy of the layers' weights in memory, built here over the pool (about 0.2 s for
-     * 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this process (they
-     * stay in the page cache), so its memory holds one copy. lm_head stays plain: a
-     * prefill wants one position's logits. q4's panels are as compact as its plain layout and
-     * faster for one row of x too (kern.h): a decode gets them as well, lm_head's included,
-     * and starts later for it (4B dims: 1.4 s against 0.55 s to the first token). */
+    /* A backend that prefills gets 8da4w's, 8da8w's or q8's panels if this CPU has a kernel
+     * for them: a copy of the layers' weights in memory, built here over the pool (about 0.2 s
+     * for 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this
+     * process (they stay in the page cache), so its memory holds one copy. lm_head stays
+     * plain: a prefill wants one position's logits. q4's panels are as compact as its plain
+     * layout and faster for one row of x too (kern.h): every q4 backend, decode's too, maps
+     * them from their own cache file (map_panels; lm_head's included), built in memory only
+     * where that file cannot be written. */
     if ((B >= 4 || wq == WQ_Q4) && c->k->panel[wq]) {
         if (!(c->packed = calloc(n_slots(cf), sizeof *c->packed))) goto oom;
-        pool_run(c->pool, pack_task, c);
+        if (wq != WQ_Q4 || map_panels(c) < 0) pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */
         for (size_t i = 0; i + 1 < n_slots(cf); i++) all &= weight_q(*slot_w(m, i)) != wq || c->packed[i];
         if (!all) {

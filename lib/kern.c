@@ -503,6 +503,7 @@ struct kern_packed {
     void *panels;
     size_t rows, in;
     wq_type q;
+    int owned; /* panels is kern_pack's allocation (else a caller's, e.g. a mapped file) */
 };
 
 /* An 8DA8W or Q8 panel (kern.h): in/2 pairs of 16 bytes, then 8 f32 scales; padding rows 0. */
@@ -560,23 +561,32 @@ static void pack_nib(uint8_t *mem, const qweight *w, size_t rows) {
         }
 }
 
+size_t kern_pack_bytes(const kern_ops *k, const qweight *w, size_t rows) {
+    if (!panel_fn(k, w->q) || w->in % 32) return 0;
+    return (rows + 7) / 8 * kern_panel_bytes(w->q, w->in);
+}
+
+kern_packed *kern_pack_at(const kern_ops *k, const qweight *w, size_t rows, void *mem, int fill) {
+    kern_packed *pk = kern_pack_bytes(k, w, rows) ? malloc(sizeof *pk) : NULL;
+    if (!pk) return NULL;
+    *pk = (kern_packed){mem, rows, w->in, w->q, 0};
+    if (fill) (w->q == WQ_8DA8W || w->q == WQ_Q8 ? pack_8da8w : pack_nib)(mem, w, rows);
+    return pk;
+}
+
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows) {
-    if (!panel_fn(k, w->q) || w->in % 32) return NULL;
-    size_t in = w->in, np = (rows + 7) / 8, bytes = np * kern_panel_bytes(w->q, in);
-    kern_packed *pk = malloc(sizeof *pk);
+    size_t bytes = kern_pack_bytes(k, w, rows);
     void *mem = NULL;
     /* whole 2 MiB pages where the kernel gives them (transparent huge pages on madvise):
      * a 4B model's panels fault in 1200 times rather than 600000 */
     size_t huge = (size_t)2 << 20, align = bytes >= huge ? huge : 64;
-    if (!pk || posix_memalign(&mem, align, bytes ? bytes : 64)) {
-        free(pk);
-        return NULL;
-    }
+    if (!bytes || posix_memalign(&mem, align, bytes)) return NULL;
 #ifdef MADV_HUGEPAGE
     if (align == huge) madvise(mem, bytes / huge * huge, MADV_HUGEPAGE);
 #endif
-    *pk = (kern_packed){mem, rows, in, w->q};
-    (w->q == WQ_8DA8W || w->q == WQ_Q8 ? pack_8da8w : pack_nib)(mem, w, rows);
+    kern_packed *pk = kern_pack_at(k, w, rows, mem, 1);
+    if (!pk) free(mem);
+    else pk->owned = 1;
     return pk;
 }
 
@@ -584,7 +594,7 @@ const void *kern_panels(const kern_packed *p) { return p->panels; }
 
 void kern_packed_free(kern_packed *p) {
     if (!p) return;
-    free(p->panels);
+    if (p->owned) free(p->panels);
     free(p);
 }
 

@@ -136,10 +136,17 @@ typedef struct kern_packed kern_packed;
  * 8DA4W and Q4 per block of 32 columns, 8DA8W and Q8 per row length. kern.c packs them, the
  * variants' panel kernels read them. */
 enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 8 * 16 + 8 * 2 };
+/* Q4's panels are kept in a cache file (cpu.c): bumped whenever their layout changes. */
+enum { KERN_PANELS_VERSION = 1 };
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
     return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
 }
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
+/* The bytes kern_pack would allocate for w (0: k has no panels for it), and its panels at
+ * mem (those bytes, 64-byte aligned; fill: packed there now, else already there, as in a
+ * cache file kern_pack_at filled before); mem stays the caller's. */
+size_t kern_pack_bytes(const kern_ops *k, const qweight *w, size_t rows);
+kern_packed *kern_pack_at(const kern_ops *k, const qweight *w, size_t rows, void *mem, int fill);
 void kern_packed_free(kern_packed *p);
 const void *kern_panels(const kern_packed *p); /* for tests: the panel kernels' argument */
 /* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where pk is not NULL and
