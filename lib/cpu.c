@@ -38,7 +38,7 @@ typedef struct {
     void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
     kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels, [n_slots - 1]: lm_head's
                            * (q4 only), or NULL */
-    mapped pmap;          /* q4's panels file (map_panels), or nothing */
+    mapped pmap;          /* the panels file (map_panels), or nothing */
     int half_kv;          /* decode reads K/V as f16 copies (kv.h): backend_opts.kv_type */
     float *inv_freq;     /* (head_dim/2) */
     float rope_scale;
@@ -107,6 +107,16 @@ static size_t slot_rows(const qwen_config *cf, size_t i) {
     return rows[i % 7];
 }
 
+/* The pages of q's plain layout this process read (it holds the panels now). */
+static void drop_plain(const model *m, const qweight *q, size_t rows) {
+    wq_type t = q->q;
+    int i8 = t == WQ_8DA8W || t == WQ_Q8;
+    model_drop_pages(m, q->data, i8 ? rows * q->in : rows * q->in / 2);
+    model_drop_pages(m, q->scales, i8 ? rows * sizeof(float)
+                             : t == WQ_Q4  ? rows * (q->in / q->group) * sizeof(uint16_t)
+                                           : rows * (q->in / 32) * sizeof(float));
+}
+
 /* Pool job (arg: the cpu): weights ti, ti + nt, ... as panels. */
 static void pack_task(void *arg, int ti, int nt) {
     cpu *c = arg;
@@ -114,21 +124,17 @@ static void pack_task(void *arg, int ti, int nt) {
     for (size_t i = (size_t)ti; i < n_slots(&m->cfg); i += (size_t)nt) {
         const weight *w = slot_w(m, i);
         wq_type t = weight_q(*w);
-        if (!c->k->panel[t] || (i == n_slots(&m->cfg) - 1 && t != WQ_Q4)) continue;
+        if (!c->k->panel[t] || (i == n_slots(&m->cfg) - 1 && !kern_panels_decode(t))) continue;
         const qweight *q = w->data;
         size_t rows = slot_rows(&m->cfg, i);
-        if (!(c->packed[i] = kern_pack(c->k, q, rows))) continue;
-        int i8 = t == WQ_8DA8W || t == WQ_Q8;
-        model_drop_pages(m, q->data, i8 ? rows * q->in : rows * q->in / 2);
-        model_drop_pages(m, q->scales, i8 ? rows * sizeof(float)
-                                 : t == WQ_Q4  ? rows * (q->in / q->group) * sizeof(uint16_t)
-                                               : rows * (q->in / 32) * sizeof(float));
+        if ((c->packed[i] = kern_pack(c->k, q, rows))) drop_plain(m, q, rows);
     }
 }
 
-/* q4's panels are built once into a cache file of their own and mapped, as the quantized
- * weights are, by every later process (decode's start would otherwise repack the model:
- * 0.8 s at 4B dims; and processes share one copy in the page cache):
+/* q4's, q8's and 8da8w's panels (kern_panels_decode) are built once into a cache file of
+ * their own and mapped, as the quantized weights are, by every later process (decode's start
+ * would otherwise repack the model: 0.8 s for q4 at 4B dims; and processes share one copy in
+ * the page cache):
  * cache_dir()/panels-<BLAKE2b of the model's identity and KERN_PANELS_VERSION>.bin, a
  * header ("QWENPAN\0", the version, the slot count, the model's identity, the size) and
  * each slot's panels from a page boundary. A file of another size or header is built
@@ -137,7 +143,7 @@ enum { PANELS_HDR = 64, PANELS_ALIGN = 4096 };
 
 static size_t slot_panel_bytes(const cpu *c, size_t i) {
     const weight *w = slot_w(c->m, i);
-    return weight_q(*w) == WQ_Q4 ? kern_pack_bytes(c->k, w->data, slot_rows(&c->m->cfg, i)) : 0;
+    return kern_panels_decode(weight_q(*w)) ? kern_pack_bytes(c->k, w->data, slot_rows(&c->m->cfg, i)) : 0;
 }
 
 /* off[i]: where slot i's panels start; returns the file's size. */
@@ -175,8 +181,7 @@ static void fill_task(void *arg, int ti, int nt) {
         const qweight *q = slot_w(m, i)->data;
         size_t rows = slot_rows(&m->cfg, i);
         kern_packed_free(kern_pack_at(j->c->k, q, rows, j->base + j->off[i], 1));
-        model_drop_pages(m, q->data, rows * q->in / 2);
-        model_drop_pages(m, q->scales, rows * (q->in / q->group) * sizeof(uint16_t));
+        drop_plain(m, q, rows);
     }
 }
 
@@ -329,17 +334,17 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
     /* (by the scheme, not the weights' type: a torchao export's 8da4w weights keep f32) */
     c->half_kv = o->kv_type == KV_READ_F16 ||
                  (o->kv_type == KV_READ_AUTO && B == 1 && m->scheme != QS_NONE && m->scheme != QS_BF16);
-    /* A backend that prefills gets 8da4w's, 8da8w's or q8's panels if this CPU has a kernel
-     * for them: a copy of the layers' weights in memory, built here over the pool (about 0.2 s
-     * for 0.6B dims, 1.5 s for 4B). The cache file's pages it read are then dropped from this
-     * process (they stay in the page cache), so its memory holds one copy. lm_head stays
-     * plain: a prefill wants one position's logits. q4's panels are as compact as its plain
-     * layout and faster for one row of x too (kern.h): every q4 backend, decode's too, maps
-     * them from their own cache file (map_panels; lm_head's included), built in memory only
-     * where that file cannot be written. */
-    if ((B >= 4 || wq == WQ_Q4) && c->k->panel[wq]) {
+    /* Panels, where this CPU has a kernel for them. q4's, q8's and 8da8w's take the bytes of
+     * their plain layout and one row of x runs faster on them too (kern.h): every backend,
+     * decode's too, maps them from their own cache file (map_panels; lm_head's included),
+     * built in memory only where that file cannot be written. A backend that prefills 8da4w
+     * gets its panels in memory, built here over the pool (about 0.2 s for 0.6B dims, 1.5 s
+     * for 4B); lm_head stays plain, a prefill wants one position's logits. The cache file's
+     * pages packing read are then dropped from this process (they stay in the page cache),
+     * so its memory holds one copy. */
+    if ((B >= 4 || kern_panels_decode(wq)) && c->k->panel[wq]) {
         if (!(c->packed = calloc(n_slots(cf), sizeof *c->packed))) goto oom;
-        if (wq != WQ_Q4 || map_panels(c) < 0) pool_run(c->pool, pack_task, c);
+        if (!kern_panels_decode(wq) || map_panels(c) < 0) pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */
         for (size_t i = 0; i + 1 < n_slots(cf); i++) all &= weight_q(*slot_w(m, i)) != wq || c->packed[i];
         if (!all) {

@@ -136,8 +136,11 @@ typedef struct kern_packed kern_packed;
  * 8DA4W and Q4 per block of 32 columns, 8DA8W and Q8 per row length. kern.c packs them, the
  * variants' panel kernels read them. */
 enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 8 * 16 + 8 * 2 };
-/* Q4's panels are kept in a cache file (cpu.c): bumped whenever their layout changes. */
+/* Q4's, Q8's and 8DA8W's panels take the bytes their plain layout takes, and one row of x
+ * runs faster on them too: decode reads them (kern_matmul_wp takes them for any n), from a
+ * cache file of their own (cpu.c), whose version this is: bumped whenever a layout changes. */
 enum { KERN_PANELS_VERSION = 1 };
+static inline int kern_panels_decode(wq_type t) { return t == WQ_Q4 || t == WQ_Q8 || t == WQ_8DA8W; }
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
     return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
 }
@@ -150,7 +153,7 @@ kern_packed *kern_pack_at(const kern_ops *k, const qweight *w, size_t rows, void
 void kern_packed_free(kern_packed *p);
 const void *kern_panels(const kern_packed *p); /* for tests: the panel kernels' argument */
 /* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where pk is not NULL and
- * n >= 4 (Q4: any n). */
+ * n >= 4 (any n where kern_panels_decode). */
 void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
                     size_t n, size_t in, size_t out, void *scratch, int same);
 
