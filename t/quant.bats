@@ -85,33 +85,35 @@ load helper
     [[ "$output" == *"quantization 'q3': not one of none, bf16, q8, q4, q4g128, 8da4w, 8da8w"* ]]
 }
 
-@test "quant: q4's panels: one file built once and reused, rebuilt when damaged, in memory when unwritable; the same logits and tokens each way" {
-    export QWEN_CACHE=$TMP/cache
+@test "quant: panels (q4, q8, 8da8w): one file built once and reused, rebuilt when damaged, in memory when unwritable; the same logits and tokens each way" {
     m=$PWD/build/models/0.6b-2l
-    run_q4() { # SESSION OUT: prefill 5 ids, its logits to OUT, then 3 greedy tokens
-        echo "9707 11 1879 374 264" | "$BIN/prefill" -m "$m" --quant q4 -k "$1" > "$2" &&
-            "$BIN/sample" --greedy < "$2" | "$BIN/decode" -m "$m" --quant q4 -k "$1" -n 3 --temp 0 --stop 999999 > "$2.ids"
+    run_q() { # SCHEME SESSION OUT: prefill 5 ids, its logits to OUT, then 3 greedy tokens
+        echo "9707 11 1879 374 264" | "$BIN/prefill" -m "$m" --quant "$1" -k "$1-$2" > "$3" &&
+            "$BIN/sample" --greedy < "$3" | "$BIN/decode" -m "$m" --quant "$1" -k "$1-$2" -n 3 --temp 0 --stop 999999 > "$3.ids"
     }
-    run_q4 a "$TMP/l1"
-    [ "$(ls "$QWEN_CACHE" | grep -c '^panels-.*\.bin$')" -eq 1 ]
-    [ "$(ls "$QWEN_CACHE" | grep -c 'tmp')" -eq 0 ]
-    f=$(ls "$QWEN_CACHE"/panels-*.bin)
-    size=$(stat -c %s "$f")
-    before=$(stat -c %Y.%s "$f")
-    [ "$(wc -l < "$TMP/l1.ids")" -eq 3 ]
-    run_q4 b "$TMP/l2"
-    [ "$(stat -c %Y.%s "$f")" = "$before" ]
-    cmp "$TMP/l1" "$TMP/l2"
-    cmp "$TMP/l1.ids" "$TMP/l2.ids"
-    head -c 100 /dev/zero > "$f"   # damaged: built again, whole
-    run_q4 c "$TMP/l3"
-    [ "$(stat -c %s "$f")" = "$size" ]
-    cmp "$TMP/l1" "$TMP/l3"
-    cmp "$TMP/l1.ids" "$TMP/l3.ids"
-    rm "$f" && mkdir "$f"          # cannot be written: the panels are built in memory
-    run_q4 d "$TMP/l4"
-    [ -d "$f" ]
-    cmp "$TMP/l1" "$TMP/l4"
-    cmp "$TMP/l1.ids" "$TMP/l4.ids"
-    [ "$(ls "$QWEN_CACHE" | grep -c 'tmp')" -eq 0 ]
+    for q in q4 q8 8da8w; do
+        export QWEN_CACHE=$TMP/cache-$q
+        run_q $q a "$TMP/l1"
+        [ "$(ls "$QWEN_CACHE" | grep -c '^panels-.*\.bin$')" -eq 1 ]
+        [ "$(ls "$QWEN_CACHE" | grep -c 'tmp')" -eq 0 ]
+        f=$(ls "$QWEN_CACHE"/panels-*.bin)
+        size=$(stat -c %s "$f")
+        before=$(stat -c %Y.%s "$f")
+        [ "$(wc -l < "$TMP/l1.ids")" -eq 3 ]
+        run_q $q b "$TMP/l2"
+        [ "$(stat -c %Y.%s "$f")" = "$before" ]
+        cmp "$TMP/l1" "$TMP/l2"
+        cmp "$TMP/l1.ids" "$TMP/l2.ids"
+        head -c 100 /dev/zero > "$f"   # damaged: built again, whole
+        run_q $q c "$TMP/l3"
+        [ "$(stat -c %s "$f")" = "$size" ]
+        cmp "$TMP/l1" "$TMP/l3"
+        cmp "$TMP/l1.ids" "$TMP/l3.ids"
+        rm "$f" && mkdir "$f"          # cannot be written: the panels are built in memory
+        run_q $q d "$TMP/l4"
+        [ -d "$f" ]
+        cmp "$TMP/l1" "$TMP/l4"
+        cmp "$TMP/l1.ids" "$TMP/l4.ids"
+        [ "$(ls "$QWEN_CACHE" | grep -c 'tmp')" -eq 0 ]
+    done
 }
