@@ -5,14 +5,10 @@
  * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
  * kern_matmul_w dispatches on each weight's type, with scratch for the quantized activations
  * (q8, q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. */
-#include <errno.h>
-#include <fcntl.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "backend.h"
 #include "kern.h"
@@ -170,6 +166,7 @@ typedef struct {
     cpu *c;
     uint8_t *base;
     const size_t *off;
+    size_t size;
 } fill_job;
 
 /* Pool job: slots ti, ti + nt, ... packed into the file's writable mapping. */
@@ -185,30 +182,14 @@ static void fill_task(void *arg, int ti, int nt) {
     }
 }
 
-/* The file at path, written whole (temp file, fsync, rename) or not at all. */
-static int build_panels(cpu *c, const char *path, size_t size, const size_t *off) {
-    size_t pl = strlen(path) + 16;
-    char *tmp = malloc(pl);
-    uint8_t *base = MAP_FAILED;
-    int fd = -1, rc = -1;
-    if (!tmp) return -1;
-    snprintf(tmp, pl, "%s.tmpXXXXXX", path);
-    if ((fd = mkstemp(tmp)) < 0) goto out;
-    if (posix_fallocate(fd, 0, (off_t)size) ||
-        (base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
-        goto out;
-    fill_job j = {c, base, off};
-    pool_run(c->pool, fill_task, &j);
-    panels_header(base, c, size);
-    if (msync(base, size, MS_SYNC) == 0 && fsync(fd) == 0 && rename(tmp, path) == 0) rc = 0;
-out:
-    if (base != MAP_FAILED) munmap(base, size);
-    if (fd >= 0) {
-        close(fd);
-        if (rc < 0) unlink(tmp);
-    }
-    free(tmp);
-    return rc;
+/* write_mapped's fill: every slot's panels over the pool, then the header. */
+static int panels_fill(void *ctx, uint8_t *base, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    fill_job *j = ctx;
+    j->base = base;
+    pool_run(j->c->pool, fill_task, j);
+    panels_header(base, j->c, j->size);
+    return 0;
 }
 
 /* c->packed from the panels file, built first if missing or stale; -1 (c->packed
@@ -236,7 +217,8 @@ static int map_panels(cpu *c) {
             if (f.size == size && !memcmp(f.data, h, PANELS_HDR)) break;
             unmap_file(&f);
         }
-        if (tries || build_panels(c, path, size, off) < 0) goto out;
+        fill_job j = {c, NULL, off, size};
+        if (tries || write_mapped(path, size, panels_fill, &j, NULL, 0) < 0) goto out;
     }
     c->pmap = f;
     rc = 0;

@@ -13,15 +13,11 @@
  * fingerprint and the size. */
 #include "quant.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "kern.h"
 #include "util.h"
@@ -297,60 +293,31 @@ int quant_cache_path(const model *m, int s, char *out, size_t outlen, char *err,
     return 0;
 }
 
-/* Build path: quantize every slot into a preallocated temp file through a writable
- * mapping (no second copy in memory), fsync, rename. */
-static int build(model *m, int s, slot *v, size_t nv, size_t size, const char *path,
-                 void (*progress)(void *, size_t, size_t), void *pctx, char *err, size_t errlen) {
-    size_t pl = strlen(path) + 16, total = 0, done = 0, maxin = 0;
-    char *tmp = malloc(pl);
-    float *row = NULL;
-    uint8_t *base = MAP_FAILED;
-    int fd = -1, rc = -1;
-    for (size_t i = 0; i < nv; i++) {
-        total += v[i].rows * v[i].in;
-        if (v[i].in > maxin) maxin = v[i].in;
+typedef struct {
+    model *m;
+    int s;
+    slot *v;
+    size_t nv, size;
+    void (*progress)(void *, size_t, size_t);
+    void *pctx;
+} build_job;
+
+/* write_mapped's fill: every slot quantized into the file, then the header. */
+static int build_fill(void *ctx, uint8_t *base, char *err, size_t errlen) {
+    build_job *b = ctx;
+    size_t total = 0, done = 0, maxin = 0, off = HDR;
+    for (size_t i = 0; i < b->nv; i++) {
+        total += b->v[i].rows * b->v[i].in;
+        if (b->v[i].in > maxin) maxin = b->v[i].in;
     }
-    if (!tmp || !(row = malloc(maxin * sizeof *row))) {
-        seterr(err, errlen, "quantize: out of memory");
-        goto out;
-    }
-    snprintf(tmp, pl, "%s.tmpXXXXXX", path);
-    if ((fd = mkstemp(tmp)) < 0) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    /* fallocate, not ftruncate: a full disk is an error here, not a SIGBUS while filling */
-    int e = posix_fallocate(fd, 0, (off_t)size);
-    if (e) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(e));
-        goto out;
-    }
-    if ((base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
-        seterr(err, errlen, "%s: mmap: %s", tmp, strerror(errno));
-        goto out;
-    }
-    size_t off = HDR;
-    for (size_t i = 0; i < nv; i++) place(&v[i], base, &off);
-    for (size_t i = 0; i < nv; i++)
-        if (fill(&v[i], row, progress, pctx, &done, total, err, errlen) < 0) goto out;
-    header(base, m, s, size);
-    if (msync(base, size, MS_SYNC) < 0 || fsync(fd) < 0) {
-        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    if (base != MAP_FAILED) munmap(base, size);
-    if (fd >= 0) {
-        close(fd);
-        if (rc < 0) unlink(tmp);
-    }
-    free(tmp);
+    float *row = malloc(maxin * sizeof *row);
+    if (!row) return seterr(err, errlen, "quantize: out of memory");
+    for (size_t i = 0; i < b->nv; i++) place(&b->v[i], base, &off);
+    int rc = 0;
+    for (size_t i = 0; i < b->nv && rc == 0; i++)
+        rc = fill(&b->v[i], row, b->progress, b->pctx, &done, total, err, errlen);
     free(row);
+    if (rc == 0) header(base, b->m, b->s, b->size);
     return rc;
 }
 
@@ -390,7 +357,8 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
     if (quant_cache_path(m, s, path, sizeof path, err, errlen) < 0) goto fail;
     mapped f;
     if (map_file(path, &f, NULL, 0) < 0) {
-        if (build(m, s, v, nv, size, path, progress, pctx, err, errlen) < 0 || map_file(path, &f, err, errlen) < 0)
+        build_job b = {m, s, v, nv, size, progress, pctx};
+        if (write_mapped(path, size, build_fill, &b, err, errlen) < 0 || map_file(path, &f, err, errlen) < 0)
             goto fail;
     }
     uint8_t h[HDR];

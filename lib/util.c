@@ -118,6 +118,47 @@ fail:
     return -1;
 }
 
+int write_mapped(const char *path, size_t size, int (*fill)(void *ctx, uint8_t *base, char *err, size_t errlen),
+                 void *ctx, char *err, size_t errlen) {
+    size_t pl = strlen(path) + 16;
+    char *tmp = malloc(pl);
+    uint8_t *base = MAP_FAILED;
+    int fd = -1, rc = -1;
+    if (!tmp) return seterr(err, errlen, "%s: out of memory", path);
+    snprintf(tmp, pl, "%s.tmpXXXXXX", path);
+    if ((fd = mkstemp(tmp)) < 0) {
+        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    int e = posix_fallocate(fd, 0, (off_t)size);
+    if (e) {
+        seterr(err, errlen, "%s: %s", tmp, strerror(e));
+        goto out;
+    }
+    if ((base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        seterr(err, errlen, "%s: mmap: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fill(ctx, base, err, errlen) < 0) goto out;
+    if (msync(base, size, MS_SYNC) < 0 || fsync(fd) < 0) {
+        seterr(err, errlen, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (rename(tmp, path) < 0) {
+        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (base != MAP_FAILED) munmap(base, size);
+    if (fd >= 0) {
+        close(fd);
+        if (rc < 0) unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
 static int mkdir_p(char *path) {
     for (char *s = path + 1; *s; s++) {
         if (*s != '/') continue;

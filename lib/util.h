@@ -34,6 +34,13 @@ int read_all(FILE *f, char **buf, size_t *len, char *err, size_t errlen);
  * Either the old file or the complete new one is visible, never a partial file. */
 int write_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
+/* The same for a file of size bytes written in place through a writable mapping (no second
+ * copy in memory): a temp file beside path, its blocks allocated first (a full disk is an
+ * error here, not a SIGBUS while filling), fill(ctx, base) writing all of it (0, or -1 with
+ * err set), msync, fsync, rename. */
+int write_mapped(const char *path, size_t size, int (*fill)(void *ctx, uint8_t *base, char *err, size_t errlen),
+                 void *ctx, char *err, size_t errlen);
+
 /* The per-user cache directory: $QWEN_CACHE, else $XDG_CACHE_HOME/qwen3-pipe, else
  * $HOME/.cache/qwen3-pipe; created (mode 0700) if missing. out gets the path. */
 int cache_dir(char *out, size_t outlen, char *err, size_t errlen);
