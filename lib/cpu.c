@@ -4,7 +4,9 @@
  * the k norm and RoPE, as HF caches them), so nothing is copied or allocated per token.
  * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
  * kern_matmul_w dispatches on each weight's type, with scratch for the quantized activations
- * (q8, q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. */
+ * (q8, q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. Their
+ * weights repacked as panels (kern.h) are built here, and for q4, q8 and 8da8w kept in a
+ * cache file of this file's own format (map_panels). */
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,7 +35,7 @@ typedef struct {
     float *hb2;   /* (B, hidden_dim) up */
     void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
     kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels, [n_slots - 1]: lm_head's
-                           * (q4 only), or NULL */
+                           * (where kern_panels_decode), or NULL */
     mapped pmap;          /* the panels file (map_panels), or nothing */
     int half_kv;          /* decode reads K/V as f16 copies (kv.h): backend_opts.kv_type */
     float *inv_freq;     /* (head_dim/2) */
@@ -103,14 +105,21 @@ static size_t slot_rows(const qwen_config *cf, size_t i) {
     return rows[i % 7];
 }
 
+/* The bytes of q's plain layout: its values and its scales. */
+static void plain_bytes(const qweight *q, size_t rows, size_t *data, size_t *scales) {
+    int i8 = q->q == WQ_8DA8W || q->q == WQ_Q8;
+    *data = i8 ? rows * q->in : rows * q->in / 2;
+    *scales = i8 ? rows * sizeof(float)
+            : q->q == WQ_Q4 ? rows * (q->in / q->group) * sizeof(uint16_t)
+                            : rows * (q->in / 32) * sizeof(float);
+}
+
 /* The pages of q's plain layout this process read (it holds the panels now). */
 static void drop_plain(const model *m, const qweight *q, size_t rows) {
-    wq_type t = q->q;
-    int i8 = t == WQ_8DA8W || t == WQ_Q8;
-    model_drop_pages(m, q->data, i8 ? rows * q->in : rows * q->in / 2);
-    model_drop_pages(m, q->scales, i8 ? rows * sizeof(float)
-                             : t == WQ_Q4  ? rows * (q->in / q->group) * sizeof(uint16_t)
-                                           : rows * (q->in / 32) * sizeof(float));
+    size_t data, scales;
+    plain_bytes(q, rows, &data, &scales);
+    model_drop_pages(m, q->data, data);
+    model_drop_pages(m, q->scales, scales);
 }
 
 /* Pool job (arg: the cpu): weights ti, ti + nt, ... as panels. */
@@ -130,11 +139,10 @@ static void pack_task(void *arg, int ti, int nt) {
 /* q4's, q8's and 8da8w's panels (kern_panels_decode) are built once into a cache file of
  * their own and mapped, as the quantized weights are, by every later process (decode's start
  * would otherwise repack the model: 0.8 s for q4 at 4B dims; and processes share one copy in
- * the page cache):
- * cache_dir()/panels-<BLAKE2b of the model's identity and KERN_PANELS_VERSION>.bin, a
- * header ("QWENPAN\0", the version, the slot count, the model's identity, the size) and
- * each slot's panels from a page boundary. A file of another size or header is built
- * again; one that cannot be built (a read-only or full disk) leaves the panels in memory. */
+ * the page cache): cache_dir()/panels-<panels_key>.bin, a header ("QWENPAN\0", the version,
+ * the slot count, the key, the size) and each slot's panels from a page boundary. A file of
+ * another size or header is built again; one that cannot be built (a read-only or full
+ * disk) leaves the panels in memory. */
 enum { PANELS_HDR = 64, PANELS_ALIGN = 4096 };
 
 static size_t slot_panel_bytes(const cpu *c, size_t i) {
@@ -153,13 +161,39 @@ static size_t panels_layout(const cpu *c, size_t *off) {
     return size;
 }
 
-static void panels_header(uint8_t *h, const cpu *c, size_t size) {
+static void panels_header(uint8_t *h, const cpu *c, const uint8_t *key, size_t size) {
     memset(h, 0, PANELS_HDR);
     memcpy(h, "QWENPAN\0", 8);
     put_le32(h + 8, KERN_PANELS_VERSION);
     put_le32(h + 12, (uint32_t)n_slots(&c->m->cfg));
-    memcpy(h + 16, c->m->fingerprint, 32);
+    memcpy(h + 16, key, 32);
     put_le64(h + 48, size);
+}
+
+/* The file's key: BLAKE2b of the model's identity, KERN_PANELS_VERSION, and the first and
+ * last 64 bytes of every slot's plain values and the first 64 of its scales. The identity
+ * covers config.json, the tensor headers and the scheme, not the weights' values (nor does
+ * the quantized weights' cache key see all of them): two checkpoints of one shape, or one
+ * rewritten in place, must not share panels. */
+static void panels_key(const cpu *c, uint8_t *key) {
+    crypto_generichash_state hs;
+    uint8_t v[4];
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    crypto_generichash_update(&hs, (const uint8_t *)"qwen3-pipe panels", 17);
+    crypto_generichash_update(&hs, c->m->fingerprint, sizeof c->m->fingerprint);
+    put_le32(v, KERN_PANELS_VERSION);
+    crypto_generichash_update(&hs, v, 4);
+    for (size_t i = 0; i < n_slots(&c->m->cfg); i++) {
+        if (!slot_panel_bytes(c, i)) continue;
+        const qweight *q = slot_w(c->m, i)->data;
+        size_t data, scales;
+        plain_bytes(q, slot_rows(&c->m->cfg, i), &data, &scales);
+        const uint8_t *d = q->data, *sc = q->scales;
+        crypto_generichash_update(&hs, d, data < 64 ? data : 64);
+        if (data > 64) crypto_generichash_update(&hs, d + data - 64, 64);
+        crypto_generichash_update(&hs, sc, scales < 64 ? scales : 64);
+    }
+    crypto_generichash_final(&hs, key, 32);
 }
 
 typedef struct {
@@ -167,6 +201,7 @@ typedef struct {
     uint8_t *base;
     const size_t *off;
     size_t size;
+    const uint8_t *key;
 } fill_job;
 
 /* Pool job: slots ti, ti + nt, ... packed into the file's writable mapping. */
@@ -188,7 +223,7 @@ static int panels_fill(void *ctx, uint8_t *base, char *err, size_t errlen) {
     fill_job *j = ctx;
     j->base = base;
     pool_run(j->c->pool, fill_task, j);
-    panels_header(base, j->c, j->size);
+    panels_header(base, j->c, j->key, j->size);
     return 0;
 }
 
@@ -200,24 +235,18 @@ static int map_panels(cpu *c) {
     int rc = -1;
     if (!off || cache_dir(dir, sizeof dir, NULL, 0) < 0) goto out;
     size_t size = panels_layout(c, off);
-    uint8_t key[32], h[PANELS_HDR], v[4];
-    crypto_generichash_state hs;
-    crypto_generichash_init(&hs, NULL, 0, sizeof key);
-    crypto_generichash_update(&hs, (const uint8_t *)"qwen3-pipe panels", 17);
-    crypto_generichash_update(&hs, c->m->fingerprint, sizeof c->m->fingerprint);
-    put_le32(v, KERN_PANELS_VERSION);
-    crypto_generichash_update(&hs, v, 4);
-    crypto_generichash_final(&hs, key, sizeof key);
+    uint8_t key[32], h[PANELS_HDR];
+    panels_key(c, key);
     sodium_bin2hex(hex, sizeof hex, key, sizeof key);
     if ((size_t)snprintf(path, sizeof path, "%s/panels-%s.bin", dir, hex) >= sizeof path) goto out;
-    panels_header(h, c, size);
+    panels_header(h, c, key, size);
     mapped f;
     for (int tries = 0; tries < 2; tries++) {
         if (map_file(path, &f, NULL, 0) == 0) {
             if (f.size == size && !memcmp(f.data, h, PANELS_HDR)) break;
             unmap_file(&f);
         }
-        fill_job j = {c, NULL, off, size};
+        fill_job j = {c, NULL, off, size, key};
         if (tries || write_mapped(path, size, panels_fill, &j, NULL, 0) < 0) goto out;
     }
     c->pmap = f;
@@ -321,7 +350,7 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
      * decode's too, maps them from their own cache file (map_panels; lm_head's included),
      * built in memory only where that file cannot be written. A backend that prefills 8da4w
      * gets its panels in memory, built here over the pool (about 0.2 s for 0.6B dims, 1.5 s
-     * for 4B); lm_head stays plain, a prefill wants one position's logits. The cache file's
+     * for 4B); its lm_head stays plain, a prefill wants one position's logits. The cache file's
      * pages packing read are then dropped from this process (they stay in the page cache),
      * so its memory holds one copy. */
     if ((B >= 4 || kern_panels_decode(wq)) && c->k->panel[wq]) {
@@ -333,6 +362,7 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
             for (size_t i = 0; i < n_slots(cf); i++) kern_packed_free(c->packed[i]);
             free(c->packed);
             c->packed = NULL;
+            unmap_file(&c->pmap);
         }
     }
     return c;

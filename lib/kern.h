@@ -35,7 +35,7 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
  * A row (8DA4W) or block (Q4, Q8) holding a NaN or an Inf gets scale NaN, so its outputs are
  * NaN (defined behaviour, the same in every variant). */
 typedef struct {
-    int8_t *q;     /* 8DA4W */
+    int8_t *q;     /* 8DA4W; Q4: h as int8 (kern_blocks_i8), what its panels read */
     uint8_t *u;    /* 8DA4W: q + 128, Q4: h + 128, the unsigned operand of x86's maddubs */
     float *scale;
     int32_t *zp;
@@ -114,11 +114,11 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * 8 rows of W, lanes are rows, and the per-block int-to-f32 scaling is done once per 8
  * rows rather than per row. The same integers, so the same exact group sums as the
  * reference; the f32 adds in block order as the reference, fused. Built in memory by the
- * CPU backend of a process that prefills (the cache file keeps the plain layout, which
- * decode reads; q4 excepted, below); results can then differ from the plain kernels' in
- * the last bits, so a position's K/V from a prefill of 4 or more positions is not bit for
- * bit its K/V computed alone (they agree to f32 rounding). NULL if k has no panel kernel
- * or out of memory.
+ * CPU backend of a process that prefills (decode reads 8DA4W's plain layout); results can
+ * then differ from the plain kernels' in the last bits, so a position's K/V from a prefill
+ * of 4 or more positions is not bit for bit its K/V computed alone (they agree to f32
+ * rounding). NULL if k has no panel kernel or out of memory. The other types' panels below
+ * give their reference's bits, and decode reads them too (kern_panels_decode).
  * An 8DA8W weight's panels: 8 rows whose int8 values are interleaved 2 columns at a time
  * (16 bytes: row r's pair at bytes 2r, 2r+1), then the 8 rows' scales; its sums are exact
  * in int32 over the whole row, so panels, tiles and the reference give the same bits.
@@ -136,9 +136,10 @@ typedef struct kern_packed kern_packed;
  * 8DA4W and Q4 per block of 32 columns, 8DA8W and Q8 per row length. kern.c packs them, the
  * variants' panel kernels read them. */
 enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 8 * 16 + 8 * 2 };
-/* Q4's, Q8's and 8DA8W's panels take the bytes their plain layout takes, and one row of x
- * runs faster on them too: decode reads them (kern_matmul_wp takes them for any n), from a
- * cache file of their own (cpu.c), whose version this is: bumped whenever a layout changes. */
+/* Q4's, Q8's and 8DA8W's panels take the bytes their plain layout takes (Q4 in groups of
+ * 128: 9% more), and one row of x runs faster on them too: decode reads them
+ * (kern_matmul_wp takes them for any n), from a cache file of their own (cpu.c), whose
+ * version this is: bumped whenever a layout changes. */
 enum { KERN_PANELS_VERSION = 1 };
 static inline int kern_panels_decode(wq_type t) { return t == WQ_Q4 || t == WQ_Q8 || t == WQ_8DA8W; }
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {

@@ -98,10 +98,10 @@ load helper
         [ "$(ls "$QWEN_CACHE" | grep -c 'tmp')" -eq 0 ]
         f=$(ls "$QWEN_CACHE"/panels-*.bin)
         size=$(stat -c %s "$f")
-        before=$(stat -c %Y.%s "$f")
+        before=$(stat -c %i "$f")
         [ "$(wc -l < "$TMP/l1.ids")" -eq 3 ]
         run_q $q b "$TMP/l2"
-        [ "$(stat -c %Y.%s "$f")" = "$before" ]
+        [ "$(stat -c %i "$f")" = "$before" ]
         cmp "$TMP/l1" "$TMP/l2"
         cmp "$TMP/l1.ids" "$TMP/l2.ids"
         head -c 100 /dev/zero > "$f"   # damaged: built again, whole
@@ -116,4 +116,23 @@ load helper
         cmp "$TMP/l1.ids" "$TMP/l4.ids"
         [ "$(ls "$QWEN_CACHE" | grep -c 'tmp')" -eq 0 ]
     done
+}
+
+@test "quant: panels: a checkpoint of the same shapes with other values gets its own panels file" {
+    export QWEN_CACHE=$TMP/cache
+    cp -r "$PWD/build/models/tiny" "$TMP/tiny2"
+    # layer 0's q_proj, first value: 8.0 (bf16 0x4100)
+    python3 - "$TMP/tiny2/model.safetensors" <<'PY'
+import json, struct, sys
+with open(sys.argv[1], "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    h = json.loads(f.read(n))
+    f.seek(8 + n + h["model.layers.0.self_attn.q_proj.weight"]["data_offsets"][0])
+    f.write(struct.pack("<H", 0x4100))
+PY
+    for m in "$PWD/build/models/tiny" "$TMP/tiny2"; do
+        echo "9707 11 1879 374 264" | "$BIN/prefill" -m "$m" --quant q4 -k "s$(basename "$m")" > "$TMP/$(basename "$m").logits"
+    done
+    [ "$(ls "$QWEN_CACHE" | grep -c '^panels-.*\.bin$')" -eq 2 ]
+    ! cmp -s "$TMP/tiny.logits" "$TMP/tiny2.logits"
 }

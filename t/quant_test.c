@@ -328,8 +328,7 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
         kern_quant_act(q + i * in, sc + i, zp + i, x + i * in, in);
         if (t == WQ_8DA4W || t == WQ_8DA8W)
             for (size_t k = 0; k < in; k++) h[i * in + k] = (int16_t)(q[i * in + k] - zp[i]);
-        else if (in % 32 == 0)
-        {
+        else if (in % 32 == 0) {
             kern_quant_blocks(h + i * in, t == WQ_Q4 ? u + i * in : NULL, hs + i * (in / 32), x + i * in, in,
                               t == WQ_Q4 ? 127 : 32767);
             if (t == WQ_Q4) kern_blocks_i8(q + i * in, c8 + i * (in / 32), h + i * in, in);
@@ -535,6 +534,43 @@ static void test_same(void) {
     free(xb), free(x2), free(want), free(got), free(scratch);
 }
 
+/* The whole panel path, as a backend calls it: kern_matmul_wp quantizing x itself, over a pool
+ * of 3 threads, for one row (decode) and more, lm_head-like odd row counts: the generic
+ * variant's plain matmul bit for bit for every type whose panels decode reads (q4 in groups
+ * of 32 and 128, q8, 8da8w). */
+static void test_wp(const kern_ops **v, size_t nv) {
+    enum { IN = 256, OUT = 37 };
+    char err[256];
+    pool *p = pool_new(3, err, sizeof err);
+    if (!p) die("pool", err);
+    const struct { wq_type t; size_t g; } types[] = {{WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_Q8, 0}, {WQ_8DA8W, 0}};
+    float *x = xmalloc(5 * IN * sizeof *x), *want = xmalloc(5 * OUT * sizeof *want), *got = xmalloc(5 * OUT * sizeof *got);
+    void *s1 = xmalloc(kern_qscratch(5, IN)), *s2 = xmalloc(kern_qscratch(5, IN));
+    for (size_t i = 0; i < 5 * IN; i++) x[i] = unif();
+    for (size_t ti = 0; ti < 4; ti++) {
+        qweight qw;
+        make_qw(&qw, types[ti].t, types[ti].g, OUT, IN, 0, 1);
+        weight wt = {WQ_DTYPE(qw.q), &qw};
+        for (size_t k = 0; k < nv; k++) {
+            kern_packed *pk = kern_panels_decode(qw.q) ? kern_pack(v[k], &qw, OUT) : NULL;
+            if (!pk) continue;
+            static const size_t ns[] = {1, 2, 5};
+            for (size_t a = 0; a < 3; a++) {
+                kern_matmul_w(v[0], NULL, want, x, wt, ns[a], IN, OUT, s1);
+                kern_matmul_wp(v[k], p, got, x, wt, pk, ns[a], IN, OUT, s2, 0);
+                size_t bad = 0;
+                for (size_t i = 0; i < ns[a] * OUT; i++) bad += !same_bits(got[i], want[i]);
+                CHECK(!bad, "%s kern_matmul_wp type %d g%zu n=%zu: %zu of %zu outputs differ from generic", v[k]->name,
+                      qw.q, qw.group, ns[a], bad, ns[a] * OUT);
+            }
+            kern_packed_free(pk);
+        }
+        free_qw(&qw);
+    }
+    free(x), free(want), free(got), free(s1), free(s2);
+    pool_free(p);
+}
+
 static int cmd_kernels(void) {
     const kern_ops *v[4];
     size_t nv = kern_variants(v, 4);
@@ -546,6 +582,7 @@ static int cmd_kernels(void) {
     test_blocks();
     test_same();
     test_f16();
+    test_wp(v, nv);
     /* (in 200: a tail past the last 16 columns, for 8da8w; q8 and q4 take blocks of 32; in 256
      * and 768: the AVX2 q4 tile's 8 blocks at a time) */
     static const size_t ns[] = {1, 2, 3, 4, 5, 7}, ins[] = {32, 96, 128, 384, 200, 256, 768}, outs[] = {1, 2, 5, 17, 64};
