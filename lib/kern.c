@@ -12,11 +12,11 @@
 
 #include "quant.h"
 
-/* The ISA variants (kern_avx2.c, kern_avx512.c) exist only on x86. */
+/* The ISA variants (kern_avx2.c, kern_avx512.c, kern_vnni.c) exist only on x86. */
 #if defined(__x86_64__) || defined(__i386__)
 #define KERN_X86 1
 #include <cpuid.h>
-extern const kern_ops kern_avx2, kern_avx512;
+extern const kern_ops kern_avx2, kern_avx512, kern_vnni;
 
 /* CPUID.1:ECX bit 29; asked directly because older clang's __builtin_cpu_supports does
  * not know "f16c". */
@@ -319,6 +319,10 @@ static size_t raw_variants(const kern_ops **v, size_t max) {
     if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c())
         v[n++] = &kern_avx2;
     if (n < max && __builtin_cpu_supports("avx512f")) v[n++] = &kern_avx512;
+    /* avx512vnni variant: the panels' integer dot products (Ice Lake, Zen 4 and later) */
+    if (n < max && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && v[n - 1] == &kern_avx512)
+        v[n++] = &kern_vnni;
 #endif
 #ifdef KERN_ARM
     if (n < max) v[n++] = &kern_neon;
@@ -329,7 +333,8 @@ static size_t raw_variants(const kern_ops **v, size_t max) {
 
 /* The variants as run: each one's entries, and where it has none (NULL) those of the
  * variant below it, so that an AVX-512 CPU runs AVX2's quantized kernels, quantizers,
- * exp and panels, which kern_avx512.c does not repeat. Built once. */
+ * exp and panels, which kern_avx512.c does not repeat (and kern_vnni.c, which has only
+ * panels, AVX-512's matmul and attention). Built once. */
 static kern_ops merged[4];
 static size_t n_merged;
 static pthread_once_t merge_once = PTHREAD_ONCE_INIT;
@@ -342,8 +347,12 @@ static void merge(void) {
         *m = *raw[i];
         if (i == 0) continue;
         const kern_ops *b = &merged[i - 1];
+        for (int t = 0; t < 3; t++)
+            if (!m->matmul[t]) m->matmul[t] = b->matmul[t];
         for (int t = 0; t < WQ_N; t++)
             if (!m->qmatmul[t]) m->qmatmul[t] = b->qmatmul[t];
+        if (!m->scores) m->scores = b->scores;
+        if (!m->accum) m->accum = b->accum;
         if (!m->exps) m->exps = b->exps;
         if (!m->swiglu) m->swiglu = b->swiglu;
         if (!m->quant_act) m->quant_act = b->quant_act;

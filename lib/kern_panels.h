@@ -1,0 +1,313 @@
+/* kern_panels.h: the panel kernels (kern.h's kern_pack layouts), written once for two ISA
+ * variants: kern_avx2.c includes it with AVX2's integer dot products and kern_vnni.c with
+ * AVX-512 VNNI's, which fuse each multiply, pair sum and add into one instruction. The
+ * includer defines:
+ *   PT               the target attribute of every function here;
+ *   DOT_UB(s, u, b)  s plus the products of 32 unsigned bytes u and signed bytes b, summed in
+ *                    fours (VNNI: vpdpbusd, into int32 lanes) or in pairs (AVX2: pmaddubsw,
+ *                    into int16 lanes, which every caller here keeps from overflowing);
+ *   SUM_UB(s)        DOT_UB's sums as 8 int32 lanes (the lane's 4 bytes' products);
+ *   DOT_WS(s, a, b)  s plus the pair sums of the int16 products of a and b, in int32 lanes;
+ *   SLAB, INLINE.
+ * The sums are exact integers either way, so both variants give the same bits. */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kern.h"
+
+/* ---- 8DA4W panels (kern.h's kern_pack): a prefill's GEMM ----
+ * Per block of 32 columns, per pair of quads of 4 columns: the 32 bytes' low nibbles give
+ * the first quad's 32 signed values, byte 4r+c row r's column c, their high nibbles the
+ * second's (one load, two masks); each of PX4 rows of x broadcasts its 4 u bytes (xq + 128)
+ * to all lanes and one maddubs gives per row of W the two pair sums of u*q, added in int16
+ * over the block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640: exact). Per block, pmaddwd by
+ * ones makes lane r row r's sum of u*q, minus Z * sum q (pmaddwd of the int32 sums of q,
+ * which fit 16 bits, by Z = 128 + zp; exact) = sum (xq - zp) * q, the reference's block
+ * sum. One FMA per 8 rows scales it into f32 in block order, x's scale at the end; the plain
+ * tile_8da4w sums the blocks' f32 terms in another order, so a row of y from the panels can
+ * differ from the tile's in the last bits (kern.h, kern_pack: prefill uses panels, decode
+ * the tiles). */
+
+enum { PX = 4, PX4 = 6 };
+
+/* Holds v in a register here: GCC otherwise regroups a loop's integer adds into a tree whose
+ * partial sums spill to the stack (8DA4W's panels: 129 against 154 GMAC/s, bench/kern.c). */
+
+/* y[a][0..nr) for nx rows of x (ldy apart) from one panel (nr of its rows are real). */
+INLINE PT void store_rows(float *y, size_t ldy, const __m256 *acc, int nx, int nr) {
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) {
+        if (nr == 8) _mm256_storeu_ps(y + (size_t)a * ldy, acc[a]);
+        else {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, acc[a]);
+            memcpy(y + (size_t)a * ldy, tmp, (size_t)nr * sizeof *tmp);
+        }
+    }
+}
+
+INLINE PT void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx, int nr) {
+    __m256 acc[PX4];
+    __m256i z[PX4];
+    size_t nb = in / 32;
+    const __m256i m15 = _mm256_set1_epi8(15), e8 = _mm256_set1_epi8(8);
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(128 + xq->zp[a]);
+    for (size_t g = 0; g < nb; g++, pan += KERN_8DA4W_BLOCK) {
+        __m256i sb[PX4];
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++) sb[a] = _mm256_setzero_si256();
+        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 128, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i v = _mm256_load_si256((const __m256i *)(pan + 32 * (j / 2)));
+            __m256i w = _mm256_sub_epi8(_mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15), e8);
+#pragma GCC unroll 6
+            for (int a = 0; a < nx; a++) {
+                int32_t u4;
+                memcpy(&u4, xq->u + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
+                sb[a] = DOT_UB(sb[a], _mm256_set1_epi32(u4), w);
+                KEEP(sb[a]);
+            }
+        }
+        __m256 sc = _mm256_loadu_ps((const float *)(pan + 128));
+        __m256i qs = _mm256_loadu_si256((const __m256i *)(pan + 160));
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++) {
+            __m256 G = _mm256_cvtepi32_ps(_mm256_sub_epi32(SUM_UB(sb[a]), _mm256_madd_epi16(qs, z[a])));
+            acc[a] = _mm256_fmadd_ps(G, sc, acc[a]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) acc[a] = _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
+    store_rows(y, ldy, acc, nx, nr);
+}
+
+/* ---- Q4 panels (kern.h's kern_pack): prefill's GEMM and decode's GEMV ----
+ * 8DA4W's nibbles, but the weights are maddubs's unsigned operand, as q + 8 (one mask, no
+ * subtraction), and x's h its signed one: per quad, each of the nx rows of x broadcasts its 4
+ * h (int8) and one maddubs gives per row of W the two pair sums of (q + 8) * h, |.| <= 2 *
+ * 15 * 127, added in int16 over the block's 8 quads (<= 30480: exact). pmaddwd by ones makes
+ * lane r row r's sum, and minus c8 = 8 * sum h (once per block for the 8 rows) it is
+ * S = sum q * h, the reference's; acc + (hs * d) * S in block order is its f32 sum, bit for
+ * bit. 144 bytes per block: a 32-byte load can straddle a line (blocks start 16 bytes apart
+ * modulo 64), which costs less than padding the blocks would in memory traffic. */
+
+enum { Q4_PF = 16 }; /* blocks ahead to prefetch: 2.3 KB, a panel's stream from memory in decode */
+
+INLINE PT void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx,
+                               int nr) {
+    __m256 acc[PX4];
+    size_t nb = in / 32;
+    const __m256i m15 = _mm256_set1_epi8(15);
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps();
+    for (size_t g = 0; g < nb; g++, pan += KERN_Q4_BLOCK) {
+        __m256i sb[NSPLIT][PX4];
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++)
+            for (int c = 0; c < NSPLIT; c++) sb[c][a] = _mm256_setzero_si256();
+        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK + 128, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(pan + 32 * (j / 2)));
+            __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15);
+#pragma GCC unroll 6
+            for (int a = 0; a < nx; a++) {
+                int32_t h4;
+                memcpy(&h4, xq->q + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
+                sb[j % NSPLIT][a] = DOT_UB(sb[j % NSPLIT][a], w, _mm256_set1_epi32(h4));
+                KEEP(sb[j % NSPLIT][a]);
+            }
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 128)));
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++) {
+            __m256i s = SUM_UB(sb[0][a]);
+            for (int c = 1; c < NSPLIT; c++) s = _mm256_add_epi32(s, sb[c][a]);
+            __m256i S = _mm256_sub_epi32(s, _mm256_set1_epi32(xq->c8[(size_t)a * nb + g]));
+            __m256 sc = _mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), d);
+            acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(sc, _mm256_cvtepi32_ps(S)));
+        }
+    }
+    store_rows(y, ldy, acc, nx, nr);
+}
+
+/* The walk of 8DA4W's and Q4's panels (t, a constant after inlining): slabs of panels that
+ * stay in L2, PX4 rows of x by one panel at a time. */
+INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
+                           size_t out, size_t o0, size_t o1) {
+    size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb;
+    if (slab < 1) slab = 1;
+    for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
+        size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
+        for (size_t i = 0; i < n; i += PX4) {
+            int nx = n - i < PX4 ? (int)(n - i) : PX4;
+            kern_xq xi = {0};
+            if (t == WQ_Q4) xi.q = xq->q + i * in, xi.hs = xq->hs + i * (in / 32), xi.c8 = xq->c8 + i * (in / 32);
+            else xi.u = xq->u + i * in, xi.scale = xq->scale + i, xi.zp = xq->zp + i;
+            for (size_t pi = p0; pi < p1; pi++) {
+                int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
+                const uint8_t *pan = (const uint8_t *)panels + pi * pb;
+                float *yt = y + i * out + pi * 8;
+                switch (nx) {
+#define P(A)                                                                                       \
+    case A:                                                                                        \
+        if (t == WQ_Q4) panel_q4_tile(yt, out, &xi, pan, in, A, nr);                               \
+        else panel_tile(yt, out, &xi, pan, in, A, nr);                                             \
+        break;
+                    P(1) P(2) P(3) P(4) P(5) P(6)
+#undef P
+                }
+            }
+        }
+    }
+}
+
+static PT void panel_8da4w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                             size_t o0, size_t o1) {
+    panel_nib(WQ_8DA4W, y, xq, panels, n, in, out, o0, o1);
+}
+static PT void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                          size_t o0, size_t o1) {
+    panel_nib(WQ_Q4, y, xq, panels, n, in, out, o0, o1);
+}
+
+/* ---- 8DA8W panels (kern.h's kern_pack) ----
+ * Per pair of columns, 16 bytes widened to int16 are 8 rows x 2 columns; each of PX rows of
+ * x broadcasts its pair of h = xq - zp to all lanes, and one pmaddwd gives per row of W the
+ * pair's sum, added in int32 over the whole row: lane r holds row r's S, exact, scaled as
+ * the reference, (sx * s) * S. Two panels (16 rows of W) per broadcast. */
+
+INLINE PT void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
+                             int nx, int np, size_t nr) {
+    __m256i acc[PX][2];
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_si256();
+    for (size_t c = 0; c < in; c += 2) {
+        if (c % 8 == 0)
+            for (int p = 0; p < np; p++) _mm_prefetch((const char *)(pan + (size_t)p * pb + c * 8 + 512), _MM_HINT_T0);
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + c * 8)));
+        __m256i w1 = np > 1 ? _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + pb + c * 8))) : w0;
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) {
+            int32_t h2;
+            memcpy(&h2, xq->h + (size_t)a * in + c, 4);
+            __m256i hb = _mm256_set1_epi32(h2);
+            acc[a][0] = DOT_WS(acc[a][0], w0, hb);
+            if (np > 1) acc[a][1] = DOT_WS(acc[a][1], w1, hb);
+        }
+    }
+    for (int p = 0; p < np; p++) {
+        __m256 sc = _mm256_loadu_ps((const float *)(pan + (size_t)p * pb + in * 8));
+        size_t m = nr - 8 * (size_t)p < 8 ? nr - 8 * (size_t)p : 8;
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) {
+            __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->scale[a]), sc), _mm256_cvtepi32_ps(acc[a][p]));
+            if (m == 8) _mm256_storeu_ps(y + (size_t)a * ldy + 8 * p, r);
+            else {
+                float t[8];
+                _mm256_storeu_ps(t, r);
+                memcpy(y + (size_t)a * ldy + 8 * p, t, m * sizeof *t);
+            }
+        }
+    }
+}
+
+/* ---- Q8 panels (kern.h's kern_pack) ----
+ * 8DA8W's bytes: per pair of columns 16 bytes, 8 rows x 2 columns of int8 q (row r's pair at
+ * bytes 2r, 2r+1), the rows' scales (d) after the last. Each of PX rows of x broadcasts its
+ * pair of int16 h to two panels (16 rows); one pmaddwd per pair adds up each row's exact
+ * block sum S in its lane, and per block of 32 acc += (hs * d) * S in f32 as the reference
+ * does, in block order: the reference's bits. */
+
+INLINE PT void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
+                               int nx, int np, size_t nr) {
+    __m256 acc[PX][2], dq[2];
+    size_t nb = in / 32, bs = 256; /* bytes per block */
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    for (int p = 0; p < np; p++) dq[p] = _mm256_load_ps((const float *)(pan + (size_t)p * pb + in * 8));
+    for (size_t g = 0; g < nb; g++, pan += bs) {
+        __m256i S[PX][2];
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) S[a][0] = S[a][1] = _mm256_setzero_si256();
+        for (int p = 0; p < np; p++)
+            for (size_t c = 0; c < bs; c += 64) _mm_prefetch((const char *)pan + (size_t)p * pb + 2 * bs + c, _MM_HINT_T0);
+#pragma GCC unroll 2
+        for (int j = 0; j < 16; j++) {
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + 16 * j)));
+            __m256i w1 = np > 1 ? _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + pb + 16 * j))) : w0;
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++) {
+                int32_t h2;
+                memcpy(&h2, xq->h + (size_t)a * in + g * 32 + 2 * (size_t)j, 4);
+                __m256i hb = _mm256_set1_epi32(h2);
+                S[a][0] = DOT_WS(S[a][0], w0, hb);
+                if (np > 1) S[a][1] = DOT_WS(S[a][1], w1, hb);
+            }
+        }
+        for (int p = 0; p < np; p++) {
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++)
+                acc[a][p] = _mm256_add_ps(acc[a][p], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), dq[p]),
+                                                                   _mm256_cvtepi32_ps(S[a][p])));
+        }
+    }
+    for (int p = 0; p < np; p++) {
+        size_t m = nr - 8 * (size_t)p < 8 ? nr - 8 * (size_t)p : 8;
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) {
+            if (m == 8) _mm256_storeu_ps(y + (size_t)a * ldy + 8 * p, acc[a][p]);
+            else {
+                float t[8];
+                _mm256_storeu_ps(t, acc[a][p]);
+                memcpy(y + (size_t)a * ldy + 8 * p, t, m * sizeof *t);
+            }
+        }
+    }
+}
+
+/* The walk of 8DA8W's and Q8's panels (t, a constant after inlining): slabs of panels
+ * that stay in L2, PX rows of x by two panels at a time. */
+INLINE PT void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
+                             size_t out, size_t o0, size_t o1) {
+    size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb / 2 * 2;
+    if (slab < 2) slab = 2;
+    for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
+        size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
+        for (size_t i = 0; i < n; i += PX) {
+            int nx = n - i < PX ? (int)(n - i) : PX;
+            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t != WQ_8DA8W ? xq->hs + i * (in / 32) : NULL, 0};
+            for (size_t pi = p0; pi < p1; pi += 2) {
+                int np = p1 - pi > 1 ? 2 : 1;
+                size_t nr = o1 - pi * 8 < 16 ? o1 - pi * 8 : 16;
+                const uint8_t *pan = (const uint8_t *)panels + pi * pb;
+                float *yt = y + i * out + pi * 8;
+                switch (nx * 2 + np - 1) {
+#define P(A, B)                                                                                    \
+    case A * 2 + B - 1:                                                                            \
+        if (t == WQ_8DA8W) panel8_tile(yt, out, &xi, pan, pb, in, A, B, nr);                       \
+        else panel_q8_tile(yt, out, &xi, pan, pb, in, A, B, nr);                               \
+        break;
+                    P(1, 1) P(1, 2) P(2, 1) P(2, 2) P(3, 1) P(3, 2) P(4, 1) P(4, 2)
+#undef P
+                }
+            }
+        }
+    }
+}
+
+static PT void panel_8da8w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                             size_t o0, size_t o1) {
+    panel_pairs(WQ_8DA8W, y, xq, panels, n, in, out, o0, o1);
+}
+static PT void panel_q8(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
+                          size_t o0, size_t o1) {
+    panel_pairs(WQ_Q8, y, xq, panels, n, in, out, o0, o1);
+}
