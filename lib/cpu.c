@@ -136,7 +136,7 @@ static void pack_task(void *arg, int ti, int nt) {
     }
 }
 
-/* q4's, q8's and 8da8w's panels (kern_panels_decode) are built once into a cache file of
+/* The quantized weights' panels (kern_panels_decode) are built once into a cache file of
  * their own and mapped, as the quantized weights are, by every later process (decode's start
  * would otherwise repack the model: 0.8 s for q4 at 4B dims; and processes share one copy in
  * the page cache): cache_dir()/panels-<panels_key>.bin, a header ("QWENPAN\0", the version,
@@ -345,12 +345,10 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
     /* (by the scheme, not the weights' type: a torchao export's 8da4w weights keep f32) */
     c->half_kv = o->kv_type == KV_READ_F16 ||
                  (o->kv_type == KV_READ_AUTO && B == 1 && m->scheme != QS_NONE && m->scheme != QS_BF16);
-    /* Panels, where this CPU has a kernel for them. q4's, q8's and 8da8w's take the bytes of
-     * their plain layout and one row of x runs faster on them too (kern.h): every backend,
-     * decode's too, maps them from their own cache file (map_panels; lm_head's included),
-     * built in memory only where that file cannot be written. A backend that prefills 8da4w
-     * gets its panels in memory, built here over the pool (about 0.2 s for 0.6B dims, 1.5 s
-     * for 4B); its lm_head stays plain, a prefill wants one position's logits. The cache file's
+    /* Panels, where this CPU has a kernel for them. They take the bytes of their plain
+     * layout and one row of x runs faster on them too (kern.h): every backend, decode's too,
+     * maps them from their own cache file (map_panels; lm_head's included), built in memory
+     * only where that file cannot be written (pack_task, over the pool). The plain layout's
      * pages packing read are then dropped from this process (they stay in the page cache),
      * so its memory holds one copy. */
     if ((B >= 4 || kern_panels_decode(wq)) && c->k->panel[wq]) {

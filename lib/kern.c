@@ -487,6 +487,15 @@ static void act_task(void *arg, int i, int nt) {
             j->k->quant_blocks(xq->h + r * in, j->kind == WQ_Q4 ? xq->u + r * in : NULL, xq->hs + r * (in / 32),
                                j->x + r * in, in, j->kind == WQ_Q4 ? 127 : 32767);
         if (j->kind == WQ_Q4) kern_blocks_i8(xq->q + r * in, xq->c8 + r * (in / 32), xq->h + r * in, in);
+        if (j->kind == WQ_8DA4W) kern_block_sums(xq->c8 + r * (in / 32), xq->q + r * in, in);
+    }
+}
+
+void kern_block_sums(int32_t *c8, const int8_t *q, size_t in) {
+    for (size_t b = 0; b < in / 32; b++) {
+        int32_t s = 0;
+        for (size_t k = b * 32; k < b * 32 + 32; k++) s += q[k];
+        c8[b] = 8 * s;
     }
 }
 
@@ -506,8 +515,8 @@ static kern_panel_fn *panel_fn(const kern_ops *k, wq_type t) {
 /* 8DA4W's and Q4's panel layouts (kern.h): per panel of 8 rows, per block of 32 columns, 8
  * quads of 4 columns as 4 pairs of quads of 32 bytes (byte b: row b/4, column b%4 of the
  * pair's first quad in its low nibble, of its second in the high one, each as q + 8), then
- * 8DA4W: the 8 rows' f32 scales and int32 sums of q; Q4: the 8 rows' f16 d of the block's
- * group. Rows past the weight's last (the last panel's padding) are zero. */
+ * the 8 rows' scales, 8DA4W's f32, Q4's f16 d of the block's group. Rows past the weight's
+ * last (the last panel's padding) are zero. */
 struct kern_packed {
     void *panels;
     size_t rows, in;
@@ -545,28 +554,19 @@ static void pack_nib(uint8_t *mem, const qweight *w, size_t rows) {
             uint8_t *blk = mem + (pi * nb + g) * bb;
             uint32_t pair[4][8];
             float ps[8];
-            int32_t qs[8];
             uint16_t d[8];
             for (int r = 0; r < 8; r++) {
                 size_t row = pi * 8 + (size_t)r;
                 uint64_t b[2] = {0x8888888888888888ull, 0x8888888888888888ull}, v[4];
                 if (row < rows) memcpy(b, (const uint8_t *)w->data + row * in / 2 + g * 16, 16);
                 v[0] = b[0] & m4, v[1] = b[1] & m4, v[2] = b[0] >> 4 & m4, v[3] = b[1] >> 4 & m4;
-                int32_t sum = -256; /* 32 values of q + 8 (8DA4W's; Q4's kernel needs none) */
-                for (int i = 0; i < 4; i++) {
-                    pair[i][r] = (uint32_t)v[i] | (uint32_t)(v[i] >> 32) << 4; /* quads 2i, 2i + 1 */
-                    if (w->q == WQ_Q4) continue;
-                    uint64_t t = (v[i] & 0x00ff00ff00ff00ffull) + (v[i] >> 8 & 0x00ff00ff00ff00ffull);
-                    t = (t & 0x0000ffff0000ffffull) + (t >> 16 & 0x0000ffff0000ffffull);
-                    sum += (int32_t)((t & 0xffffffffull) + (t >> 32));
-                }
+                for (int i = 0; i < 4; i++) pair[i][r] = (uint32_t)v[i] | (uint32_t)(v[i] >> 32) << 4; /* quads 2i, 2i + 1 */
                 ps[r] = row < rows && w->q == WQ_8DA4W ? ((const float *)w->scales)[row * nb + g] : 0;
                 d[r] = row < rows && w->q == WQ_Q4 ? ((const uint16_t *)w->scales)[row * ng + g / gb] : 0;
-                qs[r] = sum;
             }
             memcpy(blk, pair, 128);
             if (w->q == WQ_Q4) memcpy(blk + 128, d, sizeof d);
-            else memcpy(blk + 128, ps, sizeof ps), memcpy(blk + 160, qs, sizeof qs);
+            else memcpy(blk + 128, ps, sizeof ps);
         }
 }
 

@@ -35,13 +35,13 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
  * A row (8DA4W) or block (Q4, Q8) holding a NaN or an Inf gets scale NaN, so its outputs are
  * NaN (defined behaviour, the same in every variant). */
 typedef struct {
-    int8_t *q;     /* 8DA4W; Q4: h as int8 (kern_blocks_i8), what its panels read */
+    int8_t *q;     /* 8DA4W; Q4: h as int8 (kern_blocks_i8): what their panels read */
     uint8_t *u;    /* 8DA4W: q + 128, Q4: h + 128, the unsigned operand of x86's maddubs */
     float *scale;
     int32_t *zp;
     int16_t *h;    /* Q4, Q8; 8DA4W: q - zp, the int16 operand of x86's pmaddwd */
     float *hs;     /* Q4, Q8 */
-    int32_t *c8;   /* Q4 (kern_blocks_i8, with h as int8 in q): 8 * each block's sum of h */
+    int32_t *c8;   /* Q4, 8DA4W (kern_blocks_i8, kern_block_sums): 8 * each block of 32's sum of q */
 } kern_xq;
 
 /* The same contract as kern_matmul_fn for a quantized weight w, reading xq (x is unused). */
@@ -108,40 +108,34 @@ void kern_matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weight 
 void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                         size_t in, size_t out, void *scratch);
 
-/* An 8DA4W weight repacked for a prefill's GEMM: panels of 8 rows whose int4 values are
- * interleaved 4 columns at a time, each block of 32 columns followed by the 8 rows' scales
- * and sums of q, so that one maddubs multiplies 4 columns of one x row (broadcast) with
- * 8 rows of W, lanes are rows, and the per-block int-to-f32 scaling is done once per 8
- * rows rather than per row. The same integers, so the same exact group sums as the
- * reference; the f32 adds in block order as the reference, fused. Built in memory by the
- * CPU backend of a process that prefills (decode reads 8DA4W's plain layout); results can
- * then differ from the plain kernels' in the last bits, so a position's K/V from a prefill
- * of 4 or more positions is not bit for bit its K/V computed alone (they agree to f32
- * rounding). NULL if k has no panel kernel or out of memory. The other types' panels below
- * give their reference's bits, and decode reads them too (kern_panels_decode).
+/* A quantized weight repacked as panels of 8 rows, for prefill's GEMM and decode's GEMV:
+ * lanes are rows, so one row of x (broadcast) multiplies 8 rows of W at once, and the
+ * per-block int-to-f32 scaling is done once per 8 rows rather than per row. Every type's
+ * panels take the bytes its plain layout takes (Q4 in groups of 128: 9% more), give its
+ * reference's bits, and run faster than the plain layout for one row of x too: decode
+ * reads them, lm_head's included (kern_matmul_wp takes them for any n).
+ * A Q4 or 8DA4W weight's panels: per block of 32 columns, the 8 rows' int4 values as
+ * q + 8, interleaved 4 columns at a time (128 bytes), then the 8 rows' scales of the block
+ * (Q4: f16 d of its group, 144 bytes per block, group 128's repeated; 8DA4W: f32, 160).
+ * The kernel multiplies the unsigned q + 8 by x's signed int8 (Q4: h; 8DA4W: xq) and takes
+ * 8 * the block's sum of x (kern_xq's c8) off, per block, once for the 8 rows; 8DA4W's
+ * zero point takes zp * sum q off, its sum q counted by the kernel.
  * An 8DA8W weight's panels: 8 rows whose int8 values are interleaved 2 columns at a time
  * (16 bytes: row r's pair at bytes 2r, 2r+1), then the 8 rows' scales; its sums are exact
- * in int32 over the whole row, so panels, tiles and the reference give the same bits.
- * A Q4 weight's panels (groups of 32 or 128) keep 8DA4W's 128 bytes of nibbles per block,
- * then the 8 rows' f16 d of the block's group, and no sums: the kernel multiplies the
- * unsigned q + 8 by the signed h and takes 8 * sum h (kern_xq's c8) off, per block, once
- * for the 8 rows. 144 bytes per block of 8 rows, what the plain layout's 8 rows take (group
- * 128: d repeated per block, 9% more), and one row of x runs on them faster than on the
- * plain layout: decode reads them too, lm_head's included. The kernel adds the blocks as
- * the reference does (its bits). A Q8 weight's panels are an 8DA8W weight's bytes (its
- * int8 values and per-row scales are laid out alike), its kernel adds the blocks as its
- * reference: its bits. */
+ * in int32 over the whole row. A Q8 weight's panels are an 8DA8W weight's bytes (its int8
+ * values and per-row scales are laid out alike), its kernel adds the blocks as its
+ * reference. */
 typedef struct kern_packed kern_packed;
 /* Bytes of one panel (8 rows) of a weight of type t with in columns, in the layouts above:
  * 8DA4W and Q4 per block of 32 columns, 8DA8W and Q8 per row length. kern.c packs them, the
  * variants' panel kernels read them. */
-enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4 + 8 * 4, KERN_Q4_BLOCK = 8 * 16 + 8 * 2 };
-/* Q4's, Q8's and 8DA8W's panels take the bytes their plain layout takes (Q4 in groups of
- * 128: 9% more), and one row of x runs faster on them too: decode reads them
- * (kern_matmul_wp takes them for any n), from a cache file of their own (cpu.c), whose
- * version this is: bumped whenever a layout changes. */
-enum { KERN_PANELS_VERSION = 1 };
-static inline int kern_panels_decode(wq_type t) { return t == WQ_Q4 || t == WQ_Q8 || t == WQ_8DA8W; }
+enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4, KERN_Q4_BLOCK = 8 * 16 + 8 * 2 };
+/* The panels live in a cache file of their own (cpu.c), whose version this is: bumped
+ * whenever a layout changes (2: 8DA4W's lost its sums of q). */
+enum { KERN_PANELS_VERSION = 2 };
+static inline int kern_panels_decode(wq_type t) {
+    return t == WQ_Q4 || t == WQ_Q8 || t == WQ_8DA8W || t == WQ_8DA4W;
+}
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
     return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
 }
@@ -172,6 +166,8 @@ void kern_quant_blocks(int16_t *h, uint8_t *u, float *hs, const float *x, size_t
 /* Q4's activations as its panels read them: h8 = h as int8 (|h| <= 127), c8 = 8 * each block
  * of 32's sum of h (the q + 8 offset of the panels' nibbles, taken off once per block). */
 void kern_blocks_i8(int8_t *h8, int32_t *c8, const int16_t *h, size_t in);
+/* 8DA4W's: c8 = 8 * each block of 32's sum of its xq. */
+void kern_block_sums(int32_t *c8, const int8_t *q, size_t in);
 
 /* The generic (reference) kernel for quantization type t, for tests. */
 kern_qmatmul_fn *kern_qref(wq_type t);

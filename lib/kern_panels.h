@@ -16,23 +16,24 @@
 
 #include "kern.h"
 
-/* ---- 8DA4W panels (kern.h's kern_pack): a prefill's GEMM ----
+/* ---- Q4 and 8DA4W panels (kern.h's kern_pack): prefill's GEMM and decode's GEMV ----
  * Per block of 32 columns, per pair of quads of 4 columns: the 32 bytes' low nibbles give
- * the first quad's 32 signed values, byte 4r+c row r's column c, their high nibbles the
- * second's (one load, two masks); each of PX4 rows of x broadcasts its 4 u bytes (xq + 128)
- * to all lanes and one maddubs gives per row of W the two pair sums of u*q, added in int16
- * over the block's 8 quads (|sum| <= 8 * 2 * 255 * 8 = 32640: exact). Per block, pmaddwd by
- * ones makes lane r row r's sum of u*q, minus Z * sum q (pmaddwd of the int32 sums of q,
- * which fit 16 bits, by Z = 128 + zp; exact) = sum (xq - zp) * q, the reference's block
- * sum. One FMA per 8 rows scales it into f32 in block order, x's scale at the end; the plain
- * tile_8da4w sums the blocks' f32 terms in another order, so a row of y from the panels can
- * differ from the tile's in the last bits (kern.h, kern_pack: prefill uses panels, decode
- * the tiles). */
+ * the first quad's 32 values, byte 4r+c row r's column c, their high nibbles the second's
+ * (one load, two masks), each as q + 8: DOT_UB's unsigned operand. x's int8 is its signed
+ * one (Q4: h, kern_blocks_i8; 8DA4W: xq): per quad, each of the nx rows of x broadcasts its
+ * 4 bytes and one DOT_UB adds per row of W the products (q + 8) * x (AVX2: in int16 over the
+ * block's 8 quads, |.| <= 8 * 2 * 15 * 128 = 30720: exact). Minus c8 = 8 * the block's sum
+ * of x (once per block for the 8 rows), lane r is row r's S = sum q * x.
+ *   Q4: acc + (hs * d) * S, in block order, is the reference's f32 sum, bit for bit.
+ *   8DA4W: the reference's block sum is G = sum (xq - zp) * q = S - zp * sum q, and sum q
+ *   (sum (q + 8) - 256) comes from one more DOT_UB per quad, by ones, for all nx rows of x;
+ *   acc + s * G in block order, times x's scale at the end: the reference's bits too.
+ * A block is 144 bytes (Q4: the 8 rows' f16 d after the nibbles) or 160 (8DA4W: f32 s), the
+ * plain layouts' bytes: a 32-byte load can straddle a line, which costs less than padding
+ * the blocks would in memory traffic. */
 
 enum { PX = 4, PX4 = 6 };
-
-/* Holds v in a register here: GCC otherwise regroups a loop's integer adds into a tree whose
- * partial sums spill to the stack (8DA4W's panels: 129 against 154 GMAC/s, bench/kern.c). */
+enum { NIB_PF = 16 }; /* blocks ahead to prefetch: 2.3 KB, a panel's stream from memory in decode */
 
 /* y[a][0..nr) for nx rows of x (ldy apart) from one panel (nr of its rows are real). */
 INLINE PT void store_rows(float *y, size_t ldy, const __m256 *acc, int nx, int nr) {
@@ -47,94 +48,52 @@ INLINE PT void store_rows(float *y, size_t ldy, const __m256 *acc, int nx, int n
     }
 }
 
-INLINE PT void panel_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx, int nr) {
+INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in,
+                              int nx, int nr) {
     __m256 acc[PX4];
-    __m256i z[PX4];
-    size_t nb = in / 32;
-    const __m256i m15 = _mm256_set1_epi8(15), e8 = _mm256_set1_epi8(8);
-#pragma GCC unroll 6
-    for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps(), z[a] = _mm256_set1_epi32(128 + xq->zp[a]);
-    for (size_t g = 0; g < nb; g++, pan += KERN_8DA4W_BLOCK) {
-        __m256i sb[PX4];
-#pragma GCC unroll 6
-        for (int a = 0; a < nx; a++) sb[a] = _mm256_setzero_si256();
-        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK, _MM_HINT_T0);
-        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)pan + 4 * KERN_8DA4W_BLOCK + 128, _MM_HINT_T0);
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            __m256i v = _mm256_load_si256((const __m256i *)(pan + 32 * (j / 2)));
-            __m256i w = _mm256_sub_epi8(_mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15), e8);
-#pragma GCC unroll 6
-            for (int a = 0; a < nx; a++) {
-                int32_t u4;
-                memcpy(&u4, xq->u + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
-                sb[a] = DOT_UB(sb[a], _mm256_set1_epi32(u4), w);
-                KEEP(sb[a]);
-            }
-        }
-        __m256 sc = _mm256_loadu_ps((const float *)(pan + 128));
-        __m256i qs = _mm256_loadu_si256((const __m256i *)(pan + 160));
-#pragma GCC unroll 6
-        for (int a = 0; a < nx; a++) {
-            __m256 G = _mm256_cvtepi32_ps(_mm256_sub_epi32(SUM_UB(sb[a]), _mm256_madd_epi16(qs, z[a])));
-            acc[a] = _mm256_fmadd_ps(G, sc, acc[a]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int a = 0; a < nx; a++) acc[a] = _mm256_mul_ps(acc[a], _mm256_set1_ps(xq->scale[a]));
-    store_rows(y, ldy, acc, nx, nr);
-}
-
-/* ---- Q4 panels (kern.h's kern_pack): prefill's GEMM and decode's GEMV ----
- * 8DA4W's nibbles, but the weights are maddubs's unsigned operand, as q + 8 (one mask, no
- * subtraction), and x's h its signed one: per quad, each of the nx rows of x broadcasts its 4
- * h (int8) and one maddubs gives per row of W the two pair sums of (q + 8) * h, |.| <= 2 *
- * 15 * 127, added in int16 over the block's 8 quads (<= 30480: exact). pmaddwd by ones makes
- * lane r row r's sum, and minus c8 = 8 * sum h (once per block for the 8 rows) it is
- * S = sum q * h, the reference's; acc + (hs * d) * S in block order is its f32 sum, bit for
- * bit. 144 bytes per block: a 32-byte load can straddle a line (blocks start 16 bytes apart
- * modulo 64), which costs less than padding the blocks would in memory traffic. */
-
-enum { Q4_PF = 16 }; /* blocks ahead to prefetch: 2.3 KB, a panel's stream from memory in decode */
-
-INLINE PT void panel_q4_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in, int nx,
-                               int nr) {
-    __m256 acc[PX4];
-    size_t nb = in / 32;
-    const __m256i m15 = _mm256_set1_epi8(15);
+    size_t nb = in / 32, bb = t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK;
+    const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
 #pragma GCC unroll 6
     for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps();
-    for (size_t g = 0; g < nb; g++, pan += KERN_Q4_BLOCK) {
-        __m256i sb[NSPLIT][PX4];
+    for (size_t g = 0; g < nb; g++, pan += bb) {
+        __m256i sb[NSPLIT][PX4], sq = _mm256_setzero_si256();
 #pragma GCC unroll 6
         for (int a = 0; a < nx; a++)
             for (int c = 0; c < NSPLIT; c++) sb[c][a] = _mm256_setzero_si256();
-        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK, _MM_HINT_T0);
-        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK + 64, _MM_HINT_T0);
-        _mm_prefetch((const char *)pan + Q4_PF * KERN_Q4_BLOCK + 128, _MM_HINT_T0);
+        for (size_t off = 0; off < bb; off += 64) _mm_prefetch((const char *)pan + NIB_PF * bb + off, _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(pan + 32 * (j / 2)));
             __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15);
+            if (t == WQ_8DA4W) sq = DOT_UB(sq, w, ones);
 #pragma GCC unroll 6
             for (int a = 0; a < nx; a++) {
-                int32_t h4;
-                memcpy(&h4, xq->q + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
-                sb[j % NSPLIT][a] = DOT_UB(sb[j % NSPLIT][a], w, _mm256_set1_epi32(h4));
+                int32_t x4;
+                memcpy(&x4, xq->q + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
+                sb[j % NSPLIT][a] = DOT_UB(sb[j % NSPLIT][a], w, _mm256_set1_epi32(x4));
                 KEEP(sb[j % NSPLIT][a]);
             }
         }
-        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 128)));
+        __m256 sc = t == WQ_Q4 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 128)))
+                               : _mm256_loadu_ps((const float *)(pan + 128));
+        __m256i q1 = _mm256_sub_epi32(SUM_UB(sq), _mm256_set1_epi32(256)); /* 8DA4W: sum q */
 #pragma GCC unroll 6
         for (int a = 0; a < nx; a++) {
             __m256i s = SUM_UB(sb[0][a]);
             for (int c = 1; c < NSPLIT; c++) s = _mm256_add_epi32(s, sb[c][a]);
             __m256i S = _mm256_sub_epi32(s, _mm256_set1_epi32(xq->c8[(size_t)a * nb + g]));
-            __m256 sc = _mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), d);
-            acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(sc, _mm256_cvtepi32_ps(S)));
+            if (t == WQ_Q4) {
+                __m256 f = _mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), sc);
+                acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(f, _mm256_cvtepi32_ps(S)));
+            } else {
+                __m256i G = _mm256_sub_epi32(S, _mm256_mullo_epi32(q1, _mm256_set1_epi32(xq->zp[a])));
+                acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(sc, _mm256_cvtepi32_ps(G)));
+            }
         }
     }
+    if (t == WQ_8DA4W)
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++) acc[a] = _mm256_mul_ps(_mm256_set1_ps(xq->scale[a]), acc[a]);
     store_rows(y, ldy, acc, nx, nr);
 }
 
@@ -148,19 +107,16 @@ INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *pan
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
         for (size_t i = 0; i < n; i += PX4) {
             int nx = n - i < PX4 ? (int)(n - i) : PX4;
-            kern_xq xi = {0};
-            if (t == WQ_Q4) xi.q = xq->q + i * in, xi.hs = xq->hs + i * (in / 32), xi.c8 = xq->c8 + i * (in / 32);
-            else xi.u = xq->u + i * in, xi.scale = xq->scale + i, xi.zp = xq->zp + i;
+            kern_xq xi = {.q = xq->q + i * in, .c8 = xq->c8 + i * (in / 32)};
+            if (t == WQ_Q4) xi.hs = xq->hs + i * (in / 32);
+            else xi.scale = xq->scale + i, xi.zp = xq->zp + i;
             for (size_t pi = p0; pi < p1; pi++) {
                 int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
                 const uint8_t *pan = (const uint8_t *)panels + pi * pb;
                 float *yt = y + i * out + pi * 8;
                 switch (nx) {
 #define P(A)                                                                                       \
-    case A:                                                                                        \
-        if (t == WQ_Q4) panel_q4_tile(yt, out, &xi, pan, in, A, nr);                               \
-        else panel_tile(yt, out, &xi, pan, in, A, nr);                                             \
-        break;
+    case A: panel_nib_tile(t, yt, out, &xi, pan, in, A, nr); break;
                     P(1) P(2) P(3) P(4) P(5) P(6)
 #undef P
                 }

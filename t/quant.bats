@@ -85,13 +85,13 @@ load helper
     [[ "$output" == *"quantization 'q3': not one of none, bf16, q8, q4, q4g128, 8da4w, 8da8w"* ]]
 }
 
-@test "quant: panels (q4, q8, 8da8w): one file built once and reused, rebuilt when damaged, in memory when unwritable; the same logits and tokens each way" {
+@test "quant: panels (q4, q8, 8da8w, 8da4w): one file built once and reused, rebuilt when damaged, in memory when unwritable; the same logits and tokens each way" {
     m=$PWD/build/models/0.6b-2l
     run_q() { # SCHEME SESSION OUT: prefill 5 ids, its logits to OUT, then 3 greedy tokens
         echo "9707 11 1879 374 264" | "$BIN/prefill" -m "$m" --quant "$1" -k "$1-$2" > "$3" &&
             "$BIN/sample" --greedy < "$3" | "$BIN/decode" -m "$m" --quant "$1" -k "$1-$2" -n 3 --temp 0 --stop 999999 > "$3.ids"
     }
-    for q in q4 q8 8da8w; do
+    for q in q4 q8 8da8w 8da4w; do
         export QWEN_CACHE=$TMP/cache-$q
         run_q $q a "$TMP/l1"
         [ "$(ls "$QWEN_CACHE" | grep -c '^panels-.*\.bin$')" -eq 1 ]

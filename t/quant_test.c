@@ -333,6 +333,7 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
                               t == WQ_Q4 ? 127 : 32767);
             if (t == WQ_Q4) kern_blocks_i8(q + i * in, c8 + i * (in / 32), h + i * in, in);
         }
+        if (t == WQ_8DA4W && in % 32 == 0) kern_block_sums(c8 + i * (in / 32), q + i * in, in);
     }
     if (t != WQ_Q4)
         for (size_t i = 0; i < n * in; i++) u[i] = (uint8_t)(q[i] + 128);
@@ -353,12 +354,12 @@ static void test_kernel(const kern_ops *v, wq_type t, size_t g, size_t n, size_t
         for (size_t i = 0; i < n * out; i++) got[i] = 12345;
         v->panel[t](got, &xq, kern_panels(pk), n, in, out, p0, o1);
         CHECK(!mismatch(got, want, &xq, &qw, n, in, out, p0, o1, v->name, "panels"), "panel kernel mismatch");
-        /* 8da8w's, q4's and q8's panels add as the reference does: its bits */
-        if (t != WQ_8DA4W)
-            for (size_t i = 0; i < n; i++)
-                for (size_t o = p0; o < o1; o++)
-                    CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s %s panels %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
-                          v->name, t == WQ_Q4 ? "q4" : t == WQ_Q8 ? "q8" : "8da8w", kinds[kind], n, in, i, o, got[i * out + o], want[i * out + o]);
+        /* every type's panels add as its reference does: its bits */
+        for (size_t i = 0; i < n; i++)
+            for (size_t o = p0; o < o1; o++)
+                CHECK(same_bits(got[i * out + o], want[i * out + o]), "%s %s panels %s n=%zu in=%zu: y[%zu][%zu] %.9g, reference %.9g",
+                      v->name, t == WQ_Q4 ? "q4" : t == WQ_Q8 ? "q8" : t == WQ_8DA8W ? "8da8w" : "8da4w", kinds[kind], n, in, i, o,
+                      got[i * out + o], want[i * out + o]);
         kern_packed_free(pk);
     }
     if (kind == 4 && n > 2) /* defined: a non-finite x gives NaN outputs */
@@ -537,17 +538,17 @@ static void test_same(void) {
 /* The whole panel path, as a backend calls it: kern_matmul_wp quantizing x itself, over a pool
  * of 3 threads, for one row (decode) and more, lm_head-like odd row counts: the generic
  * variant's plain matmul bit for bit for every type whose panels decode reads (q4 in groups
- * of 32 and 128, q8, 8da8w). */
+ * of 32 and 128, q8, 8da8w, 8da4w). */
 static void test_wp(const kern_ops **v, size_t nv) {
     enum { IN = 256, OUT = 37 };
     char err[256];
     pool *p = pool_new(3, err, sizeof err);
     if (!p) die("pool", err);
-    const struct { wq_type t; size_t g; } types[] = {{WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_Q8, 0}, {WQ_8DA8W, 0}};
+    const struct { wq_type t; size_t g; } types[] = {{WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_Q8, 0}, {WQ_8DA8W, 0}, {WQ_8DA4W, 32}};
     float *x = xmalloc(5 * IN * sizeof *x), *want = xmalloc(5 * OUT * sizeof *want), *got = xmalloc(5 * OUT * sizeof *got);
     void *s1 = xmalloc(kern_qscratch(5, IN)), *s2 = xmalloc(kern_qscratch(5, IN));
     for (size_t i = 0; i < 5 * IN; i++) x[i] = unif();
-    for (size_t ti = 0; ti < 4; ti++) {
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
         qweight qw;
         make_qw(&qw, types[ti].t, types[ti].g, OUT, IN, 0, 1);
         weight wt = {WQ_DTYPE(qw.q), &qw};
