@@ -576,7 +576,7 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
 #define SUM_UB(s) _mm256_madd_epi16(s, _mm256_set1_epi16(1))
 #define DOT_WS(s, a, b) _mm256_add_epi32(s, _mm256_madd_epi16(a, b))
 #define KEEP(v) __asm__("" : "+x"(v))
-#define NSPLIT 1
+#define NIBX 6
 #include "kern_panels.h"
 
 /* ---- activation quantization: kern.c's kern_quant_act and kern_quant_blocks, bit for bit

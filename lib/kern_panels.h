@@ -8,6 +8,9 @@
  *                    into int16 lanes, which every caller here keeps from overflowing);
  *   SUM_UB(s)        DOT_UB's sums as 8 int32 lanes (the lane's 4 bytes' products);
  *   DOT_WS(s, a, b)  s plus the pair sums of the int16 products of a and b, in int32 lanes;
+ *   KEEP(v)          holds v in a register there: GCC otherwise regroups a loop's integer
+ *                    adds into a tree whose partial sums spill to the stack;
+ *   NIBX             rows of x a Q4 or 8DA4W tile takes (6 or 12: as the registers allow);
  *   SLAB, INLINE.
  * The sums are exact integers either way, so both variants give the same bits. */
 #include <immintrin.h>
@@ -32,7 +35,7 @@
  * plain layouts' bytes: a 32-byte load can straddle a line, which costs less than padding
  * the blocks would in memory traffic. */
 
-enum { PX = 4, PX4 = 6 };
+enum { PX = 4 };
 enum { NIB_PF = 16 }; /* blocks ahead to prefetch: 2.3 KB, a panel's stream from memory in decode */
 
 /* y[a][0..nr) for nx rows of x (ldy apart) from one panel (nr of its rows are real). */
@@ -50,38 +53,35 @@ INLINE PT void store_rows(float *y, size_t ldy, const __m256 *acc, int nx, int n
 
 INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in,
                               int nx, int nr) {
-    __m256 acc[PX4];
+    __m256 acc[NIBX];
     size_t nb = in / 32, bb = t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK;
     const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
-#pragma GCC unroll 6
+#pragma GCC unroll 12
     for (int a = 0; a < nx; a++) acc[a] = _mm256_setzero_ps();
     for (size_t g = 0; g < nb; g++, pan += bb) {
-        __m256i sb[NSPLIT][PX4], sq = _mm256_setzero_si256();
-#pragma GCC unroll 6
-        for (int a = 0; a < nx; a++)
-            for (int c = 0; c < NSPLIT; c++) sb[c][a] = _mm256_setzero_si256();
+        __m256i sb[NIBX], sq = _mm256_setzero_si256();
+#pragma GCC unroll 12
+        for (int a = 0; a < nx; a++) sb[a] = _mm256_setzero_si256();
         for (size_t off = 0; off < bb; off += 64) _mm_prefetch((const char *)pan + NIB_PF * bb + off, _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(pan + 32 * (j / 2)));
             __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15);
             if (t == WQ_8DA4W) sq = DOT_UB(sq, w, ones);
-#pragma GCC unroll 6
+#pragma GCC unroll 12
             for (int a = 0; a < nx; a++) {
                 int32_t x4;
                 memcpy(&x4, xq->q + (size_t)a * in + g * 32 + 4 * (size_t)j, 4);
-                sb[j % NSPLIT][a] = DOT_UB(sb[j % NSPLIT][a], w, _mm256_set1_epi32(x4));
-                KEEP(sb[j % NSPLIT][a]);
+                sb[a] = DOT_UB(sb[a], w, _mm256_set1_epi32(x4));
+                KEEP(sb[a]);
             }
         }
         __m256 sc = t == WQ_Q4 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 128)))
                                : _mm256_loadu_ps((const float *)(pan + 128));
         __m256i q1 = _mm256_sub_epi32(SUM_UB(sq), _mm256_set1_epi32(256)); /* 8DA4W: sum q */
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int a = 0; a < nx; a++) {
-            __m256i s = SUM_UB(sb[0][a]);
-            for (int c = 1; c < NSPLIT; c++) s = _mm256_add_epi32(s, sb[c][a]);
-            __m256i S = _mm256_sub_epi32(s, _mm256_set1_epi32(xq->c8[(size_t)a * nb + g]));
+            __m256i S = _mm256_sub_epi32(SUM_UB(sb[a]), _mm256_set1_epi32(xq->c8[(size_t)a * nb + g]));
             if (t == WQ_Q4) {
                 __m256 f = _mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), sc);
                 acc[a] = _mm256_add_ps(acc[a], _mm256_mul_ps(f, _mm256_cvtepi32_ps(S)));
@@ -92,21 +92,21 @@ INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq
         }
     }
     if (t == WQ_8DA4W)
-#pragma GCC unroll 6
+#pragma GCC unroll 12
         for (int a = 0; a < nx; a++) acc[a] = _mm256_mul_ps(_mm256_set1_ps(xq->scale[a]), acc[a]);
     store_rows(y, ldy, acc, nx, nr);
 }
 
 /* The walk of 8DA4W's and Q4's panels (t, a constant after inlining): slabs of panels that
- * stay in L2, PX4 rows of x by one panel at a time. */
+ * stay in L2, NIBX rows of x by one panel at a time. */
 INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
                            size_t out, size_t o0, size_t o1) {
     size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb;
     if (slab < 1) slab = 1;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        for (size_t i = 0; i < n; i += PX4) {
-            int nx = n - i < PX4 ? (int)(n - i) : PX4;
+        for (size_t i = 0; i < n; i += NIBX) {
+            int nx = n - i < NIBX ? (int)(n - i) : NIBX;
             kern_xq xi = {.q = xq->q + i * in, .c8 = xq->c8 + i * (in / 32)};
             if (t == WQ_Q4) xi.hs = xq->hs + i * (in / 32);
             else xi.scale = xq->scale + i, xi.zp = xq->zp + i;
@@ -118,6 +118,9 @@ INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *pan
 #define P(A)                                                                                       \
     case A: panel_nib_tile(t, yt, out, &xi, pan, in, A, nr); break;
                     P(1) P(2) P(3) P(4) P(5) P(6)
+#if NIBX > 6
+                    P(7) P(8) P(9) P(10) P(11) P(12)
+#endif
 #undef P
                 }
             }

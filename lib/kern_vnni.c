@@ -13,7 +13,7 @@
 #define DOT_WS(s, a, b) _mm256_dpwssd_epi32(s, a, b)
 enum { SLAB = 256 * 1024 };
 #define KEEP(v) __asm__("" : "+v"(v))
-#define NSPLIT 2
+#define NIBX 12
 #include "kern_panels.h"
 
 const kern_ops kern_vnni = {
