@@ -10,7 +10,8 @@
  *   DOT_WS(s, a, b)  s plus the pair sums of the int16 products of a and b, in int32 lanes;
  *   KEEP(v)          holds v in a register there: GCC otherwise regroups a loop's integer
  *                    adds into a tree whose partial sums spill to the stack;
- *   NIBX             rows of x a Q4 or 8DA4W tile takes (6 or 12: as the registers allow);
+ *   NIBX, PAIRX      rows of x a Q4 or 8DA4W tile takes (6 or 12), and an 8DA8W tile (4 or
+ *                    6; Q8's, 4): as the registers allow;
  *   SLAB, INLINE.
  * The sums are exact integers either way, so both variants give the same bits. */
 #include <immintrin.h>
@@ -35,7 +36,6 @@
  * plain layouts' bytes: a 32-byte load can straddle a line, which costs less than padding
  * the blocks would in memory traffic. */
 
-enum { PX = 4 };
 enum { NIB_PF = 16 }; /* blocks ahead to prefetch: 2.3 KB, a panel's stream from memory in decode */
 
 /* y[a][0..nr) for nx rows of x (ldy apart) from one panel (nr of its rows are real). */
@@ -138,36 +138,54 @@ static PT void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t 
 }
 
 /* ---- 8DA8W panels (kern.h's kern_pack) ----
- * Per pair of columns, 16 bytes widened to int16 are 8 rows x 2 columns; each of PX rows of
+ * Per pair of columns, 16 bytes widened to int16 are 8 rows x 2 columns; each of PAIRX rows of
  * x broadcasts its pair of h = xq - zp to all lanes, and one pmaddwd gives per row of W the
  * pair's sum, added in int32 over the whole row: lane r holds row r's S, exact, scaled as
  * the reference, (sx * s) * S. Two panels (16 rows of W) per broadcast. */
 
+/* One pair of columns c into acc (nx rows of x by np panels). */
+INLINE PT void pair_step(__m256i (*acc)[2], const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in, size_t c,
+                         int nx, int np) {
+    if (c % 8 == 0)
+        for (int p = 0; p < np; p++) _mm_prefetch((const char *)(pan + (size_t)p * pb + c * 8 + 512), _MM_HINT_T0);
+    __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + c * 8)));
+    __m256i w1 = np > 1 ? _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + pb + c * 8))) : w0;
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) {
+        int32_t h2;
+        memcpy(&h2, xq->h + (size_t)a * in + c, 4);
+        __m256i hb = _mm256_set1_epi32(h2);
+        acc[a][0] = DOT_WS(acc[a][0], w0, hb);
+        if (np > 1) acc[a][1] = DOT_WS(acc[a][1], w1, hb);
+    }
+}
+
 INLINE PT void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
                              int nx, int np, size_t nr) {
-    __m256i acc[PX][2];
+    /* ns sums per lane for few rows of x (decode's one): each DOT_WS waits for the last one
+     * into its sum (VNNI: 4 or 5 cycles), so one sum per lane would wait more than work */
+    const int ns = nx == 1 ? 4 : nx == 2 ? 2 : 1;
+    __m256i acc[4][PAIRX][2];
 #pragma GCC unroll 4
-    for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_si256();
-    for (size_t c = 0; c < in; c += 2) {
-        if (c % 8 == 0)
-            for (int p = 0; p < np; p++) _mm_prefetch((const char *)(pan + (size_t)p * pb + c * 8 + 512), _MM_HINT_T0);
-        __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + c * 8)));
-        __m256i w1 = np > 1 ? _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + pb + c * 8))) : w0;
+    for (int u = 0; u < ns; u++)
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++) acc[u][a][0] = acc[u][a][1] = _mm256_setzero_si256();
+    size_t c = 0;
+    for (; c + 2 * (size_t)ns <= in; c += 2 * (size_t)ns)
 #pragma GCC unroll 4
-        for (int a = 0; a < nx; a++) {
-            int32_t h2;
-            memcpy(&h2, xq->h + (size_t)a * in + c, 4);
-            __m256i hb = _mm256_set1_epi32(h2);
-            acc[a][0] = DOT_WS(acc[a][0], w0, hb);
-            if (np > 1) acc[a][1] = DOT_WS(acc[a][1], w1, hb);
-        }
-    }
+        for (int u = 0; u < ns; u++) pair_step(acc[u], xq, pan, pb, in, c + 2 * (size_t)u, nx, np);
+    for (; c < in; c += 2) pair_step(acc[0], xq, pan, pb, in, c, nx, np);
+#pragma GCC unroll 4
+    for (int u = 1; u < ns; u++)
+#pragma GCC unroll 6
+        for (int a = 0; a < nx; a++)
+            for (int p = 0; p < np; p++) acc[0][a][p] = _mm256_add_epi32(acc[0][a][p], acc[u][a][p]);
     for (int p = 0; p < np; p++) {
         __m256 sc = _mm256_loadu_ps((const float *)(pan + (size_t)p * pb + in * 8));
         size_t m = nr - 8 * (size_t)p < 8 ? nr - 8 * (size_t)p : 8;
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int a = 0; a < nx; a++) {
-            __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->scale[a]), sc), _mm256_cvtepi32_ps(acc[a][p]));
+            __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->scale[a]), sc), _mm256_cvtepi32_ps(acc[0][a][p]));
             if (m == 8) _mm256_storeu_ps(y + (size_t)a * ldy + 8 * p, r);
             else {
                 float t[8];
@@ -187,14 +205,14 @@ INLINE PT void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_
 
 INLINE PT void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in,
                                int nx, int np, size_t nr) {
-    __m256 acc[PX][2], dq[2];
+    __m256 acc[PAIRX][2], dq[2];
     size_t nb = in / 32, bs = 256; /* bytes per block */
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int a = 0; a < nx; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
     for (int p = 0; p < np; p++) dq[p] = _mm256_load_ps((const float *)(pan + (size_t)p * pb + in * 8));
     for (size_t g = 0; g < nb; g++, pan += bs) {
-        __m256i S[PX][2];
-#pragma GCC unroll 4
+        __m256i S[PAIRX][2];
+#pragma GCC unroll 6
         for (int a = 0; a < nx; a++) S[a][0] = S[a][1] = _mm256_setzero_si256();
         for (int p = 0; p < np; p++)
             for (size_t c = 0; c < bs; c += 64) _mm_prefetch((const char *)pan + (size_t)p * pb + 2 * bs + c, _MM_HINT_T0);
@@ -202,7 +220,7 @@ INLINE PT void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
         for (int j = 0; j < 16; j++) {
             __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + 16 * j)));
             __m256i w1 = np > 1 ? _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + pb + 16 * j))) : w0;
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int a = 0; a < nx; a++) {
                 int32_t h2;
                 memcpy(&h2, xq->h + (size_t)a * in + g * 32 + 2 * (size_t)j, 4);
@@ -212,7 +230,7 @@ INLINE PT void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
             }
         }
         for (int p = 0; p < np; p++) {
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int a = 0; a < nx; a++)
                 acc[a][p] = _mm256_add_ps(acc[a][p], _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->hs[(size_t)a * nb + g]), dq[p]),
                                                                    _mm256_cvtepi32_ps(S[a][p])));
@@ -220,7 +238,7 @@ INLINE PT void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
     }
     for (int p = 0; p < np; p++) {
         size_t m = nr - 8 * (size_t)p < 8 ? nr - 8 * (size_t)p : 8;
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int a = 0; a < nx; a++) {
             if (m == 8) _mm256_storeu_ps(y + (size_t)a * ldy + 8 * p, acc[a][p]);
             else {
@@ -233,15 +251,16 @@ INLINE PT void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
 }
 
 /* The walk of 8DA8W's and Q8's panels (t, a constant after inlining): slabs of panels
- * that stay in L2, PX rows of x by two panels at a time. */
+ * that stay in L2, PAIRX rows of x by two panels at a time. */
 INLINE PT void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
                              size_t out, size_t o0, size_t o1) {
     size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb / 2 * 2;
     if (slab < 2) slab = 2;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        for (size_t i = 0; i < n; i += PX) {
-            int nx = n - i < PX ? (int)(n - i) : PX;
+        size_t px = t == WQ_8DA8W ? PAIRX : 4; /* Q8's f32 sums take registers too */
+        for (size_t i = 0; i < n; i += px) {
+            int nx = n - i < px ? (int)(n - i) : (int)px;
             kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t != WQ_8DA8W ? xq->hs + i * (in / 32) : NULL, 0};
             for (size_t pi = p0; pi < p1; pi += 2) {
                 int np = p1 - pi > 1 ? 2 : 1;
@@ -255,6 +274,9 @@ INLINE PT void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *p
         else panel_q8_tile(yt, out, &xi, pan, pb, in, A, B, nr);                               \
         break;
                     P(1, 1) P(1, 2) P(2, 1) P(2, 2) P(3, 1) P(3, 2) P(4, 1) P(4, 2)
+#if PAIRX > 4
+                    P(5, 1) P(5, 2) P(6, 1) P(6, 2)
+#endif
 #undef P
                 }
             }

@@ -14,6 +14,7 @@
 enum { SLAB = 256 * 1024 };
 #define KEEP(v) __asm__("" : "+v"(v))
 #define NIBX 12
+#define PAIRX 6
 #include "kern_panels.h"
 
 const kern_ops kern_vnni = {
