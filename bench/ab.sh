@@ -14,7 +14,8 @@ q=${2:?scheme}; n=${3:-5}; m=${4:-0.6b}; old=${5:?old build root}; new=${6:-.}
 models=$(cd "$(dirname "$0")/.." && pwd)/build/models
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-ids() { i=0; while [ $i -lt 512 ]; do echo $(( (i * 7919 + 13) % 150000 )); i=$((i + 1)); done; }
+# the 512 ids on one line: one sequence (prefill takes each line as a sequence of its own)
+ids() { awk 'BEGIN { for (i = 0; i < 512; i++) printf "%d ", (i * 7919 + 13) % 150000; print "" }'; }
 ids > "$tmp/ids"
 rate() { sed -n 's/.*(\([0-9.]*\) tokens\/s).*/\1/p' "$1"; }
 if [ "$mode" = tg ]; then # one 512-token session per side, copied for every run
