@@ -180,7 +180,8 @@ bad() {
 
 @test "gguf: a checkpoint converted by llama.cpp's convert_hf_to_gguf.py gives the safetensors' logits exactly" {
     local conv=$HOME/.cache/qwen3-pipe/llama.cpp/llama_cpp_python-0.3.36/vendor/llama.cpp/convert_hf_to_gguf.py
-    [ -x /work/venv/bin/python ] && [ -f "$conv" ] || skip "needs llama.cpp's converter and a Python with transformers (bench/llama_build.sh, /work/venv)"
+    [ -x /work/venv/bin/python ] && [ -f "$conv" ] && /work/venv/bin/python -c 'import torch, transformers' 2> /dev/null ||
+        skip "needs llama.cpp's converter and a Python with torch and transformers (bench/llama_build.sh, /work/venv)"
     [ -f build/models/tiny-f32/config.json ] || skip "make models builds build/models/tiny-f32"
     /work/venv/bin/python "$conv" build/models/tiny-f32 --outfile "$TMP/t.gguf" --outtype f32 > /dev/null 2>&1
     run bash -c "'$BIN/tok' 'The quick brown fox' | '$BIN/prefill' -m build/models/tiny-f32 -k a --all-logits > '$TMP/a.npy'"
