@@ -1,9 +1,10 @@
-/* kern_avx512: the matmul and attention's inner loops for x86 with AVX-512F, the same tiling as
- * kern_avx2.c (read that file's notes) with 16-float vectors and 4x4 tiles, which
- * 32 zmm registers hold. The weights are widened to f32 rather than fed to
- * VDPBF16PS: that instruction would round x to bf16 too, an error of 2^-9 per
- * product that the f32 reference (HF in float32) does not make. Decode is bound by
- * memory bandwidth either way. */
+/* kern_avx512: the float matmul for x86 with AVX-512F, the same tiling as kern_avx2.c
+ * (read that file's notes) with 16-float vectors and 4x4 tiles, which 32 zmm registers
+ * hold. The weights are widened to f32 rather than fed to VDPBF16PS: that instruction
+ * would round x to bf16 too, an error of 2^-9 per product that the f32 reference (HF in
+ * float32) does not make. Decode is bound by memory bandwidth either way.
+ * The attention is AVX2's (kern_avx2.c): its scores take 8 keys per horizontal sum, where
+ * a zmm version taking one key at a time was slower on Zen 4 (prefill 4%, decode 2-3%). */
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #include <stdint.h>
@@ -107,79 +108,9 @@ static AVX512 void matmul_bf16(float *y, const float *x, const void *w, size_t n
     matmul(y, x, w, ST_BF16, n, in, out, o0, o1);
 }
 
-/* K and V rows are f32, or f16 (half: kern_attention_f16) widened by vcvtph2ps as they are
- * loaded: the same arithmetic, so f16 rows give what their f32 values would. Decode's f16
- * rows are read from memory: 16 elements per instruction keep twice AVX2's loads in flight
- * (Zen 4 runs a zmm instruction as two ymm halves, but the window counts it once). */
-INLINE AVX512 __m512 ldkv(const void *p, size_t i, int half) {
-    if (half) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
-    return _mm512_loadu_ps((const float *)p + i);
-}
-INLINE float kv1(const void *p, size_t i, int half) {
-    return half ? kern_f16(((const uint16_t *)p)[i]) : ((const float *)p)[i];
-}
-
-/* Two accumulators: a 128-float row is 8 vectors, two chains of four FMAs. */
-INLINE AVX512 void scores_kv(float *s, const float *q, const void *k, size_t n, size_t stride, size_t hd, int half) {
-    for (size_t t = 0; t < n; t++) {
-        size_t kr = t * stride;
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        size_t j = 0;
-        for (; j + 32 <= hd; j += 32) {
-            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), ldkv(k, kr + j, half), a0);
-            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j + 16), ldkv(k, kr + j + 16, half), a1);
-        }
-        for (; j + 16 <= hd; j += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), ldkv(k, kr + j, half), a0);
-        float r = hsum(_mm512_add_ps(a0, a1));
-        for (; j < hd; j++) r += q[j] * kv1(k, kr + j, half);
-        s[t] = r;
-    }
-}
-
-/* o in registers, 128 floats at a time, while the n rows of V stream past. */
-INLINE AVX512 void accum_kv(float *o, const float *p, const void *v, size_t n, size_t stride, size_t hd, int half) {
-    size_t j = 0;
-    for (; j + 128 <= hd; j += 128) {
-        __m512 r[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) r[i] = _mm512_loadu_ps(o + j + 16 * i);
-        for (size_t t = 0; t < n; t++) {
-            __m512 pt = _mm512_set1_ps(p[t]);
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) r[i] = _mm512_fmadd_ps(pt, ldkv(v, t * stride + j + 16 * i, half), r[i]);
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; i++) _mm512_storeu_ps(o + j + 16 * i, r[i]);
-    }
-    for (; j + 16 <= hd; j += 16) {
-        __m512 r = _mm512_loadu_ps(o + j);
-        for (size_t t = 0; t < n; t++) r = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), ldkv(v, t * stride + j, half), r);
-        _mm512_storeu_ps(o + j, r);
-    }
-    for (; j < hd; j++)
-        for (size_t t = 0; t < n; t++) o[j] += p[t] * kv1(v, t * stride + j, half);
-}
-
-static AVX512 void scores(float *s, const float *q, const float *k, size_t n, size_t stride, size_t hd) {
-    scores_kv(s, q, k, n, stride, hd, 0);
-}
-static AVX512 void scores16(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd) {
-    scores_kv(s, q, k, n, stride, hd, 1);
-}
-static AVX512 void accum(float *o, const float *p, const float *v, size_t n, size_t stride, size_t hd) {
-    accum_kv(o, p, v, n, stride, hd, 0);
-}
-static AVX512 void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
-    accum_kv(o, p, v, n, stride, hd, 1);
-}
-
 const kern_ops kern_avx512 = {
     .name = "avx512",
     .matmul = {[ST_F32] = matmul_f32, [ST_F16] = matmul_f16, [ST_BF16] = matmul_bf16},
-    .scores = scores,
-    .accum = accum,
-    .scores16 = scores16,
-    .accum16 = accum16,
 };
 #else
 /* ISO C wants something in every translation unit. */
