@@ -216,6 +216,22 @@ INLINE PT void panel_q8_tile(float *y, size_t ldy, const kern_xq *xq, const uint
         for (int a = 0; a < nx; a++) S[a][0] = S[a][1] = _mm256_setzero_si256();
         for (int p = 0; p < np; p++)
             for (size_t c = 0; c < bs; c += 64) _mm_prefetch((const char *)pan + (size_t)p * pb + 2 * bs + c, _MM_HINT_T0);
+        if (nx == 1) { /* decode: 4 sums per lane (VNNI's adds chain), added at the end: exact */
+            __m256i e[4][2];
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) e[u][0] = e[u][1] = _mm256_setzero_si256();
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++) {
+                int32_t h2;
+                memcpy(&h2, xq->h + g * 32 + 2 * (size_t)j, 4);
+                __m256i hb = _mm256_set1_epi32(h2);
+                e[j % 4][0] = DOT_WS(e[j % 4][0], _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + 16 * j))), hb);
+                if (np > 1)
+                    e[j % 4][1] = DOT_WS(e[j % 4][1], _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + pb + 16 * j))), hb);
+            }
+            for (int p = 0; p < np; p++)
+                S[0][p] = _mm256_add_epi32(_mm256_add_epi32(e[0][p], e[1][p]), _mm256_add_epi32(e[2][p], e[3][p]));
+        } else
 #pragma GCC unroll 2
         for (int j = 0; j < 16; j++) {
             __m256i w0 = _mm256_cvtepi8_epi16(_mm_load_si128((const __m128i *)(pan + 16 * j)));
