@@ -5,8 +5,8 @@
  * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
  * kern_matmul_w dispatches on each weight's type, with scratch for the quantized activations
  * (q8, q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. Their
- * weights repacked as panels (kern.h) are built here, and for q4, q8 and 8da8w kept in a
- * cache file of this file's own format (map_panels). */
+ * weights repacked as panels (kern.h) are built here and kept in a cache file of this
+ * file's own format (map_panels). */
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>

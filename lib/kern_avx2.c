@@ -577,6 +577,7 @@ static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
 #define DOT_WS(s, a, b) _mm256_add_epi32(s, _mm256_madd_epi16(a, b))
 #define KEEP(v) __asm__("" : "+x"(v))
 #define NIBX 6
+#define NIBX_8DA4W 5
 #define PAIRX 4
 #include "kern_panels.h"
 

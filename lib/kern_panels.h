@@ -10,8 +10,8 @@
  *   DOT_WS(s, a, b)  s plus the pair sums of the int16 products of a and b, in int32 lanes;
  *   KEEP(v)          holds v in a register there: GCC otherwise regroups a loop's integer
  *                    adds into a tree whose partial sums spill to the stack;
- *   NIBX, PAIRX      rows of x a Q4 or 8DA4W tile takes (6 or 12), and an 8DA8W tile (4 or
- *                    6; Q8's, 4): as the registers allow;
+ *   NIBX, NIBX_8DA4W, PAIRX  rows of x a Q4 tile takes (6 or 12), an 8DA4W tile (5 or 12)
+ *                    and an 8DA8W tile (4 or 6; Q8's, 4): as the registers allow;
  *   SLAB, INLINE.
  * The sums are exact integers either way, so both variants give the same bits. */
 #include <immintrin.h>
@@ -105,8 +105,9 @@ INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *pan
     if (slab < 1) slab = 1;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        for (size_t i = 0; i < n; i += NIBX) {
-            int nx = n - i < NIBX ? (int)(n - i) : NIBX;
+        size_t px = t == WQ_8DA4W ? NIBX_8DA4W : NIBX; /* 8DA4W's sum of q takes a register */
+        for (size_t i = 0; i < n; i += px) {
+            int nx = n - i < px ? (int)(n - i) : (int)px;
             kern_xq xi = {.q = xq->q + i * in, .c8 = xq->c8 + i * (in / 32)};
             if (t == WQ_Q4) xi.hs = xq->hs + i * (in / 32);
             else xi.scale = xq->scale + i, xi.zp = xq->zp + i;
@@ -198,7 +199,7 @@ INLINE PT void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_
 
 /* ---- Q8 panels (kern.h's kern_pack) ----
  * 8DA8W's bytes: per pair of columns 16 bytes, 8 rows x 2 columns of int8 q (row r's pair at
- * bytes 2r, 2r+1), the rows' scales (d) after the last. Each of PX rows of x broadcasts its
+ * bytes 2r, 2r+1), the rows' scales (d) after the last. Each of 4 rows of x broadcasts its
  * pair of int16 h to two panels (16 rows); one pmaddwd per pair adds up each row's exact
  * block sum S in its lane, and per block of 32 acc += (hs * d) * S in f32 as the reference
  * does, in block order: the reference's bits. */

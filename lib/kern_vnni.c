@@ -14,6 +14,7 @@
 enum { SLAB = 256 * 1024 };
 #define KEEP(v) __asm__("" : "+v"(v))
 #define NIBX 12
+#define NIBX_8DA4W 12
 #define PAIRX 6
 #include "kern_panels.h"
 

@@ -584,9 +584,10 @@ static int cmd_kernels(void) {
     test_same();
     test_f16();
     test_wp(v, nv);
-    /* (in 200: a tail past the last 16 columns, for 8da8w; q8 and q4 take blocks of 32; in 256
+    /* (n 13: a second tile of rows of x, 12 + 1 with VNNI; in 200: a tail past the last 16
+     * columns, for 8da8w; q8 and q4 take blocks of 32; in 256
      * and 768: the AVX2 q4 tile's 8 blocks at a time) */
-    static const size_t ns[] = {1, 2, 3, 4, 5, 7}, ins[] = {32, 96, 128, 384, 200, 256, 768}, outs[] = {1, 2, 5, 17, 64};
+    static const size_t ns[] = {1, 2, 3, 4, 5, 7, 13}, ins[] = {32, 96, 128, 384, 200, 256, 768}, outs[] = {1, 2, 5, 17, 64};
     const struct { wq_type t; size_t g; } types[] = {{WQ_Q8, 0}, {WQ_Q4, 32}, {WQ_Q4, 128}, {WQ_8DA4W, 32}, {WQ_8DA8W, 0}};
     for (size_t vi = 0; vi < nv; vi++)
         for (size_t ti = 0; ti < 5; ti++) {
