@@ -333,8 +333,8 @@ static size_t raw_variants(const kern_ops **v, size_t max) {
 
 /* The variants as run: each one's entries, and where it has none (NULL) those of the
  * variant below it, so that an AVX-512 CPU runs AVX2's quantized kernels, quantizers,
- * exp and panels, which kern_avx512.c does not repeat (and kern_vnni.c, which has only
- * panels, AVX-512's matmul and attention). Built once. */
+ * exp, attention and panels, which kern_avx512.c does not repeat (and kern_vnni.c, which
+ * has only panels, the matmul of the variants below). Built once. */
 static kern_ops merged[4];
 static size_t n_merged;
 static pthread_once_t merge_once = PTHREAD_ONCE_INIT;

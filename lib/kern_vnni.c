@@ -1,8 +1,9 @@
 /* kern_vnni: the panel kernels (kern_panels.h) with AVX-512 VNNI's dot products on 256-bit
  * vectors (AVX512VL): vpdpbusd for 8DA4W's and Q4's bytes, vpdpwssd for 8DA8W's and Q8's
- * int16 pairs, each one instruction where AVX2 takes two or three. Zen 4 runs two of them
- * a cycle on ymm, as many multiply-adds as one on zmm, so the panels keep their 8-row
- * layout (and their cache files). Everything else comes from the variants below (kern.c). */
+ * int16 pairs, each one instruction where AVX2 takes two or three. Zen 4 runs a zmm
+ * instruction as two ymm halves, so ymm loses nothing there, and the panels keep their
+ * 8-row layout (and their cache files). Everything else comes from the variants below
+ * (kern.c). */
 #if defined(__x86_64__) || defined(__i386__)
 #include "kern.h"
 
