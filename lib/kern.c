@@ -351,16 +351,17 @@ static void merge(void) {
             if (!m->matmul[t]) m->matmul[t] = b->matmul[t];
         for (int t = 0; t < WQ_N; t++)
             if (!m->qmatmul[t]) m->qmatmul[t] = b->qmatmul[t];
-        if (!m->scores) m->scores = b->scores;
-        if (!m->accum) m->accum = b->accum;
+        /* the two-query forms only with the one-query forms they must match */
+        if (!m->scores) m->scores = b->scores, m->scores2 = b->scores2;
+        if (!m->accum) m->accum = b->accum, m->accum2 = b->accum2;
         if (!m->exps) m->exps = b->exps;
         if (!m->swiglu) m->swiglu = b->swiglu;
         if (!m->quant_act) m->quant_act = b->quant_act;
         if (!m->quant_blocks) m->quant_blocks = b->quant_blocks;
         for (int t = 0; t < WQ_N; t++)
             if (!m->panel[t]) m->panel[t] = b->panel[t];
-        if (!m->scores16) m->scores16 = b->scores16;
-        if (!m->accum16) m->accum16 = b->accum16;
+        if (!m->scores16) m->scores16 = b->scores16, m->scores2_16 = b->scores2_16;
+        if (!m->accum16) m->accum16 = b->accum16, m->accum2_16 = b->accum2_16;
         if (!m->to_f16) m->to_f16 = b->to_f16;
     }
 }
@@ -778,6 +779,24 @@ static void prefetch_rows(const void *kc, const void *vc, size_t t0, size_t n, s
         }
 }
 
+/* One query's online-softmax step over a block of nb scores s (raw dot products): scaled,
+ * the running max *m raised (the output row o and the sum l rescaled), s turned into
+ * exp(s - m). Returns the new sum. */
+static float online(const kern_ops *k, float *s, size_t nb, float scale, float *m, float l, float *o, size_t hd) {
+    float mb = *m;
+    for (size_t t = 0; t < nb; t++) {
+        s[t] *= scale;
+        if (s[t] > mb) mb = s[t];
+    }
+    if (mb > *m) {
+        float c = expf(*m - mb); /* 0 on the first block: o and l are still 0 */
+        for (size_t j = 0; j < hd; j++) o[j] *= c;
+        l *= c;
+        *m = mb;
+    }
+    return l + k->exps(s, nb, mb);
+}
+
 /* Query rows q[g] (g < ng, stride hd) against keys [0, len), ATT_BLOCK keys at a time;
  * each block of K and V rows is read from memory once for all ng heads (GQA: they share
  * it). A running max m and sum l per head let the output rows themselves be the
@@ -790,7 +809,7 @@ static void prefetch_rows(const void *kc, const void *vc, size_t t0, size_t n, s
  * operations is the one above, so its bits do not change. */
 static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_t pstride, size_t ng, size_t group,
                    const void *kc, const void *vc, size_t len, size_t stride, size_t hd, float scale, int half) {
-    float m[ATT_POS][ATT_GROUP], l[ATT_POS][ATT_GROUP], s[ATT_BLOCK];
+    float m[ATT_POS][ATT_GROUP], l[ATT_POS][ATT_GROUP], s[ATT_POS][ATT_GROUP][ATT_BLOCK];
     for (size_t p = 0; p < np; p++) {
         for (size_t g = 0; g < ng; g++) m[p][g] = -INFINITY, l[p][g] = 0;
         memset(o + p * pstride, 0, ng * hd * sizeof *o);
@@ -805,29 +824,40 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_
         if (pf && t0 + ATT_BLOCK < last)
             prefetch_rows(kc, vc, t0 + ATT_BLOCK, last - t0 - ATT_BLOCK < ATT_BLOCK ? last - t0 - ATT_BLOCK : ATT_BLOCK,
                           stride, span, half);
+        /* every (position, head)'s scores of the block, then every one's sums: the block's
+         * K rows stay in L1 for all np*ng queries, then its V rows. Two q heads of one kv
+         * head go together where the variant has the two-query forms (the same bits). */
         for (size_t p = 0; p < np; p++) {
             size_t lp = len + p;
             if (t0 >= lp) continue;
             size_t nb = lp - t0 < ATT_BLOCK ? lp - t0 : ATT_BLOCK;
-            for (size_t g = 0; g < ng; g++) {
-                float *og = o + p * pstride + g * hd, mb = m[p][g];
-                const float *qg = q + p * pstride + g * hd;
+            const float *qp = q + p * pstride;
+            for (size_t g = 0, two; g < ng; g += 1 + two) {
                 size_t at = g / group * hd + t0 * stride; /* this q head's kv head within the item, key t0 */
-                if (half) k->scores16(s, qg, elem(kc, at, 1), nb, stride, hd);
-                else k->scores(s, qg, elem(kc, at, 0), nb, stride, hd);
-                for (size_t t = 0; t < nb; t++) {
-                    s[t] *= scale;
-                    if (s[t] > mb) mb = s[t];
-                }
-                if (mb > m[p][g]) {
-                    float c = expf(m[p][g] - mb); /* 0 on the first block: og and l are still 0 */
-                    for (size_t j = 0; j < hd; j++) og[j] *= c;
-                    l[p][g] *= c;
-                    m[p][g] = mb;
-                }
-                l[p][g] += k->exps(s, nb, mb);
-                if (half) k->accum16(og, s, elem(vc, at, 1), nb, stride, hd);
-                else k->accum(og, s, elem(vc, at, 0), nb, stride, hd);
+                two = g + 1 < ng && (g + 1) / group == g / group && (half ? k->scores2_16 != NULL : k->scores2 != NULL);
+                const float *q0 = qp + g * hd, *q1 = q0 + hd;
+                if (two && half) k->scores2_16(s[p][g], s[p][g + 1], q0, q1, elem(kc, at, 1), nb, stride, hd);
+                else if (two) k->scores2(s[p][g], s[p][g + 1], q0, q1, elem(kc, at, 0), nb, stride, hd);
+                else if (half) k->scores16(s[p][g], q0, elem(kc, at, 1), nb, stride, hd);
+                else k->scores(s[p][g], q0, elem(kc, at, 0), nb, stride, hd);
+                for (size_t h = g; h <= g + two; h++)
+                    l[p][h] = online(k, s[p][h], nb, scale, &m[p][h], l[p][h], o + p * pstride + h * hd, hd);
+            }
+        }
+        for (size_t p = 0; p < np; p++) {
+            size_t lp = len + p;
+            if (t0 >= lp) continue;
+            size_t nb = lp - t0 < ATT_BLOCK ? lp - t0 : ATT_BLOCK;
+            float *op = o + p * pstride;
+            for (size_t g = 0, two; g < ng; g += 1 + two) {
+                size_t at = g / group * hd + t0 * stride;
+                two = g + 1 < ng && (g + 1) / group == g / group && (half ? k->accum2_16 != NULL : k->accum2 != NULL);
+                if (two && half)
+                    k->accum2_16(op + g * hd, op + (g + 1) * hd, s[p][g], s[p][g + 1], elem(vc, at, 1), nb, stride, hd);
+                else if (two)
+                    k->accum2(op + g * hd, op + (g + 1) * hd, s[p][g], s[p][g + 1], elem(vc, at, 0), nb, stride, hd);
+                else if (half) k->accum16(op + g * hd, s[p][g], elem(vc, at, 1), nb, stride, hd);
+                else k->accum(op + g * hd, s[p][g], elem(vc, at, 0), nb, stride, hd);
             }
         }
     }

@@ -65,6 +65,17 @@ typedef struct {
      * whose f32 values are those f16s, the same bits as scores and accum */
     void (*scores16)(float *s, const float *q, const uint16_t *k, size_t n, size_t stride, size_t hd);
     void (*accum16)(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd);
+    /* Optional (NULL: attention calls the ones above twice): scores and accum for two
+     * queries over the same rows (two q heads of one kv head), with the bits of the
+     * variant's own scores/accum(16) called once for each */
+    void (*scores2)(float *s0, float *s1, const float *q0, const float *q1, const float *k, size_t n,
+                    size_t stride, size_t hd);
+    void (*accum2)(float *o0, float *o1, const float *p0, const float *p1, const float *v, size_t n,
+                   size_t stride, size_t hd);
+    void (*scores2_16)(float *s0, float *s1, const float *q0, const float *q1, const uint16_t *k, size_t n,
+                       size_t stride, size_t hd);
+    void (*accum2_16)(float *o0, float *o1, const float *p0, const float *p1, const uint16_t *v, size_t n,
+                      size_t stride, size_t hd);
     /* kern_to_f16 with the same bits */
     void (*to_f16)(uint16_t *h, const float *x, size_t n);
     /* s[t] = exp(s[t] - m) for t < n (every s[t] <= m), returning their sum: softmax's

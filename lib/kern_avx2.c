@@ -171,6 +171,51 @@ static AVX2 void scores16(float *s, const float *q, const uint16_t *k, size_t n,
     scores_kv(s, q, k, n, stride, hd, 1);
 }
 
+/* Two queries against the same n keys (GQA: two q heads of one kv head): each key's row
+ * is loaded once for both, 6 loads per 8 FMAs where scores_kv makes 9. Every score is the
+ * sum scores_kv makes (the same lane chains, reduced by hsum8's tree, or hsum's for the
+ * keys past the last 8), so the bits are two scores_kv calls'. */
+INLINE AVX2 void scores2_kv(float *s0, float *s1, const float *q0, const float *q1, const void *k, size_t n,
+                            size_t stride, size_t hd, int half) {
+    if (hd % 8) {
+        scores_kv(s0, q0, k, n, stride, hd, half);
+        scores_kv(s1, q1, k, n, stride, hd, half);
+        return;
+    }
+    size_t t = 0, full = n / 8 * 8; /* scores_kv's groups of 8 keys; the rest one at a time */
+    for (; t < full; t += 4) { /* 4 keys by 2 queries: 8 accumulators, hsum8's lanes */
+        __m256 a[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+        for (size_t j = 0; j < hd; j += 8) {
+            __m256 x0 = _mm256_loadu_ps(q0 + j), x1 = _mm256_loadu_ps(q1 + j);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m256 kv = ldkv(k, (t + i) * stride + j, half);
+                __asm__("" : "+x"(kv)); /* one load for both FMAs: GCC would fold it into each */
+                a[i] = _mm256_fmadd_ps(x0, kv, a[i]);
+                a[4 + i] = _mm256_fmadd_ps(x1, kv, a[4 + i]);
+            }
+        }
+        __m256 r = hsum8(a);
+        _mm_storeu_ps(s0 + t, _mm256_castps256_ps128(r));
+        _mm_storeu_ps(s1 + t, _mm256_extractf128_ps(r, 1));
+    }
+    if (t < n) {
+        scores_kv(s0 + t, q0, (const char *)k + t * stride * (half ? 2 : 4), n - t, stride, hd, half);
+        scores_kv(s1 + t, q1, (const char *)k + t * stride * (half ? 2 : 4), n - t, stride, hd, half);
+    }
+}
+
+static AVX2 void scores2(float *s0, float *s1, const float *q0, const float *q1, const float *k, size_t n,
+                         size_t stride, size_t hd) {
+    scores2_kv(s0, s1, q0, q1, k, n, stride, hd, 0);
+}
+static AVX2 void scores2_16(float *s0, float *s1, const float *q0, const float *q1, const uint16_t *k, size_t n,
+                            size_t stride, size_t hd) {
+    scores2_kv(s0, s1, q0, q1, k, n, stride, hd, 1);
+}
+
 /* o in registers, 64 floats at a time, while the n rows of V stream past. */
 INLINE AVX2 void accum_kv(float *o, const float *p, const void *v, size_t n, size_t stride, size_t hd, int half) {
     size_t j = 0;
@@ -200,6 +245,44 @@ static AVX2 void accum(float *o, const float *p, const float *v, size_t n, size_
 }
 static AVX2 void accum16(float *o, const float *p, const uint16_t *v, size_t n, size_t stride, size_t hd) {
     accum_kv(o, p, v, n, stride, hd, 1);
+}
+
+/* Two outputs summing the same n rows of V with their own weights: 32 floats of each in
+ * registers, each row's vector loaded once for both. Every element is accum_kv's chain
+ * (t in order, one FMA each), so the bits are two accum_kv calls'. */
+INLINE AVX2 void accum2_kv(float *o0, float *o1, const float *p0, const float *p1, const void *v, size_t n,
+                           size_t stride, size_t hd, int half) {
+    if (hd % 32) {
+        accum_kv(o0, p0, v, n, stride, hd, half);
+        accum_kv(o1, p1, v, n, stride, hd, half);
+        return;
+    }
+    for (size_t j = 0; j < hd; j += 32) {
+        __m256 r[8];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) r[i] = _mm256_loadu_ps(o0 + j + 8 * i), r[4 + i] = _mm256_loadu_ps(o1 + j + 8 * i);
+        for (size_t t = 0; t < n; t++) {
+            __m256 a = _mm256_set1_ps(p0[t]), b = _mm256_set1_ps(p1[t]);
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                __m256 x = ldkv(v, t * stride + j + 8 * i, half);
+                __asm__("" : "+x"(x)); /* one load for both FMAs */
+                r[i] = _mm256_fmadd_ps(a, x, r[i]);
+                r[4 + i] = _mm256_fmadd_ps(b, x, r[4 + i]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(o0 + j + 8 * i, r[i]), _mm256_storeu_ps(o1 + j + 8 * i, r[4 + i]);
+    }
+}
+
+static AVX2 void accum2(float *o0, float *o1, const float *p0, const float *p1, const float *v, size_t n,
+                        size_t stride, size_t hd) {
+    accum2_kv(o0, o1, p0, p1, v, n, stride, hd, 0);
+}
+static AVX2 void accum2_16(float *o0, float *o1, const float *p0, const float *p1, const uint16_t *v, size_t n,
+                           size_t stride, size_t hd) {
+    accum2_kv(o0, o1, p0, p1, v, n, stride, hd, 1);
 }
 
 /* vcvtps2ph, round to nearest even: kern_to_f16's bits */
@@ -697,6 +780,10 @@ const kern_ops kern_avx2 = {
     .accum = accum,
     .scores16 = scores16,
     .accum16 = accum16,
+    .scores2 = scores2,
+    .accum2 = accum2,
+    .scores2_16 = scores2_16,
+    .accum2_16 = accum2_16,
     .to_f16 = to_f16,
     .exps = exps,
     .swiglu = swiglu,

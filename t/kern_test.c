@@ -177,6 +177,51 @@ static void test_scores_accum(const kern_ops **v, size_t nv) {
         }
 }
 
+/* The two-query forms, where a variant has them: the bits of its one-query forms called
+ * once per query, on f32 rows and on f16 rows, for every n and head size (groups of 8 keys
+ * and the keys past them, head sizes off the vector width). */
+static void test_pairs(const kern_ops **v, size_t nv) {
+    static const size_t dims[] = {1, 8, 15, 16, 24, 32, 40, 64, 100, 128, 256};
+    for (size_t k = 0; k < nv; k++) {
+        if (!v[k]->scores2 && !v[k]->accum2 && !v[k]->scores2_16 && !v[k]->accum2_16) continue;
+        int bad = 0, cases = 0;
+        for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+            for (size_t n = 1; n <= 40; n++) {
+                size_t hd = dims[d], stride = hd + 3 * (n & 1);
+                float *q = rand_vec(2 * hd), *kv = rand_vec(n * stride), *p = rand_vec(2 * n), *o = rand_vec(2 * hd);
+                uint16_t *kv16 = malloc(n * stride * 2);
+                kern_to_f16(kv16, kv, n * stride);
+                float *w = malloc(2 * n * 4), *g = malloc(2 * n * 4), *ow = malloc(2 * hd * 4), *og = malloc(2 * hd * 4);
+                for (int half = 0; half < 2; half++) {
+                    if (half ? !!v[k]->scores2_16 : !!v[k]->scores2) {
+                        if (half) {
+                            v[k]->scores16(w, q, kv16, n, stride, hd), v[k]->scores16(w + n, q + hd, kv16, n, stride, hd);
+                            v[k]->scores2_16(g, g + n, q, q + hd, kv16, n, stride, hd);
+                        } else {
+                            v[k]->scores(w, q, kv, n, stride, hd), v[k]->scores(w + n, q + hd, kv, n, stride, hd);
+                            v[k]->scores2(g, g + n, q, q + hd, kv, n, stride, hd);
+                        }
+                        bad += memcmp(w, g, 2 * n * 4) != 0, cases++;
+                    }
+                    if (half ? !!v[k]->accum2_16 : !!v[k]->accum2) {
+                        memcpy(ow, o, 2 * hd * 4), memcpy(og, o, 2 * hd * 4);
+                        if (half) {
+                            v[k]->accum16(ow, p, kv16, n, stride, hd), v[k]->accum16(ow + hd, p + n, kv16, n, stride, hd);
+                            v[k]->accum2_16(og, og + hd, p, p + n, kv16, n, stride, hd);
+                        } else {
+                            v[k]->accum(ow, p, kv, n, stride, hd), v[k]->accum(ow + hd, p + n, kv, n, stride, hd);
+                            v[k]->accum2(og, og + hd, p, p + n, kv, n, stride, hd);
+                        }
+                        bad += memcmp(ow, og, 2 * hd * 4) != 0, cases++;
+                    }
+                }
+                free(q), free(kv), free(p), free(o), free(kv16), free(w), free(g), free(ow), free(og);
+            }
+        check(!bad && cases, "%s two-query scores/accum: %d of %d cases differ from the one-query forms' bits",
+              v[k]->name, bad, cases);
+    }
+}
+
 /* exps: within 2.5 ulp of expf down to -87 (and below, no more than exp(-87)); NaN stays
  * NaN; the sum is the sum of what it wrote. */
 static void test_exps(const kern_ops **v, size_t nv) {
@@ -436,6 +481,11 @@ static void test_attention(const kern_ops **v, size_t nv) {
             for (size_t i = 0; i < n * nh * hd; i++) worst = fmax(worst, fabs(got[i] - want[i]));
             check(worst <= 2e-6, "%s attention case %zu: max error %.3g", v[k]->name, c, worst);
             check(!memcmp(got, got3, n * nh * hd * 4), "%s attention case %zu: 3 threads differ from 1", v[k]->name, c);
+            /* the last position alone (as decode takes it) gets the bits it got in the batch */
+            size_t row = (n - 1) * nh * hd;
+            kern_attention(v[k], p3, got3, q + row, kc, vc, pos0 + n - 1, 1, nh, nkv, hd);
+            check(!memcmp(got + row, got3, nh * hd * 4), "%s attention case %zu: the last position alone differs",
+                  v[k]->name, c);
         }
         /* f16 K/V: against the f32 attention over rows holding those f16s' values, the same
          * bits in every variant (each has its f16 scores and sums beside its f32 ones, or
@@ -910,6 +960,7 @@ int main(int argc, char **argv) {
     test_convert();
     test_matmul_variants(v, nv);
     test_scores_accum(v, nv);
+    test_pairs(v, nv);
     test_exps(v, nv);
     test_swiglu(v, nv);
     test_pool(v, nv);
