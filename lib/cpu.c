@@ -427,13 +427,13 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     const float *bias = c->norm_bias ? c->norm_bias + 2 * dim * (size_t)l : NULL;
 
     /* attention */
-    kern_rmsnorm(c->xb, x, norms, n, dim, cf->rms_eps);
+    kern_rmsnorm_k(k, c->xb, x, norms, n, dim, cf->rms_eps);
     if (bias) add_rows(c->xb, bias, n, dim);
     mml(c, l, 0, c->q, c->xb, w->wq, n, dim, qdim, 0);
     mml(c, l, 1, kr, c->xb, w->wk, n, dim, kv_dim, 1);
     mml(c, l, 2, vr, c->xb, w->wv, n, dim, kv_dim, 1);
-    kern_rmsnorm(c->q, c->q, norms + 2 * dim, n * nh, hd, cf->rms_eps); /* per head, before RoPE */
-    kern_rmsnorm(kr, kr, norms + 2 * dim + hd, n * nkv, hd, cf->rms_eps);
+    kern_rmsnorm_k(k, c->q, c->q, norms + 2 * dim, n * nh, hd, cf->rms_eps); /* per head, before RoPE */
+    kern_rmsnorm_k(k, kr, kr, norms + 2 * dim + hd, n * nkv, hd, cf->rms_eps);
     if (c->rope_pos0 != pos0 || c->rope_n != n) { /* once per forward, shared by the layers */
         kern_rope_table(c->cos, c->sin, c->inv_freq, c->rope_scale, pos0, n, half);
         c->rope_pos0 = pos0;
@@ -446,7 +446,7 @@ static int layer(cpu *c, int l, float *x, size_t n, kv_cache *kv, char *err, siz
     kern_add(x, c->xb, n * dim);
 
     /* SwiGLU MLP */
-    kern_rmsnorm(c->xb, x, norms + dim, n, dim, cf->rms_eps);
+    kern_rmsnorm_k(k, c->xb, x, norms + dim, n, dim, cf->rms_eps);
     if (bias) add_rows(c->xb, bias + dim, n, dim);
     mml(c, l, 4, c->hb, c->xb, w->w_gate, n, dim, hidden, 0);
     mml(c, l, 5, c->hb2, c->xb, w->w_up, n, dim, hidden, 1);
@@ -472,7 +472,7 @@ static int cpu_logits(void *ctx, const float *x, size_t n, float *logits, char *
     size_t dim = (size_t)cf->dim, vocab = (size_t)cf->vocab_size;
     for (size_t i = 0; i < n; i += c->max_batch) {
         size_t nb = n - i < c->max_batch ? n - i : c->max_batch;
-        kern_rmsnorm(c->xb, x + i * dim, c->final_norm, nb, dim, cf->rms_eps);
+        kern_rmsnorm_k(c->k, c->xb, x + i * dim, c->final_norm, nb, dim, cf->rms_eps);
         kern_matmul_wp(c->k, c->pool, logits + i * vocab, c->xb, c->m->lm_head,
                        c->packed ? c->packed[n_slots(cf) - 1] : NULL, nb, dim, vocab, c->qscratch, 0);
     }

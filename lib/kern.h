@@ -83,6 +83,8 @@ typedef struct {
     float (*exps)(float *s, size_t n, float m);
     /* kern_swiglu within a few ulp */
     void (*swiglu)(float *y, const float *g, const float *u, size_t n);
+    /* kern_rmsnorm with the same bits */
+    void (*rmsnorm)(float *y, const float *x, const float *w, size_t n, size_t dim, float eps);
     /* kern_quant_act and kern_quant_blocks with the same bits; quant_act also writes
      * u = q + 128 and h = q - zp */
     void (*quant_act)(int8_t *q, uint8_t *u, int16_t *h, float *scale, int32_t *zp, const float *x, size_t in);
@@ -186,6 +188,8 @@ kern_qmatmul_fn *kern_qref(wq_type t);
 /* y[n,dim] = w * (x * rsqrt(mean(x^2) + eps)) row by row; y may be x. The per-head q/k
  * norm is the same call over (n*heads, head_dim). */
 void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps);
+/* The same by k's variant (the same bits). */
+void kern_rmsnorm_k(const kern_ops *k, float *y, const float *x, const float *w, size_t n, size_t dim, float eps);
 
 /* inv_freq[head_dim/2] and *scale (cos/sin factor: YaRN's attention_factor, else 1) for
  * c's rope_theta and rope_scaling, as HF computes them in f32. */

@@ -640,6 +640,33 @@ static AVX2 void qmatmul_8da8w(float *y, const float *x, const kern_xq *xq, cons
  * overflow either way); below -87.3 (where e is clamped) sigmoid is 0, as expf gives
  * there to within a subnormal, and -inf gives NaN as the generic code does; a NaN g gives
  * NaN. */
+/* kern_rmsnorm's sum: its 8 double sums are lanes of two vectors (the squares are exact
+ * in double, so an FMA rounds as its add does), the same tree after; then y = w (x r) with
+ * kern_rmsnorm's two roundings. */
+static AVX2 void rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps) {
+    for (size_t i = 0; i < n; i++) {
+        const float *xi = x + i * dim;
+        float *yi = y + i * dim;
+        __m256d a = _mm256_setzero_pd(), b = _mm256_setzero_pd();
+        size_t j = 0;
+        for (; j + 8 <= dim; j += 8) {
+            __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(xi + j)), hi = _mm256_cvtps_pd(_mm_loadu_ps(xi + j + 4));
+            a = _mm256_fmadd_pd(lo, lo, a);
+            b = _mm256_fmadd_pd(hi, hi, b);
+        }
+        double s8[8];
+        _mm256_storeu_pd(s8, a);
+        _mm256_storeu_pd(s8 + 4, b);
+        double ss = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+        for (; j < dim; j++) ss += (double)xi[j] * xi[j];
+        float r = 1.0f / sqrtf((float)(ss / (double)dim) + eps);
+        __m256 vr = _mm256_set1_ps(r);
+        for (j = 0; j + 8 <= dim; j += 8)
+            _mm256_storeu_ps(yi + j, _mm256_mul_ps(_mm256_loadu_ps(w + j), _mm256_mul_ps(_mm256_loadu_ps(xi + j), vr)));
+        for (; j < dim; j++) yi[j] = w[j] * (xi[j] * r);
+    }
+}
+
 static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     size_t i = 0;
@@ -787,6 +814,7 @@ const kern_ops kern_avx2 = {
     .to_f16 = to_f16,
     .exps = exps,
     .swiglu = swiglu,
+    .rmsnorm = rmsnorm,
     .quant_act = quant_act,
     .quant_blocks = quant_blocks,
     .panel = {[WQ_Q8] = panel_q8, [WQ_Q4] = panel_q4, [WQ_8DA4W] = panel_8da4w, [WQ_8DA8W] = panel_8da8w},

@@ -258,6 +258,38 @@ static void test_exps(const kern_ops **v, size_t nv) {
 
 /* Each variant's swiglu against double: relative 1e-6 (a few ulp), on g from -100 to 100,
  * zeros, odd lengths; NaN and -inf g give NaN. */
+/* rmsnorm: every variant gives kern_rmsnorm's bits (in place too), for head sizes and odd
+ * ones, rows of wide magnitudes and a zero row; kern_rmsnorm near the double formula. */
+static void test_rmsnorm(const kern_ops **v, size_t nv) {
+    static const size_t dims[] = {1, 7, 8, 9, 31, 64, 128, 1000, 1024};
+    for (size_t d = 0; d < sizeof dims / sizeof *dims; d++) {
+        size_t dim = dims[d], n = 5;
+        float *x = rand_vec(n * dim), *w = rand_vec(dim), *want = malloc(n * dim * 4), *got = malloc(n * dim * 4);
+        for (size_t j = 0; j < dim; j++) x[j] *= 1e15f, x[dim + j] *= 1e-15f, x[2 * dim + j] = 0;
+        kern_rmsnorm(want, x, w, n, dim, 1e-6f);
+        int ok = 1;
+        for (size_t i = 0; i < n; i++) {
+            double ss = 0;
+            for (size_t j = 0; j < dim; j++) ss += (double)x[i * dim + j] * x[i * dim + j];
+            double r = 1 / sqrt(ss / dim + 1e-6);
+            for (size_t j = 0; j < dim; j++) {
+                double y = w[j] * (x[i * dim + j] * r);
+                ok &= close_to(want[i * dim + j], y, 1e-6 * fabs(y) + 1e-30);
+            }
+        }
+        check(ok, "kern_rmsnorm dim=%zu: near the double formula", dim);
+        for (size_t k = 0; k < nv; k++) {
+            v[k]->rmsnorm(got, x, w, n, dim, 1e-6f);
+            ok = !memcmp(got, want, n * dim * 4);
+            memcpy(got, x, n * dim * 4);
+            v[k]->rmsnorm(got, got, w, n, dim, 1e-6f);
+            check(ok && !memcmp(got, want, n * dim * 4), "%s rmsnorm dim=%zu: kern_rmsnorm's bits, in place too",
+                  v[k]->name, dim);
+        }
+        free(x), free(w), free(want), free(got);
+    }
+}
+
 static void test_swiglu(const kern_ops **v, size_t nv) {
     enum { N = 203 };
     float g[N], u[N], y[N];
@@ -963,6 +995,7 @@ int main(int argc, char **argv) {
     test_pairs(v, nv);
     test_exps(v, nv);
     test_swiglu(v, nv);
+    test_rmsnorm(v, nv);
     test_pool(v, nv);
     test_rope();
     test_attention(v, nv);
