@@ -395,18 +395,17 @@ static void add_rows(float *x, const float *b, size_t n, size_t dim) {
  * keep f32 K/V, so their logits stay their references'. */
 static int attention(cpu *c, int l, size_t n, kv_cache *kv, char *err, size_t errlen) {
     const qwen_config *cf = &c->m->cfg;
-    size_t hd = (size_t)cf->head_dim, nh = (size_t)cf->n_heads, nkv = (size_t)cf->n_kv_heads, kv_dim = nkv * hd,
-           pos0 = kv->n;
+    size_t hd = (size_t)cf->head_dim, nh = (size_t)cf->n_heads, nkv = (size_t)cf->n_kv_heads, pos0 = kv->n;
     if (!c->half_kv || n != 1) {
         kern_attention(c->k, c->pool, c->att, c->q, kv->k[l], kv->v[l], pos0, n, nh, nkv, hd);
         return 0;
     }
     if (kv_half_reserve(kv, kv->cap) < 0) return seterr(err, errlen, "cpu backend: out of memory for the f16 K/V");
     size_t from = kv->n16[l], to = pos0 + n;
-    c->k->to_f16(kv->k16[l] + from * kv_dim, kv->k[l] + from * kv_dim, (to - from) * kv_dim);
-    c->k->to_f16(kv->v16[l] + from * kv_dim, kv->v[l] + from * kv_dim, (to - from) * kv_dim);
+    kern_kv16_copy(c->k, kv->k16[l], kv->k[l], kv->cap16, from, to, nkv, hd);
+    kern_kv16_copy(c->k, kv->v16[l], kv->v[l], kv->cap16, from, to, nkv, hd);
     kv->n16[l] = to;
-    kern_attention_f16(c->k, c->pool, c->att, c->q, kv->k16[l], kv->v16[l], pos0, n, nh, nkv, hd);
+    kern_attention_f16(c->k, c->pool, c->att, c->q, kv->k16[l], kv->v16[l], kv->cap16, pos0, n, nh, nkv, hd);
     return 0;
 }
 

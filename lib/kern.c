@@ -759,8 +759,9 @@ typedef struct {
     const kern_ops *k;
     float *out;
     const float *q;
-    const void *kc, *vc; /* float, or uint16_t (f16) when half */
+    const void *kc, *vc; /* float rows of all kv heads, or (half) uint16_t (f16) head by head */
     size_t pos0, n, n_heads, n_kv_heads, hd;
+    size_t cap; /* half: rows per kv head */
     int half;
 } attn_job;
 
@@ -816,7 +817,8 @@ static float online(const kern_ops *k, float *s, size_t nb, float scale, float *
  * L2 once for np positions rather than once each; every position's own sequence of
  * operations is the one above, so its bits do not change. */
 static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_t pstride, size_t ng, size_t group,
-                   const void *kc, const void *vc, size_t len, size_t stride, size_t hd, float scale, int half) {
+                   const void *kc, const void *vc, size_t len, size_t stride, size_t hstride, size_t hd, float scale,
+                   int half) {
     float m[ATT_POS][ATT_GROUP], l[ATT_POS][ATT_GROUP], s[ATT_POS][ATT_GROUP][ATT_BLOCK];
     for (size_t p = 0; p < np; p++) {
         for (size_t g = 0; g < ng; g++) m[p][g] = -INFINITY, l[p][g] = 0;
@@ -824,8 +826,8 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_
     }
     size_t last = len + np - 1; /* the keys the last position sees */
     /* f32 rows a page apart: the prefetchers would not follow them. f16 rows (decode's) are
-     * half a page apart, which they follow: prefetching those too cost decode 4-6% (Zen 4) */
-    int pf = stride != hd && !half;
+     * contiguous, head by head */
+    int pf = stride != hd;
     size_t span = (ng + group - 1) / group * hd; /* elements of a row the item reads */
     if (pf) prefetch_rows(kc, vc, 0, last < ATT_BLOCK ? last : ATT_BLOCK, stride, span, half);
     for (size_t t0 = 0; t0 < last; t0 += ATT_BLOCK) {
@@ -841,7 +843,7 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_
             size_t nb = lp - t0 < ATT_BLOCK ? lp - t0 : ATT_BLOCK;
             const float *qp = q + p * pstride;
             for (size_t g = 0, two; g < ng; g += 1 + two) {
-                size_t at = g / group * hd + t0 * stride; /* this q head's kv head within the item, key t0 */
+                size_t at = g / group * hstride + t0 * stride; /* this q head's kv head within the item, key t0 */
                 two = g + 1 < ng && (g + 1) / group == g / group && (half ? k->scores2_16 != NULL : k->scores2 != NULL);
                 const float *q0 = qp + g * hd, *q1 = q0 + hd;
                 if (two && half) k->scores2_16(s[p][g], s[p][g + 1], q0, q1, elem(kc, at, 1), nb, stride, hd);
@@ -858,7 +860,7 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_
             size_t nb = lp - t0 < ATT_BLOCK ? lp - t0 : ATT_BLOCK;
             float *op = o + p * pstride;
             for (size_t g = 0, two; g < ng; g += 1 + two) {
-                size_t at = g / group * hd + t0 * stride;
+                size_t at = g / group * hstride + t0 * stride;
                 two = g + 1 < ng && (g + 1) / group == g / group && (half ? k->accum2_16 != NULL : k->accum2 != NULL);
                 if (two && half)
                     k->accum2_16(op + g * hd, op + (g + 1) * hd, s[p][g], s[p][g + 1], elem(vc, at, 1), nb, stride, hd);
@@ -881,17 +883,22 @@ static void attn_task(void *arg, int ti, int nt) {
     size_t group = a->n_heads / a->n_kv_heads, parts = (group + ATT_GROUP - 1) / ATT_GROUP;
     size_t per = (group + parts - 1) / parts, kv_dim = a->n_kv_heads * a->hd;
     float scale = 1.0f / sqrtf((float)a->hd);
-    size_t len = a->pos0 + a->n, hd = a->hd, have = SIZE_MAX, esz = a->half ? sizeof(uint16_t) : sizeof(float);
-    /* A prefill copies each kv head's rows into a contiguous buffer once per thread: in the
-     * cache one head's rows are kv_dim elements apart (4 KiB in Qwen3 in f32), so a block
-     * of them falls in a handful of L1 sets and evicts itself; copied, they are hd apart.
-     * The same values and the same arithmetic: the bits do not change. */
-    char *buf = a->n >= 16 ? malloc(2 * len * hd * esz) : NULL;
-    /* Otherwise (decode) an item takes as many whole kv heads as ATT_GROUP q heads allow
-     * (hk; their rows are side by side), so each row is read in longer runs. */
-    size_t hk = a->n < 16 && parts == 1 ? ATT_GROUP / group : 1; /* the same in every thread */
+    size_t len = a->pos0 + a->n, hd = a->hd, have = SIZE_MAX, esz = sizeof(float);
+    /* A prefill (batch) over f32 rows copies each kv head's rows into a contiguous buffer
+     * once per thread: in the cache one head's rows are kv_dim elements apart (4 KiB in
+     * Qwen3), so a block of them falls in a handful of L1 sets and evicts itself; copied,
+     * they are hd apart (as f16 rows are already). The same values and the same
+     * arithmetic: the bits do not change. Without the buffer (out of memory), the same. */
+    int batch = a->n >= 16;
+    char *buf = batch && !a->half ? malloc(2 * len * hd * esz) : NULL;
+    /* Otherwise (decode) an item over f32 rows takes as many whole kv heads as ATT_GROUP q
+     * heads allow (hk; their rows are side by side, so each row is read in longer runs).
+     * Over f16 rows, one kv head: two streams (its K and its V) where four heads made
+     * eight, which the prefetchers kept up with less well (28 layers at 512 positions,
+     * 2 threads: 2.8 ms a token rather than 3.5). */
+    size_t hk = !batch && parts == 1 && !a->half ? ATT_GROUP / group : 1; /* the same in every thread */
     while (a->n_kv_heads % hk) hk--;
-    size_t npos = buf ? ATT_POS : 1, groups = (a->n + npos - 1) / npos;
+    size_t npos = batch ? ATT_POS : 1, groups = (a->n + npos - 1) / npos;
     size_t units = a->n_kv_heads / hk * parts, items = groups * units;
     /* an item is (kv heads, part of their q heads, npos positions), positions fastest;
      * strided, not contiguous: later positions attend over more rows, so every thread gets
@@ -902,19 +909,20 @@ static void attn_task(void *arg, int ti, int nt) {
         size_t np = a->n - i < npos ? a->n - i : npos;
         size_t ng = hk > 1 ? hk * group : h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
         size_t row = (i * a->n_heads + h0) * hd;
-        const void *kc = elem(a->kc, kvh * hd, a->half), *vc = elem(a->vc, kvh * hd, a->half);
-        size_t stride = kv_dim;
+        /* f32: rows of every kv head, kv_dim apart; f16: head by head, each head's rows hd apart */
+        size_t hstride = a->half ? a->cap * hd : hd, stride = a->half ? hd : kv_dim;
+        const void *kc = elem(a->kc, kvh * hstride, a->half), *vc = elem(a->vc, kvh * hstride, a->half);
         if (buf) {
             if (have != kvh)
                 for (size_t t = 0; t < len; t++) {
-                    memcpy(buf + t * hd * esz, elem(kc, t * kv_dim, a->half), hd * esz);
-                    memcpy(buf + (len + t) * hd * esz, elem(vc, t * kv_dim, a->half), hd * esz);
+                    memcpy(buf + t * hd * esz, elem(kc, t * kv_dim, 0), hd * esz);
+                    memcpy(buf + (len + t) * hd * esz, elem(vc, t * kv_dim, 0), hd * esz);
                 }
             have = kvh;
             kc = buf, vc = buf + len * hd * esz, stride = hd;
         }
         attend(a->k, a->out + row, a->q + row, np, a->n_heads * hd, ng, hk > 1 ? group : ng, kc, vc, a->pos0 + i + 1,
-               stride, hd, scale, a->half);
+               stride, hstride, hd, scale, a->half);
     }
     free(buf);
 }
@@ -922,15 +930,22 @@ static void attn_task(void *arg, int ti, int nt) {
 void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, const float *kc,
                     const float *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
                     size_t hd) {
-    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd, 0};
+    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd, 0, 0};
     pool_run(p, attn_task, &a);
 }
 
 void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kc,
-                        const uint16_t *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                        const uint16_t *vc, size_t cap, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
                         size_t hd) {
-    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd, 1};
+    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd, cap, 1};
     pool_run(p, attn_task, &a);
+}
+
+void kern_kv16_copy(const kern_ops *k, uint16_t *dst, const float *src, size_t cap, size_t from, size_t to,
+                    size_t n_kv_heads, size_t hd) {
+    for (size_t t = from; t < to; t++)
+        for (size_t h = 0; h < n_kv_heads; h++)
+            k->to_f16(dst + (h * cap + t) * hd, src + (t * n_kv_heads + h) * hd, hd);
 }
 
 void kern_swiglu(float *y, const float *g, const float *u, size_t n) {

@@ -210,10 +210,16 @@ void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, cons
 
 /* The same with K and V as f16 (kern_to_f16 of the f32 rows): half the bytes to read,
  * which is what a decode's attention costs. llama.cpp's default cache type; each value
- * within 2^-11 of its f32 (relative), so logits move by about that much. */
+ * within 2^-11 of its f32 (relative), so logits move by about that much. The f16 rows are
+ * head by head (kern_kv16_copy): kv head h's row t at element (h*cap + t)*hd, so each
+ * head's rows are one contiguous run that the hardware prefetchers follow. */
 void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kc,
-                        const uint16_t *vc, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
+                        const uint16_t *vc, size_t cap, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
                         size_t hd);
+/* f16 copies of f32 K or V rows [from, to) (kv_dim = n_kv_heads*hd floats each) into the
+ * head-by-head layout kern_attention_f16 reads, cap rows per head. */
+void kern_kv16_copy(const kern_ops *k, uint16_t *dst, const float *src, size_t cap, size_t from, size_t to,
+                    size_t n_kv_heads, size_t hd);
 
 /* y[i] = silu(g[i]) * u[i] = g/(1+exp(-g)) * u for i < n; y may be g or u. */
 void kern_swiglu(float *y, const float *g, const float *u, size_t n);

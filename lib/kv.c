@@ -52,13 +52,13 @@ int kv_half_reserve(kv_cache *kv, size_t cap) {
     if (kv->kv_dim && cap > (size_t)-1 / sizeof(uint16_t) / kv->kv_dim) return -1;
     size_t bytes = cap * kv->kv_dim * sizeof(uint16_t);
     if (!bytes) bytes = 1;
-    for (int l = 0; l < kv->n_layers; l++) { /* as grow(): a failure part way is harmless */
-        uint16_t *k = realloc(kv->k16[l], bytes);
-        if (!k) return -1;
-        kv->k16[l] = k;
-        uint16_t *v = realloc(kv->v16[l], bytes);
-        if (!v) return -1;
-        kv->v16[l] = v;
+    /* the copies are laid out by cap16 (kv.h): new storage, no copy valid in it yet; a
+     * failure part way leaves cap16 as it was, so the next call tries again */
+    kv_written(kv, 0);
+    for (int l = 0; l < kv->n_layers; l++) {
+        free(kv->k16[l]), free(kv->v16[l]);
+        kv->k16[l] = malloc(bytes), kv->v16[l] = malloc(bytes);
+        if (!kv->k16[l] || !kv->v16[l]) return -1;
     }
     kv->cap16 = cap;
     return 0;

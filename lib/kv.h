@@ -16,8 +16,9 @@ typedef struct {
     size_t n;    /* rows filled (positions held) */
     float **k;   /* [n_layers] -> (cap, kv_dim) */
     float **v;   /* [n_layers] -> (cap, kv_dim) */
-    /* f16 copies of rows [0, n16[l]) of k[l] and v[l] (cap16 rows each), for a backend
-     * that reads K/V at half the bytes (cpu.c: a quantized model's decode); NULL until
+    /* f16 copies of rows [0, n16[l]) of k[l] and v[l], for a backend that reads K/V at
+     * half the bytes (cpu.c: a quantized model's decode), laid out by whoever fills them
+     * (cpu.c: head by head, cap16 rows per head, kern_kv16_copy); NULL until
      * kv_half_reserve. Code that writes rows [from, ...) of k or v other than by
      * appending them calls kv_written(kv, from) first, so no stale copy is read. */
     uint16_t **k16, **v16;
@@ -30,7 +31,8 @@ int kv_alloc(kv_cache *kv, int n_layers, size_t kv_dim, size_t cap);
 /* Grow to at least cap rows, keeping the filled ones; -1 if out of memory. */
 int kv_reserve(kv_cache *kv, size_t cap);
 void kv_free(kv_cache *kv);
-/* The f16 copies' storage (k16, v16, n16) grown to at least cap rows; -1 if out of memory. */
+/* The f16 copies' storage (k16, v16, n16) grown to at least cap rows; where it grows, the
+ * copies are dropped (n16 0: their layout may depend on cap16). -1 if out of memory. */
 int kv_half_reserve(kv_cache *kv, size_t cap);
 /* Free the f16 copies alone (kv_free frees them too). */
 void kv_half_free(kv_cache *kv);
