@@ -400,12 +400,12 @@ static int attention(cpu *c, int l, size_t n, kv_cache *kv, char *err, size_t er
         kern_attention(c->k, c->pool, c->att, c->q, kv->k[l], kv->v[l], pos0, n, nh, nkv, hd);
         return 0;
     }
-    if (kv_half_reserve(kv, kv->cap) < 0) return seterr(err, errlen, "cpu backend: out of memory for the f16 K/V");
+    size_t cap = (kv->cap + KERN_KV_BLOCK - 1) / KERN_KV_BLOCK * KERN_KV_BLOCK;
+    if (kv_half_reserve(kv, cap) < 0) return seterr(err, errlen, "cpu backend: out of memory for the f16 K/V");
     size_t from = kv->n16[l], to = pos0 + n;
-    kern_kv16_copy(c->k, kv->k16[l], kv->k[l], kv->cap16, from, to, nkv, hd);
-    kern_kv16_copy(c->k, kv->v16[l], kv->v[l], kv->cap16, from, to, nkv, hd);
+    kern_kv16_copy(c->k, kv->kv16[l], kv->k[l], kv->v[l], kv->cap16, from, to, nkv, hd);
     kv->n16[l] = to;
-    kern_attention_f16(c->k, c->pool, c->att, c->q, kv->k16[l], kv->v16[l], kv->cap16, pos0, n, nh, nkv, hd);
+    kern_attention_f16(c->k, c->pool, c->att, c->q, kv->kv16[l], kv->cap16, pos0, n, nh, nkv, hd);
     return 0;
 }
 

@@ -759,15 +759,15 @@ typedef struct {
     const kern_ops *k;
     float *out;
     const float *q;
-    const void *kc, *vc; /* float rows of all kv heads, or (half) uint16_t (f16) head by head */
+    const void *kc, *vc; /* float rows of all kv heads, or (half) kc: kern_kv16_copy's f16 blocks */
     size_t pos0, n, n_heads, n_kv_heads, hd;
-    size_t cap; /* half: rows per kv head */
+    size_t cap; /* half: rows of K (and of V) per kv head */
     int half;
 } attn_job;
 
 enum {
     ATT_GROUP = 8,  /* q heads sharing a kv head taken together (Qwen3: 2 to 8) */
-    ATT_BLOCK = 32, /* keys scored, exponentiated and summed at a time */
+    ATT_BLOCK = KERN_KV_BLOCK, /* keys scored, exponentiated and summed at a time (32) */
     ATT_POS = 4,    /* a prefill's consecutive positions taken through each block together */
 };
 
@@ -817,8 +817,8 @@ static float online(const kern_ops *k, float *s, size_t nb, float scale, float *
  * L2 once for np positions rather than once each; every position's own sequence of
  * operations is the one above, so its bits do not change. */
 static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_t pstride, size_t ng, size_t group,
-                   const void *kc, const void *vc, size_t len, size_t stride, size_t hstride, size_t hd, float scale,
-                   int half) {
+                   const void *kc, const void *vc, size_t len, size_t stride, size_t hstride, size_t bstride, size_t hd,
+                   float scale, int half) {
     float m[ATT_POS][ATT_GROUP], l[ATT_POS][ATT_GROUP], s[ATT_POS][ATT_GROUP][ATT_BLOCK];
     for (size_t p = 0; p < np; p++) {
         for (size_t g = 0; g < ng; g++) m[p][g] = -INFINITY, l[p][g] = 0;
@@ -843,7 +843,7 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_
             size_t nb = lp - t0 < ATT_BLOCK ? lp - t0 : ATT_BLOCK;
             const float *qp = q + p * pstride;
             for (size_t g = 0, two; g < ng; g += 1 + two) {
-                size_t at = g / group * hstride + t0 * stride; /* this q head's kv head within the item, key t0 */
+                size_t at = g / group * hstride + t0 / ATT_BLOCK * bstride; /* this q head's kv head, key t0 */
                 two = g + 1 < ng && (g + 1) / group == g / group && (half ? k->scores2_16 != NULL : k->scores2 != NULL);
                 const float *q0 = qp + g * hd, *q1 = q0 + hd;
                 if (two && half) k->scores2_16(s[p][g], s[p][g + 1], q0, q1, elem(kc, at, 1), nb, stride, hd);
@@ -860,7 +860,7 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_
             size_t nb = lp - t0 < ATT_BLOCK ? lp - t0 : ATT_BLOCK;
             float *op = o + p * pstride;
             for (size_t g = 0, two; g < ng; g += 1 + two) {
-                size_t at = g / group * hstride + t0 * stride;
+                size_t at = g / group * hstride + t0 / ATT_BLOCK * bstride;
                 two = g + 1 < ng && (g + 1) / group == g / group && (half ? k->accum2_16 != NULL : k->accum2 != NULL);
                 if (two && half)
                     k->accum2_16(op + g * hd, op + (g + 1) * hd, s[p][g], s[p][g + 1], elem(vc, at, 1), nb, stride, hd);
@@ -909,9 +909,13 @@ static void attn_task(void *arg, int ti, int nt) {
         size_t np = a->n - i < npos ? a->n - i : npos;
         size_t ng = hk > 1 ? hk * group : h0 + per <= (kvh + 1) * group ? per : (kvh + 1) * group - h0;
         size_t row = (i * a->n_heads + h0) * hd;
-        /* f32: rows of every kv head, kv_dim apart; f16: head by head, each head's rows hd apart */
-        size_t hstride = a->half ? a->cap * hd : hd, stride = a->half ? hd : kv_dim;
-        const void *kc = elem(a->kc, kvh * hstride, a->half), *vc = elem(a->vc, kvh * hstride, a->half);
+        /* f32: rows of every kv head, kv_dim apart; f16: head by head, blocks of K rows then
+         * V rows, each hd apart (hstride: from one kv head to the next; bstride: from one
+         * block of rows to the next) */
+        size_t hstride = a->half ? 2 * a->cap * hd : hd, stride = a->half ? hd : kv_dim;
+        size_t bstride = a->half ? 2 * ATT_BLOCK * hd : ATT_BLOCK * stride;
+        const void *kc = elem(a->kc, kvh * hstride, a->half);
+        const void *vc = a->half ? elem(kc, ATT_BLOCK * hd, 1) : elem(a->vc, kvh * hstride, 0);
         if (buf) {
             if (have != kvh)
                 for (size_t t = 0; t < len; t++) {
@@ -919,10 +923,10 @@ static void attn_task(void *arg, int ti, int nt) {
                     memcpy(buf + (len + t) * hd * esz, elem(vc, t * kv_dim, 0), hd * esz);
                 }
             have = kvh;
-            kc = buf, vc = buf + len * hd * esz, stride = hd;
+            kc = buf, vc = buf + len * hd * esz, stride = hd, bstride = ATT_BLOCK * hd;
         }
         attend(a->k, a->out + row, a->q + row, np, a->n_heads * hd, ng, hk > 1 ? group : ng, kc, vc, a->pos0 + i + 1,
-               stride, hstride, hd, scale, a->half);
+               stride, hstride, bstride, hd, scale, a->half);
     }
     free(buf);
 }
@@ -934,18 +938,20 @@ void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, cons
     pool_run(p, attn_task, &a);
 }
 
-void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kc,
-                        const uint16_t *vc, size_t cap, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
-                        size_t hd) {
-    attn_job a = {k, out, q, kc, vc, pos0, n, n_heads, n_kv_heads, hd, cap, 1};
+void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kv, size_t cap,
+                        size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads, size_t hd) {
+    attn_job a = {k, out, q, kv, NULL, pos0, n, n_heads, n_kv_heads, hd, cap, 1};
     pool_run(p, attn_task, &a);
 }
 
-void kern_kv16_copy(const kern_ops *k, uint16_t *dst, const float *src, size_t cap, size_t from, size_t to,
-                    size_t n_kv_heads, size_t hd) {
+void kern_kv16_copy(const kern_ops *k, uint16_t *kv, const float *kr, const float *vr, size_t cap, size_t from,
+                    size_t to, size_t n_kv_heads, size_t hd) {
     for (size_t t = from; t < to; t++)
-        for (size_t h = 0; h < n_kv_heads; h++)
-            k->to_f16(dst + (h * cap + t) * hd, src + (t * n_kv_heads + h) * hd, hd);
+        for (size_t h = 0; h < n_kv_heads; h++) {
+            uint16_t *row = kv + (2 * (h * cap + t / ATT_BLOCK * ATT_BLOCK) + t % ATT_BLOCK) * hd;
+            k->to_f16(row, kr + (t * n_kv_heads + h) * hd, hd);
+            k->to_f16(row + ATT_BLOCK * hd, vr + (t * n_kv_heads + h) * hd, hd);
+        }
 }
 
 void kern_swiglu(float *y, const float *g, const float *u, size_t n) {

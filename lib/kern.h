@@ -211,15 +211,16 @@ void kern_attention(const kern_ops *k, pool *p, float *out, const float *q, cons
 /* The same with K and V as f16 (kern_to_f16 of the f32 rows): half the bytes to read,
  * which is what a decode's attention costs. llama.cpp's default cache type; each value
  * within 2^-11 of its f32 (relative), so logits move by about that much. The f16 rows are
- * head by head (kern_kv16_copy): kv head h's row t at element (h*cap + t)*hd, so each
- * head's rows are one contiguous run that the hardware prefetchers follow. */
-void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kc,
-                        const uint16_t *vc, size_t cap, size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads,
-                        size_t hd);
-/* f16 copies of f32 K or V rows [from, to) (kv_dim = n_kv_heads*hd floats each) into the
- * head-by-head layout kern_attention_f16 reads, cap rows per head. */
-void kern_kv16_copy(const kern_ops *k, uint16_t *dst, const float *src, size_t cap, size_t from, size_t to,
-                    size_t n_kv_heads, size_t hd);
+ * in one array, kv, kern_kv16_copy's layout: per kv head, blocks of KERN_KV_BLOCK K rows
+ * each followed by the same positions' V rows, so an attention reads one contiguous run
+ * per head (the hardware prefetchers follow it: twice the bytes/s of separate K and V).
+ * cap: rows per head, a multiple of KERN_KV_BLOCK. */
+enum { KERN_KV_BLOCK = 32 };
+void kern_attention_f16(const kern_ops *k, pool *p, float *out, const float *q, const uint16_t *kv, size_t cap,
+                        size_t pos0, size_t n, size_t n_heads, size_t n_kv_heads, size_t hd);
+/* f16 copies of f32 K and V rows [from, to) (n_kv_heads*hd floats each) into that layout. */
+void kern_kv16_copy(const kern_ops *k, uint16_t *kv, const float *kr, const float *vr, size_t cap, size_t from,
+                    size_t to, size_t n_kv_heads, size_t hd);
 
 /* y[i] = silu(g[i]) * u[i] = g/(1+exp(-g)) * u for i < n; y may be g or u. */
 void kern_swiglu(float *y, const float *g, const float *u, size_t n);

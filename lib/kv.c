@@ -40,25 +40,26 @@ int kv_half_reserve(kv_cache *kv, size_t cap) {
     if (kv->n16 && cap <= kv->cap16) return 0;
     if (!kv->n16) {
         size_t nl = kv->n_layers > 0 ? (size_t)kv->n_layers : 1;
-        kv->k16 = calloc(nl, sizeof *kv->k16);
-        kv->v16 = calloc(nl, sizeof *kv->v16);
+        kv->kv16 = calloc(nl, sizeof *kv->kv16);
         kv->n16 = calloc(nl, sizeof *kv->n16);
-        if (!kv->k16 || !kv->v16 || !kv->n16) {
-            free(kv->k16), free(kv->v16), free(kv->n16);
-            kv->k16 = kv->v16 = NULL, kv->n16 = NULL;
+        if (!kv->kv16 || !kv->n16) {
+            free(kv->kv16), free(kv->n16);
+            kv->kv16 = NULL, kv->n16 = NULL;
             return -1;
         }
     }
-    if (kv->kv_dim && cap > (size_t)-1 / sizeof(uint16_t) / kv->kv_dim) return -1;
-    size_t bytes = cap * kv->kv_dim * sizeof(uint16_t);
+    if (kv->kv_dim && cap > (size_t)-1 / 2 / sizeof(uint16_t) / kv->kv_dim) return -1;
+    size_t bytes = 2 * cap * kv->kv_dim * sizeof(uint16_t);
     if (!bytes) bytes = 1;
-    /* the copies are laid out by cap16 (kv.h): new storage, no copy valid in it yet; a
-     * failure part way leaves cap16 as it was, so the next call tries again */
+    /* the copies are laid out by cap16 (kv.h): new storage, no copy valid in it yet; after
+     * a failure part way cap16 is 0, so the next call allocates every layer again */
     kv_written(kv, 0);
     for (int l = 0; l < kv->n_layers; l++) {
-        free(kv->k16[l]), free(kv->v16[l]);
-        kv->k16[l] = malloc(bytes), kv->v16[l] = malloc(bytes);
-        if (!kv->k16[l] || !kv->v16[l]) return -1;
+        free(kv->kv16[l]);
+        if (!(kv->kv16[l] = malloc(bytes))) {
+            kv->cap16 = 0;
+            return -1;
+        }
     }
     kv->cap16 = cap;
     return 0;
@@ -72,11 +73,10 @@ void kv_written(kv_cache *kv, size_t from) {
 
 void kv_half_free(kv_cache *kv) {
     for (int l = 0; l < kv->n_layers; l++) {
-        if (kv->k16) free(kv->k16[l]);
-        if (kv->v16) free(kv->v16[l]);
+        if (kv->kv16) free(kv->kv16[l]);
     }
-    free(kv->k16), free(kv->v16), free(kv->n16);
-    kv->k16 = kv->v16 = NULL, kv->n16 = NULL, kv->cap16 = 0;
+    free(kv->kv16), free(kv->n16);
+    kv->kv16 = NULL, kv->n16 = NULL, kv->cap16 = 0;
 }
 
 void kv_free(kv_cache *kv) {

@@ -16,12 +16,12 @@ typedef struct {
     size_t n;    /* rows filled (positions held) */
     float **k;   /* [n_layers] -> (cap, kv_dim) */
     float **v;   /* [n_layers] -> (cap, kv_dim) */
-    /* f16 copies of rows [0, n16[l]) of k[l] and v[l], for a backend that reads K/V at
-     * half the bytes (cpu.c: a quantized model's decode), laid out by whoever fills them
-     * (cpu.c: head by head, cap16 rows per head, kern_kv16_copy); NULL until
-     * kv_half_reserve. Code that writes rows [from, ...) of k or v other than by
+    /* f16 copies of rows [0, n16[l]) of k[l] and v[l], both in kv16[l] (room for cap16
+     * rows of each), for a backend that reads K/V at half the bytes (cpu.c: a quantized
+     * model's decode), laid out by whoever fills them (cpu.c: kern_kv16_copy's blocks);
+     * NULL until kv_half_reserve. Code that writes rows [from, ...) of k or v other than by
      * appending them calls kv_written(kv, from) first, so no stale copy is read. */
-    uint16_t **k16, **v16;
+    uint16_t **kv16;
     size_t *n16;
     size_t cap16;
 } kv_cache;
@@ -31,7 +31,7 @@ int kv_alloc(kv_cache *kv, int n_layers, size_t kv_dim, size_t cap);
 /* Grow to at least cap rows, keeping the filled ones; -1 if out of memory. */
 int kv_reserve(kv_cache *kv, size_t cap);
 void kv_free(kv_cache *kv);
-/* The f16 copies' storage (k16, v16, n16) grown to at least cap rows; where it grows, the
+/* The f16 copies' storage (kv16, n16) grown to at least cap rows; where it grows, the
  * copies are dropped (n16 0: their layout may depend on cap16). -1 if out of memory. */
 int kv_half_reserve(kv_cache *kv, size_t cap);
 /* Free the f16 copies alone (kv_free frees them too). */

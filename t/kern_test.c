@@ -522,28 +522,29 @@ static void test_attention(const kern_ops **v, size_t nv) {
         /* f16 K/V: against the f32 attention over rows holding those f16s' values, the same
          * bits in every variant (each has its f16 scores and sums beside its f32 ones, or
          * takes both from the variant below it: the same sums) */
-        size_t cap = len + 5; /* rows per head in the f16 layout: not len */
-        uint16_t *k16 = malloc(cap * nkv * hd * 2), *v16 = malloc(cap * nkv * hd * 2);
-        kern_kv16_copy(v[0], k16, kc, cap, 0, 2, nkv, hd); /* in two pieces, as decode makes them */
-        kern_kv16_copy(v[0], k16, kc, cap, 2 < len ? 2 : len, len, nkv, hd);
-        kern_kv16_copy(v[0], v16, vc, cap, 0, len, nkv, hd);
+        /* rows per head in the f16 layout: a multiple of the block, not len */
+        size_t cap = (len + 5 + KERN_KV_BLOCK - 1) / KERN_KV_BLOCK * KERN_KV_BLOCK;
+        uint16_t *kv16 = malloc(2 * cap * nkv * hd * 2);
+        kern_kv16_copy(v[0], kv16, kc, vc, cap, 0, 2 < len ? 2 : len, nkv, hd); /* in pieces, as decode makes them */
+        kern_kv16_copy(v[0], kv16, kc, vc, cap, 2 < len ? 2 : len, len, nkv, hd);
         for (size_t t = 0; t < len; t++)
             for (size_t h = 0; h < nkv; h++)
                 for (size_t j = 0; j < hd; j++) {
-                    size_t i = (t * nkv + h) * hd + j, i16 = (h * cap + t) * hd + j;
-                    kc[i] = kern_f16(k16[i16]), vc[i] = kern_f16(v16[i16]);
+                    size_t i = (t * nkv + h) * hd + j;
+                    size_t i16 = (2 * (h * cap + t / KERN_KV_BLOCK * KERN_KV_BLOCK) + t % KERN_KV_BLOCK) * hd + j;
+                    kc[i] = kern_f16(kv16[i16]), vc[i] = kern_f16(kv16[i16 + KERN_KV_BLOCK * hd]);
                 }
         for (size_t k = 0; k < nv; k++) {
             kern_attention(v[k], p3, got, q, kc, vc, pos0, n, nh, nkv, hd);
-            kern_attention_f16(v[k], p3, got3, q, k16, v16, cap, pos0, n, nh, nkv, hd);
+            kern_attention_f16(v[k], p3, got3, q, kv16, cap, pos0, n, nh, nkv, hd);
             double worst = 0;
             for (size_t i = 0; i < n * nh * hd; i++) worst = fmax(worst, fabs(got[i] - got3[i]));
             check(!memcmp(got, got3, n * nh * hd * 4),
                   "%s f16 attention case %zu: max difference %.3g from f32 over the same values", v[k]->name, c, worst);
-            kern_attention_f16(v[k], NULL, got, q, k16, v16, cap, pos0, n, nh, nkv, hd);
+            kern_attention_f16(v[k], NULL, got, q, kv16, cap, pos0, n, nh, nkv, hd);
             check(!memcmp(got, got3, n * nh * hd * 4), "%s f16 attention case %zu: 3 threads differ from 1", v[k]->name, c);
         }
-        free(q), free(kc), free(vc), free(want), free(got), free(got3), free(k16), free(v16);
+        free(q), free(kc), free(vc), free(want), free(got), free(got3), free(kv16);
     }
     pool_free(p3);
 }
