@@ -165,3 +165,22 @@ void pool_split(size_t n, size_t align, int i, int nt, size_t *lo, size_t *hi) {
     *lo = a < n ? a : n;
     *hi = b < n ? b : n;
 }
+
+void pool_chunks_init(pool_chunks *c, size_t n, size_t align, int nt) {
+    atomic_init(&c->next, 0);
+    c->n = n;
+    c->align = align ? align : 1;
+    c->nt = nt > 0 ? (size_t)nt : 1;
+}
+
+int pool_take(pool_chunks *c, size_t *lo, size_t *hi) {
+    size_t a = atomic_load_explicit(&c->next, memory_order_relaxed), b;
+    do {
+        if (a >= c->n) return 0;
+        size_t k = (c->n - a) / (2 * c->nt) / c->align * c->align;
+        b = a + (k < c->align ? c->align : k);
+        if (b > c->n) b = c->n;
+    } while (!atomic_compare_exchange_weak_explicit(&c->next, &a, b, memory_order_relaxed, memory_order_relaxed));
+    *lo = a, *hi = b;
+    return 1;
+}

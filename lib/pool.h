@@ -6,6 +6,7 @@
 #ifndef POOL_H
 #define POOL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef struct pool pool;
@@ -28,5 +29,18 @@ void pool_run(pool *p, pool_fn *fn, void *arg);
 /* Rows [*lo, *hi) of n that thread i of nt owns: contiguous, split at multiples of
  * align rows so that threads writing neighbouring rows never share a cache line. */
 void pool_split(size_t n, size_t align, int i, int nt, size_t *lo, size_t *hi);
+
+/* Rows [0, n) handed out to whichever thread asks next, in chunks that shrink as the rows
+ * run out (a share of what is left, at least `align` rows, multiples of align): a thread
+ * held up (descheduled, a page fault, a slower stream) leaves the last rows to the others
+ * rather than keep them waiting, while the first chunks are long runs. Which thread
+ * computes a row changes nothing but the time. Set up before pool_run: */
+typedef struct {
+    atomic_size_t next;
+    size_t n, align, nt;
+} pool_chunks;
+void pool_chunks_init(pool_chunks *c, size_t n, size_t align, int nt);
+/* The next chunk [*lo, *hi); 0 when none is left. */
+int pool_take(pool_chunks *c, size_t *lo, size_t *hi);
 
 #endif

@@ -330,6 +330,21 @@ static void split_task(void *arg, int i, int nt) {
     for (size_t r = lo; r < hi; r++) j->owner[r] = i + 1;
 }
 
+typedef struct {
+    pool_chunks ch;
+    atomic_int *taken; /* per row: how many chunks held it */
+} take_job;
+
+static void take_task(void *arg, int i, int nt) {
+    take_job *j = arg;
+    size_t lo, hi;
+    (void)i, (void)nt;
+    while (pool_take(&j->ch, &lo, &hi)) {
+        if (lo % j->ch.align || (hi % j->ch.align && hi != j->ch.n) || lo >= hi) atomic_fetch_add(&j->taken[0], 1000);
+        for (size_t r = lo; r < hi; r++) atomic_fetch_add(&j->taken[r], 1);
+    }
+}
+
 static void test_pool(const kern_ops **v, size_t nv) {
     pool *pools[4] = {NULL};
     char err[256];
@@ -348,6 +363,19 @@ static void test_pool(const kern_ops **v, size_t nv) {
             for (size_t r = 0; r < n; r++) ok &= owner[r] > 0 && (r == 0 || owner[r] == owner[r - 1] || r % 16 == 0);
             check(ok, "pool_split n=%zu over %d threads", n, t);
         }
+    /* pool_take: every row in exactly one chunk, chunks on multiples of the alignment */
+    for (int t = 1; t <= 3; t++)
+        for (size_t n = 1; n < 5000; n = n * 3 + 1)
+            for (size_t align = 1; align <= 16; align += 15) {
+                take_job j;
+                j.taken = calloc(n, sizeof *j.taken);
+                pool_chunks_init(&j.ch, n, align, t);
+                pool_run(pools[t], take_task, &j);
+                int ok = 1;
+                for (size_t r = 0; r < n; r++) ok &= atomic_load(&j.taken[r]) == 1;
+                check(ok, "pool_take n=%zu align %zu over %d threads: every row once", n, align, t);
+                free(j.taken);
+            }
     static const size_t shapes[][3] = {{1, 256, 300}, {5, 200, 100}, {3, 130, 333}};
     for (size_t k = 0; k < nv; k++)
         for (st_dtype t = ST_F32; t <= ST_BF16; t++)
