@@ -16,6 +16,7 @@
  * The sums are exact integers either way, so both variants give the same bits. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kern.h"
@@ -30,7 +31,8 @@
  * of x (once per block for the 8 rows), lane r is row r's S = sum q * x.
  *   Q4: acc + (hs * d) * S, in block order, is the reference's f32 sum, bit for bit.
  *   8DA4W: the reference's block sum is G = sum (xq - zp) * q = S - zp * sum q, and sum q
- *   (sum (q + 8) - 256) comes from one more DOT_UB per quad, by ones, for all nx rows of x;
+ *   (sum (q + 8) - 256) comes from one more DOT_UB per quad, by ones: once per slab for all its
+ *   tiles of rows of x (nib_qsums), or in the tile when there is one (decode);
  *   acc + s * G in block order, times x's scale at the end: the reference's bits too.
  * A block is 144 bytes (Q4: the 8 rows' f16 d after the nibbles) or 160 (8DA4W: f32 s), the
  * plain layouts' bytes: a 32-byte load can straddle a line, which costs less than padding
@@ -51,8 +53,23 @@ INLINE PT void store_rows(float *y, size_t ldy, const __m256 *acc, int nx, int n
     }
 }
 
+/* 8DA4W: sum q of every block of a panel (lane r: row r's), as panel_nib_tile counts it. */
+INLINE PT void nib_qsums(int32_t *qs, const uint8_t *pan, size_t nb) {
+    const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
+    for (size_t g = 0; g < nb; g++, pan += KERN_8DA4W_BLOCK) {
+        __m256i sq = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(pan + 32 * (j / 2)));
+            sq = DOT_UB(sq, _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15), ones);
+        }
+        _mm256_storeu_si256((__m256i *)(qs + 8 * g), _mm256_sub_epi32(SUM_UB(sq), _mm256_set1_epi32(256)));
+    }
+}
+
+/* pre: 8DA4W's sums of q are qs's (nib_qsums); else counted here (a decode's one tile). */
 INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq, const uint8_t *pan, size_t in,
-                              int nx, int nr) {
+                              int nx, int nr, int pre, const int32_t *qs) {
     __m256 acc[NIBX];
     size_t nb = in / 32, bb = t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK;
     const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
@@ -67,7 +84,7 @@ INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq
         for (int j = 0; j < 8; j++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(pan + 32 * (j / 2)));
             __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15);
-            if (t == WQ_8DA4W) sq = DOT_UB(sq, w, ones);
+            if (t == WQ_8DA4W && !pre) sq = DOT_UB(sq, w, ones);
 #pragma GCC unroll 12
             for (int a = 0; a < nx; a++) {
                 int32_t x4;
@@ -78,7 +95,8 @@ INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq
         }
         __m256 sc = t == WQ_Q4 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 128)))
                                : _mm256_loadu_ps((const float *)(pan + 128));
-        __m256i q1 = _mm256_sub_epi32(SUM_UB(sq), _mm256_set1_epi32(256)); /* 8DA4W: sum q */
+        __m256i q1 = pre ? _mm256_loadu_si256((const __m256i *)(qs + 8 * g)) /* 8DA4W: sum q */
+                        : _mm256_sub_epi32(SUM_UB(sq), _mm256_set1_epi32(256));
 #pragma GCC unroll 12
         for (int a = 0; a < nx; a++) {
             __m256i S = _mm256_sub_epi32(SUM_UB(sb[a]), _mm256_set1_epi32(xq->c8[(size_t)a * nb + g]));
@@ -98,14 +116,20 @@ INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq
 }
 
 /* The walk of 8DA4W's and Q4's panels (t, a constant after inlining): slabs of panels that
- * stay in L2, NIBX rows of x by one panel at a time. */
+ * stay in L2, NIBX rows of x by one panel at a time. 8DA4W with more than one tile of rows
+ * of x counts the slab's sums of q once (nib_qsums) for all its tiles; with one (decode),
+ * or no memory for them, each tile counts its own, at the cost of a register (NIBX_8DA4W
+ * rows). */
 INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *panels, size_t n, size_t in,
                            size_t out, size_t o0, size_t o1) {
-    size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb;
+    size_t pb = kern_panel_bytes(t, in), slab = SLAB / pb, nb = in / 32;
     if (slab < 1) slab = 1;
+    int32_t *qs = t == WQ_8DA4W && n > NIBX_8DA4W ? malloc(slab * nb * 8 * sizeof *qs) : NULL;
     for (size_t p0 = o0 / 8; p0 * 8 < o1; p0 += slab) {
         size_t p1 = (o1 + 7) / 8 < p0 + slab ? (o1 + 7) / 8 : p0 + slab;
-        size_t px = t == WQ_8DA4W ? NIBX_8DA4W : NIBX; /* 8DA4W's sum of q takes a register */
+        size_t px = t == WQ_8DA4W && !qs ? NIBX_8DA4W : NIBX;
+        for (size_t pi = p0; qs && pi < p1; pi++)
+            nib_qsums(qs + (pi - p0) * nb * 8, (const uint8_t *)panels + pi * pb, nb);
         for (size_t i = 0; i < n; i += px) {
             int nx = n - i < px ? (int)(n - i) : (int)px;
             kern_xq xi = {.q = xq->q + i * in, .c8 = xq->c8 + i * (in / 32)};
@@ -115,9 +139,13 @@ INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *pan
                 int nr = o1 - pi * 8 < 8 ? (int)(o1 - pi * 8) : 8;
                 const uint8_t *pan = (const uint8_t *)panels + pi * pb;
                 float *yt = y + i * out + pi * 8;
+                const int32_t *qp = qs ? qs + (pi - p0) * nb * 8 : NULL;
                 switch (nx) {
 #define P(A)                                                                                       \
-    case A: panel_nib_tile(t, yt, out, &xi, pan, in, A, nr); break;
+    case A:                                                                                        \
+        if (t == WQ_8DA4W && qp) panel_nib_tile(t, yt, out, &xi, pan, in, A, nr, 1, qp);           \
+        else panel_nib_tile(t, yt, out, &xi, pan, in, A, nr, 0, NULL);                             \
+        break;
                     P(1) P(2) P(3) P(4) P(5) P(6)
 #if NIBX > 6
                     P(7) P(8) P(9) P(10) P(11) P(12)
@@ -127,6 +155,7 @@ INLINE PT void panel_nib(wq_type t, float *y, const kern_xq *xq, const void *pan
             }
         }
     }
+    free(qs);
 }
 
 static PT void panel_8da4w(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
