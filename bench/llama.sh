@@ -77,8 +77,9 @@ ours() {  # size name dir quant: one pp512 then tg128, appending tokens/s and pe
         -k bench -t "$T" -v 2> "$tmp/err" > /dev/null || { cat "$tmp/err" >&2; exit 1; }
     tps "$tmp/err" >> "$tmp/o-$1-$2.pp"; r1=$(rss "$tmp/time")
     # shellcheck disable=SC2086
+    # --kv-type f16: llama.cpp's cache type (ours is f32 by default for float weights)
     $TIME -v -o "$tmp/time" bin/decode -m "build/models/$3" $q --store "$tmp/store" -k bench -t "$T" \
-        -n 128 --temp 0 -v < /dev/null 2> "$tmp/err" > /dev/null || { cat "$tmp/err" >&2; exit 1; }
+        -n 128 --temp 0 --kv-type f16 -v < /dev/null 2> "$tmp/err" > /dev/null || { cat "$tmp/err" >&2; exit 1; }
     tps "$tmp/err" >> "$tmp/o-$1-$2.tg"; r2=$(rss "$tmp/time")
     echo $(( r1 > r2 ? r1 : r2 )) >> "$tmp/o-$1-$2.rss"
 }
@@ -128,6 +129,6 @@ while read -r size name dir quant gt; do
 done < "$tmp/rows"
 echo
 [ "$has_quant" = 1 ] || echo "— : ours has no --quant yet (q8, q4, 8da4w rows show llama.cpp alone)."
-echo "ours: bin/prefill -v (pp512, empty context), bin/decode -n 128 --temp 0 -v (after the 512-token prompt);"
+echo "ours: bin/prefill -v (pp512, empty context), bin/decode -n 128 --temp 0 --kv-type f16 -v (after the 512-token prompt; f16 K/V as llama.cpp's);"
 echo "llama.cpp: llama-bench -t $T -r 1 -p 512 -n 0, and -p 0 -n 128 -d 512. Peak RSS: /usr/bin/time -v, the larger of each side's two processes."
 } | tee "$out/llama.md"
