@@ -793,15 +793,14 @@ static const void *elem(const void *p, size_t i, int half) {
     return half ? (const void *)((const uint16_t *)p + i) : (const void *)((const float *)p + i);
 }
 
-/* Rows [t0, t0+n) of one head's K and V, into the cache: one head's rows are stride
- * elements apart (a page, for Qwen3 in f32), so each is on a new page, where hardware
+/* Rows [t0, t0+n) of one head's f32 K and V, into the cache: one head's rows are stride
+ * elements apart (a page, for Qwen3), so each is on a new page, where hardware
  * prefetchers stop. span: elements of a row read. */
-static void prefetch_rows(const void *kc, const void *vc, size_t t0, size_t n, size_t stride, size_t span, int half) {
-    size_t step = half ? 32 : 16; /* elements per 64-byte line */
+static void prefetch_rows(const float *kc, const float *vc, size_t t0, size_t n, size_t stride, size_t span) {
     for (size_t t = t0; t < t0 + n; t++)
-        for (size_t b = 0; b < span; b += step) {
-            __builtin_prefetch(elem(kc, t * stride + b, half));
-            __builtin_prefetch(elem(vc, t * stride + b, half));
+        for (size_t b = 0; b < span; b += 16) { /* 16 floats per 64-byte line */
+            __builtin_prefetch(kc + t * stride + b);
+            __builtin_prefetch(vc + t * stride + b);
         }
 }
 
@@ -832,7 +831,10 @@ static float online(const kern_ops *k, float *s, size_t nb, float scale, float *
  * np consecutive positions (pstride floats apart in q and o; position p sees keys
  * [0, len + p)) go through each block together, so a prefill reads a block of K/V from
  * L2 once for np positions rather than once each; every position's own sequence of
- * operations is the one above, so its bits do not change. */
+ * operations is the one above, so its bits do not change.
+ * Addresses: key t of the item's kv head h (g / group) is at h*hstride + t/ATT_BLOCK*bstride
+ * + t%ATT_BLOCK*stride elements from kc (and from vc), which covers f32 rows of all heads
+ * side by side (bstride = ATT_BLOCK*stride) and kern_kv16_copy's blocks. */
 static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_t pstride, size_t ng, size_t group,
                    const void *kc, const void *vc, size_t len, size_t stride, size_t hstride, size_t bstride, size_t hd,
                    float scale, int half) {
@@ -846,11 +848,11 @@ static void attend(const kern_ops *k, float *o, const float *q, size_t np, size_
      * contiguous, head by head */
     int pf = stride != hd;
     size_t span = (ng + group - 1) / group * hd; /* elements of a row the item reads */
-    if (pf) prefetch_rows(kc, vc, 0, last < ATT_BLOCK ? last : ATT_BLOCK, stride, span, half);
+    if (pf) prefetch_rows(kc, vc, 0, last < ATT_BLOCK ? last : ATT_BLOCK, stride, span);
     for (size_t t0 = 0; t0 < last; t0 += ATT_BLOCK) {
         if (pf && t0 + ATT_BLOCK < last)
             prefetch_rows(kc, vc, t0 + ATT_BLOCK, last - t0 - ATT_BLOCK < ATT_BLOCK ? last - t0 - ATT_BLOCK : ATT_BLOCK,
-                          stride, span, half);
+                          stride, span);
         /* every (position, head)'s scores of the block, then every one's sums: the block's
          * K rows stay in L1 for all np*ng queries, then its V rows. Two q heads of one kv
          * head go together where the variant has the two-query forms (the same bits). */

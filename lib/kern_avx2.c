@@ -636,10 +636,6 @@ static AVX2 void qmatmul_8da8w(float *y, const float *x, const kern_xq *xq, cons
     qmatmul(WQ_8DA8W, y, x, xq, w, n, in, out, o0, o1);
 }
 
-/* silu(g) * u with e = exp(-|g|): sigmoid(g) = 1/(1+e) for g >= 0, e/(1+e) below (no
- * overflow either way); below -87.3 (where e is clamped) sigmoid is 0, as expf gives
- * there to within a subnormal, and -inf gives NaN as the generic code does; a NaN g gives
- * NaN. */
 /* kern_rmsnorm's sum: its 8 double sums are lanes of two vectors (the squares are exact
  * in double, so an FMA rounds as its add does), the same tree after; then y = w (x r) with
  * kern_rmsnorm's two roundings. */
@@ -667,6 +663,10 @@ static AVX2 void rmsnorm(float *y, const float *x, const float *w, size_t n, siz
     }
 }
 
+/* silu(g) * u with e = exp(-|g|): sigmoid(g) = 1/(1+e) for g >= 0, e/(1+e) below (no
+ * overflow either way); below -87.3 (where e is clamped) sigmoid is 0, as expf gives
+ * there to within a subnormal, and -inf gives NaN as the generic code does; a NaN g gives
+ * NaN. */
 static AVX2 void swiglu(float *y, const float *g, const float *u, size_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     size_t i = 0;

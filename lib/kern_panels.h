@@ -10,7 +10,8 @@
  *   DOT_WS(s, a, b)  s plus the pair sums of the int16 products of a and b, in int32 lanes;
  *   KEEP(v)          holds v in a register there: GCC otherwise regroups a loop's integer
  *                    adds into a tree whose partial sums spill to the stack;
- *   NIBX, NIBX_8DA4W, PAIRX  rows of x a Q4 tile takes (6 or 12), an 8DA4W tile (5 or 12)
+ *   NIBX, NIBX_8DA4W, PAIRX  rows of x a Q4 tile takes (6 or 12; 8DA4W's too, with its
+ *                    sums of q counted per slab), an 8DA4W tile counting its own (5 or 12)
  *                    and an 8DA8W tile (4 or 6; Q8's, 4): as the registers allow;
  *   SLAB, INLINE.
  * The sums are exact integers either way, so both variants give the same bits. */

@@ -37,7 +37,7 @@ int kv_alloc(kv_cache *kv, int n_layers, size_t kv_dim, size_t cap) {
 int kv_reserve(kv_cache *kv, size_t cap) { return cap <= kv->cap ? 0 : grow(kv, cap); }
 
 int kv_half_reserve(kv_cache *kv, size_t cap) {
-    if (kv->n16 && cap <= kv->cap16) return 0;
+    if (kv->n16 && kv->cap16 && cap <= kv->cap16) return 0; /* cap16 0: nothing allocated */
     if (!kv->n16) {
         size_t nl = kv->n_layers > 0 ? (size_t)kv->n_layers : 1;
         kv->kv16 = calloc(nl, sizeof *kv->kv16);

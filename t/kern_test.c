@@ -256,8 +256,6 @@ static void test_exps(const kern_ops **v, size_t nv) {
     }
 }
 
-/* Each variant's swiglu against double: relative 1e-6 (a few ulp), on g from -100 to 100,
- * zeros, odd lengths; NaN and -inf g give NaN. */
 /* rmsnorm: every variant gives kern_rmsnorm's bits (in place too), for head sizes and odd
  * ones, rows of wide magnitudes and a zero row; kern_rmsnorm near the double formula. */
 static void test_rmsnorm(const kern_ops **v, size_t nv) {
@@ -290,6 +288,8 @@ static void test_rmsnorm(const kern_ops **v, size_t nv) {
     }
 }
 
+/* Each variant's swiglu against double: relative 1e-6 (a few ulp), on g from -100 to 100,
+ * zeros, odd lengths; NaN and -inf g give NaN. */
 static void test_swiglu(const kern_ops **v, size_t nv) {
     enum { N = 203 };
     float g[N], u[N], y[N];
