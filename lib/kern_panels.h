@@ -85,7 +85,7 @@ INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq
         for (int j = 0; j < 8; j++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(pan + 32 * (j / 2)));
             __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m15);
-            if (t == WQ_8DA4W && !pre) sq = DOT_UB(sq, w, ones);
+            if (t == WQ_8DA4W && !pre) sq = _mm256_add_epi8(sq, w); /* q + 8 by bytes: 8 * 15 at most */
 #pragma GCC unroll 12
             for (int a = 0; a < nx; a++) {
                 int32_t x4;
@@ -97,7 +97,7 @@ INLINE PT void panel_nib_tile(wq_type t, float *y, size_t ldy, const kern_xq *xq
         __m256 sc = t == WQ_Q4 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pan + 128)))
                                : _mm256_loadu_ps((const float *)(pan + 128));
         __m256i q1 = pre ? _mm256_loadu_si256((const __m256i *)(qs + 8 * g)) /* 8DA4W: sum q */
-                        : _mm256_sub_epi32(SUM_UB(sq), _mm256_set1_epi32(256));
+                        : _mm256_sub_epi32(SUM_UB(DOT_UB(_mm256_setzero_si256(), sq, ones)), _mm256_set1_epi32(256));
 #pragma GCC unroll 12
         for (int a = 0; a < nx; a++) {
             __m256i S = _mm256_sub_epi32(SUM_UB(sb[a]), _mm256_set1_epi32(xq->c8[(size_t)a * nb + g]));
