@@ -32,8 +32,9 @@
  * of x (once per block for the 8 rows), lane r is row r's S = sum q * x.
  *   Q4: acc + (hs * d) * S, in block order, is the reference's f32 sum, bit for bit.
  *   8DA4W: the reference's block sum is G = sum (xq - zp) * q = S - zp * sum q, and sum q
- *   (sum (q + 8) - 256) comes from one more DOT_UB per quad, by ones: once per slab for all its
- *   tiles of rows of x (nib_qsums), or in the tile when there is one (decode);
+ *   (sum (q + 8) - 256) comes from DOT_UB by ones: per quad once per slab for all its tiles
+ *   of rows of x (nib_qsums), or in the tile when there is one (decode), over the 8 quads'
+ *   bytes added first (at most 8 * 15);
  *   acc + s * G in block order, times x's scale at the end: the reference's bits too.
  * A block is 144 bytes (Q4: the 8 rows' f16 d after the nibbles) or 160 (8DA4W: f32 s), the
  * plain layouts' bytes: a 32-byte load can straddle a line, which costs less than padding
