@@ -111,10 +111,9 @@ int main(int argc, char **argv) {
                 double m = t[R / 2];
                 printf("%-6s %5zux%-8zu %4zu %9.3f %8.2f %9.2f\n", schemes[s], in, out, n, m * 1e3, bytes / m / 1e9,
                        (double)n * in * out / m / 1e9);
-                /* the quantized schemes' prefill path, the weight repacked as panels (kern_pack), and
-                 * their decode path too where decode reads panels (kern_panels_decode) */
-                wq_type q = weight_q(wt);
-                kern_packed *pk = q != WQ_NONE && (n > 1 || kern_panels_decode(q)) ? kern_pack(k, wt.data, out) : NULL;
+                /* the quantized schemes' path: the weight repacked as panels (kern_pack), which
+                 * prefill and decode both read */
+                kern_packed *pk = weight_q(wt) != WQ_NONE ? kern_pack(k, wt.data, out) : NULL;
                 if (pk) {
                     for (int r = 0; r < R && r < 32; r++) {
                         double t0 = now();

@@ -34,8 +34,8 @@ typedef struct {
     float *hb;    /* (B, hidden_dim) gate, then silu(gate)*up */
     float *hb2;   /* (B, hidden_dim) up */
     void *qscratch; /* kern_qscratch(B, widest input) bytes: activations quantized per token */
-    kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels, [n_slots - 1]: lm_head's
-                           * (where kern_panels_decode), or NULL */
+    kern_packed **packed; /* [l*7 + i]: the layer's quantized weights as panels, [n_slots - 1]: lm_head's,
+                           * or NULL */
     mapped pmap;          /* the panels file (map_panels), or nothing */
     int half_kv;          /* decode reads K/V as f16 copies (kv.h): backend_opts.kv_type */
     float *inv_freq;     /* (head_dim/2) */
@@ -129,14 +129,14 @@ static void pack_task(void *arg, int ti, int nt) {
     for (size_t i = (size_t)ti; i < n_slots(&m->cfg); i += (size_t)nt) {
         const weight *w = slot_w(m, i);
         wq_type t = weight_q(*w);
-        if (!c->k->panel[t] || (i == n_slots(&m->cfg) - 1 && !kern_panels_decode(t))) continue;
+        if (!c->k->panel[t]) continue;
         const qweight *q = w->data;
         size_t rows = slot_rows(&m->cfg, i);
         if ((c->packed[i] = kern_pack(c->k, q, rows))) drop_plain(m, q, rows);
     }
 }
 
-/* The quantized weights' panels (kern_panels_decode) are built once into a cache file of
+/* The quantized weights' panels are built once into a cache file of
  * their own and mapped, as the quantized weights are, by every later process (decode's start
  * would otherwise repack the model: 0.8 s for q4 at 4B dims; and processes share one copy in
  * the page cache): cache_dir()/panels-<panels_key>.bin, a header ("QWENPAN\0", the version,
@@ -147,7 +147,7 @@ enum { PANELS_HDR = 64, PANELS_ALIGN = 4096 };
 
 static size_t slot_panel_bytes(const cpu *c, size_t i) {
     const weight *w = slot_w(c->m, i);
-    return kern_panels_decode(weight_q(*w)) ? kern_pack_bytes(c->k, w->data, slot_rows(&c->m->cfg, i)) : 0;
+    return weight_q(*w) != WQ_NONE ? kern_pack_bytes(c->k, w->data, slot_rows(&c->m->cfg, i)) : 0;
 }
 
 /* off[i]: where slot i's panels start; returns the file's size. */
@@ -351,9 +351,9 @@ static void *cpu_open(const model *m, const backend_opts *o, char *err, size_t e
      * only where that file cannot be written (pack_task, over the pool). The plain layout's
      * pages packing read are then dropped from this process (they stay in the page cache),
      * so its memory holds one copy. */
-    if ((B >= 4 || kern_panels_decode(wq)) && c->k->panel[wq]) {
+    if (c->k->panel[wq]) {
         if (!(c->packed = calloc(n_slots(cf), sizeof *c->packed))) goto oom;
-        if (!kern_panels_decode(wq) || map_panels(c) < 0) pool_run(c->pool, pack_task, c);
+        if (map_panels(c) < 0) pool_run(c->pool, pack_task, c);
         int all = 1; /* the panels are a speed-up: without memory for all, none */
         for (size_t i = 0; i + 1 < n_slots(cf); i++) all &= weight_q(*slot_w(m, i)) != wq || c->packed[i];
         if (!all) {

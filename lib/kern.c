@@ -652,9 +652,7 @@ static void matmul_w(const kern_ops *k, pool *p, float *y, const float *x, weigh
         return;
     }
     const qweight *w = wt.data;
-    if (pk && !(pk->q == w->q && pk->rows == out && pk->in == in && (n >= 4 || kern_panels_decode(w->q)) &&
-                panel_fn(k, w->q)))
-        pk = NULL;
+    if (pk && !(pk->q == w->q && pk->rows == out && pk->in == in && panel_fn(k, w->q))) pk = NULL;
     if (w->q == WQ_FMT) {
         h->kind = 0; /* the format's prep owns the scratch past the header */
         void *fs = (uint8_t *)scratch + 64;

@@ -146,9 +146,6 @@ enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4, KERN_Q4_BLOCK = 8 * 16 + 8 * 2 };
 /* The panels live in a cache file of their own (cpu.c), whose version this is: bumped
  * whenever a layout changes (2: 8DA4W's lost its sums of q). */
 enum { KERN_PANELS_VERSION = 2 };
-static inline int kern_panels_decode(wq_type t) {
-    return t == WQ_Q4 || t == WQ_Q8 || t == WQ_8DA8W || t == WQ_8DA4W;
-}
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
     return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
 }
@@ -160,8 +157,8 @@ size_t kern_pack_bytes(const kern_ops *k, const qweight *w, size_t rows);
 kern_packed *kern_pack_at(const kern_ops *k, const qweight *w, size_t rows, void *mem, int fill);
 void kern_packed_free(kern_packed *p);
 const void *kern_panels(const kern_packed *p); /* for tests: the panel kernels' argument */
-/* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where pk is not NULL and
- * n >= 4 (any n where kern_panels_decode). */
+/* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where pk is not NULL, for
+ * any n (decode's one row of x too). */
 void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
                     size_t n, size_t in, size_t out, void *scratch, int same);
 
