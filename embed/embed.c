@@ -27,7 +27,8 @@ static const char usage[] =
     "  -m, --model DIR   Qwen3 model: a Hugging Face, MLX, torchao, msModelSlim or ax-llm\n"
     "                    directory, or a .gguf file; default $QWEN_MODEL, else the built-in tiny model\n"
     "      --no-ids      write only the embeddings record\n"
-    "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128, 8da4w or 8da8w;\n"
+    "      --quant SCHEME  weights as none (the checkpoint's), bf16, q8, q4, q4g128, 8da4w or 8da8w,\n"
+    "                      or bf16a (bf16 with x rounded to bf16 too: llama.cpp's BF16 arithmetic);\n"
     "                      quantized once into a cache file that every later run maps\n"
     "  -h, --help        this help\n";
 

@@ -373,12 +373,18 @@ dtype:
     return NULL;
 }
 
+/* kern_matmul_wp, or under the bf16a scheme kern_matmul_bx (x rounded to bf16 for BF16 weights). */
+static void matmul_any(const cpu *c, float *y, const float *x, weight w, const kern_packed *pk, size_t n, size_t in,
+                       size_t out, int same) {
+    (c->m->scheme == QS_BF16A ? kern_matmul_bx : kern_matmul_wp)(c->k, c->pool, y, x, w, pk, n, in, out, c->qscratch,
+                                                                 same);
+}
+
 /* y = x @ W^T for weight i (q k v o gate up down) of layer l, of any type (see kern_matmul_w),
  * through its panels if it has them; same: x is the last call's, whose quantized activations
  * may serve again. */
 static void mml(cpu *c, int l, int i, float *y, const float *x, weight w, size_t n, size_t in, size_t out, int same) {
-    const kern_packed *pk = c->packed ? c->packed[7 * (size_t)l + (size_t)i] : NULL;
-    kern_matmul_wp(c->k, c->pool, y, x, w, pk, n, in, out, c->qscratch, same);
+    matmul_any(c, y, x, w, c->packed ? c->packed[7 * (size_t)l + (size_t)i] : NULL, n, in, out, same);
 }
 
 /* x[n,dim] += b[dim] on every row (the anti-outlier norm bias). */
@@ -472,8 +478,8 @@ static int cpu_logits(void *ctx, const float *x, size_t n, float *logits, char *
     for (size_t i = 0; i < n; i += c->max_batch) {
         size_t nb = n - i < c->max_batch ? n - i : c->max_batch;
         kern_rmsnorm_k(c->k, c->xb, x + i * dim, c->final_norm, nb, dim, cf->rms_eps);
-        kern_matmul_wp(c->k, c->pool, logits + i * vocab, c->xb, c->m->lm_head,
-                       c->packed ? c->packed[n_slots(cf) - 1] : NULL, nb, dim, vocab, c->qscratch, 0);
+        matmul_any(c, logits + i * vocab, c->xb, c->m->lm_head, c->packed ? c->packed[n_slots(cf) - 1] : NULL, nb,
+                   dim, vocab, 0);
     }
     return 0;
 }

@@ -12,11 +12,11 @@
 
 #include "quant.h"
 
-/* The ISA variants (kern_avx2.c, kern_avx512.c, kern_vnni.c) exist only on x86. */
+/* The ISA variants (kern_avx2.c, kern_avx512.c, kern_vnni.c, kern_bf16.c) exist only on x86. */
 #if defined(__x86_64__) || defined(__i386__)
 #define KERN_X86 1
 #include <cpuid.h>
-extern const kern_ops kern_avx2, kern_avx512, kern_vnni;
+extern const kern_ops kern_avx2, kern_avx512, kern_vnni, kern_bf16dot;
 
 /* CPUID.1:ECX bit 29; asked directly because older clang's __builtin_cpu_supports does
  * not know "f16c". */
@@ -71,6 +71,20 @@ static uint16_t to_f16_1(float f) {
 
 void kern_to_f16(uint16_t *h, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) h[i] = to_f16_1(x[i]);
+}
+
+/* Intel's pseudo-code for VCVTNEPS2BF16, without branches (GCC vectorizes it). */
+static inline uint16_t to_bf16_1(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t a = u & 0x7fffffffu, sign = u >> 16 & 0x8000;
+    uint16_t r = (uint16_t)((u + 0x7fffu + (u >> 16 & 1)) >> 16);
+    r = a > 0x7f800000u ? (uint16_t)(u >> 16 | 0x40) : a == 0x7f800000u ? (uint16_t)(u >> 16) : r;
+    return a < 0x00800000u ? (uint16_t)sign : r;
+}
+
+void kern_to_bf16(uint16_t *h, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) h[i] = to_bf16_1(x[i]);
 }
 
 /* Four partial sums: independent chains for the CPU, the same result on every run. */
@@ -304,6 +318,7 @@ static const kern_ops kern_generic = {
     .scores16 = scores16,
     .accum16 = accum16,
     .to_f16 = kern_to_f16,
+    .to_bf16 = kern_to_bf16,
     .exps = exps,
     .swiglu = kern_swiglu,
     .rmsnorm = kern_rmsnorm,
@@ -324,6 +339,8 @@ static size_t raw_variants(const kern_ops **v, size_t max) {
     if (n < max && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512bw") && v[n - 1] == &kern_avx512)
         v[n++] = &kern_vnni;
+    /* avx512bf16 variant: VDPBF16PS for the bf16a scheme (Cooper Lake, Zen 4 and later) */
+    if (n < max && __builtin_cpu_supports("avx512bf16") && v[n - 1] == &kern_vnni) v[n++] = &kern_bf16dot;
 #endif
 #ifdef KERN_ARM
     if (n < max) v[n++] = &kern_neon;
@@ -336,13 +353,13 @@ static size_t raw_variants(const kern_ops **v, size_t max) {
  * variant below it, so that an AVX-512 CPU runs AVX2's quantized kernels, quantizers,
  * exp, attention and panels, which kern_avx512.c does not repeat (and kern_vnni.c, which
  * has only panels, the matmul of the variants below). Built once. */
-static kern_ops merged[4];
+static kern_ops merged[KERN_VARIANTS];
 static size_t n_merged;
 static pthread_once_t merge_once = PTHREAD_ONCE_INIT;
 
 static void merge(void) {
-    const kern_ops *raw[4];
-    n_merged = raw_variants(raw, 4);
+    const kern_ops *raw[KERN_VARIANTS];
+    n_merged = raw_variants(raw, KERN_VARIANTS);
     for (size_t i = 0; i < n_merged; i++) {
         kern_ops *m = &merged[i];
         *m = *raw[i];
@@ -350,6 +367,7 @@ static void merge(void) {
         const kern_ops *b = &merged[i - 1];
         for (int t = 0; t < 3; t++)
             if (!m->matmul[t]) m->matmul[t] = b->matmul[t];
+        if (!m->matmul_bx) m->matmul_bx = b->matmul_bx;
         for (int t = 0; t < WQ_N; t++)
             if (!m->qmatmul[t]) m->qmatmul[t] = b->qmatmul[t];
         /* the two-query forms only with the one-query forms they must match */
@@ -365,6 +383,7 @@ static void merge(void) {
         if (!m->scores16) m->scores16 = b->scores16, m->scores2_16 = b->scores2_16;
         if (!m->accum16) m->accum16 = b->accum16, m->accum2_16 = b->accum2_16;
         if (!m->to_f16) m->to_f16 = b->to_f16;
+        if (!m->to_bf16) m->to_bf16 = b->to_bf16;
     }
 }
 
@@ -376,20 +395,27 @@ size_t kern_variants(const kern_ops **v, size_t max) {
 }
 
 const kern_ops *kern_best(void) {
-    const kern_ops *v[4];
-    return v[kern_variants(v, 4) - 1];
+    const kern_ops *v[KERN_VARIANTS];
+    return v[kern_variants(v, KERN_VARIANTS) - 1];
 }
 
 /* ---- matmul over the pool: each thread owns a slab of W's rows (of y's columns) ---- */
 
 typedef struct {
     kern_matmul_fn *fn;
+    kern_matmul_bx_fn *bx; /* instead of fn, on xb */
     float *y;
     const float *x;
+    const uint16_t *xb;
     const void *w;
     size_t n, in, out;
     pool_chunks *ch; /* or NULL: pool_split's shares */
 } matmul_job;
+
+static void matmul_run(const matmul_job *j, size_t lo, size_t hi) {
+    if (j->bx) j->bx(j->y, j->xb, j->w, j->n, j->in, j->out, lo, hi);
+    else j->fn(j->y, j->x, j->w, j->n, j->in, j->out, lo, hi);
+}
 
 /* A float decode step's rows go out as pool_take's chunks, 16-row aligned as pool_split's
  * (bf16 tg +2-5%: the threads' streams of W rarely finish together); a prefill's in
@@ -406,18 +432,18 @@ static void matmul_task(void *arg, int i, int nt) {
     const matmul_job *j = arg;
     size_t lo, hi;
     if (j->ch) {
-        while (pool_take(j->ch, &lo, &hi)) j->fn(j->y, j->x, j->w, j->n, j->in, j->out, lo, hi);
+        while (pool_take(j->ch, &lo, &hi)) matmul_run(j, lo, hi);
         return;
     }
     /* 16 floats = one cache line of each row of y per boundary */
     pool_split(j->out, 16, i, nt, &lo, &hi);
-    if (lo < hi) j->fn(j->y, j->x, j->w, j->n, j->in, j->out, lo, hi);
+    if (lo < hi) matmul_run(j, lo, hi);
 }
 
 void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                  size_t in, size_t out) {
     pool_chunks ch;
-    matmul_job j = {k->matmul[w.dtype], y, x, w.data, n, in, out, chunks_for(&ch, p, n, out)};
+    matmul_job j = {k->matmul[w.dtype], NULL, y, x, NULL, w.data, n, in, out, chunks_for(&ch, p, n, out)};
     /* waking threads costs more than a tiny matmul; each row's result does not depend on
      * who computes it, so this changes nothing but the time */
     pool_run(n * in * out < 32768 ? NULL : p, matmul_task, &j);
@@ -464,8 +490,12 @@ typedef struct {
     const float *x;
     size_t n, in;
     int kind; /* what was quantized: WQ_8DA4W (int8 per token: 8DA4W, 8DA8W), WQ_Q8 (int16 per 32),
-               * WQ_Q4 (int8 per 32); 0: nothing */
+               * WQ_Q4 (int8 per 32), ACT_BF16 (kern_matmul_bx's bf16 x); 0: nothing */
 } act_hdr;
+
+/* kern_matmul_bx's x, past the header: bf16 (n * in * 2 bytes), or where the variant has no
+ * matmul_bx, those widened back to f32 (n * in * 4 bytes, within the arrays of kern_xq). */
+enum { ACT_BF16 = WQ_N + 1 };
 
 size_t kern_qscratch(size_t n, size_t in) {
     return 64 + 2 * up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)) + up64(2 * n * in) +
@@ -690,6 +720,46 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
 void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
                     size_t n, size_t in, size_t out, void *scratch, int same) {
     matmul_w(k, p, y, x, w, pk, n, in, out, scratch, same);
+}
+
+/* Rows of x to bf16 (and back to f32 where wide) over the pool. */
+typedef struct {
+    const kern_ops *k;
+    const float *x;
+    uint16_t *xb;
+    float *xw;
+    size_t n, in;
+} bx_job;
+
+static void bx_task(void *arg, int i, int nt) {
+    const bx_job *j = arg;
+    size_t lo, hi;
+    pool_split(j->n, 1, i, nt, &lo, &hi);
+    for (size_t r = lo; r < hi; r++) {
+        const float *x = j->x + r * j->in;
+        if (!j->xw) j->k->to_bf16(j->xb + r * j->in, x, j->in);
+        else
+            for (size_t c = 0; c < j->in; c++) j->xw[r * j->in + c] = kern_bf16(to_bf16_1(x[c]));
+    }
+}
+
+void kern_matmul_bx(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
+                    size_t n, size_t in, size_t out, void *scratch, int same) {
+    if (w.dtype != ST_BF16) {
+        matmul_w(k, p, y, x, w, pk, n, in, out, scratch, same);
+        return;
+    }
+    act_hdr *h = scratch;
+    uint8_t *a = (uint8_t *)scratch + 64;
+    if (!(same && h->kind == ACT_BF16 && h->x == x && h->n == n && h->in == in)) {
+        bx_job bj = {k, x, (uint16_t *)a, k->matmul_bx ? NULL : (float *)a, n, in};
+        pool_run(n < 4 ? NULL : p, bx_task, &bj);
+        *h = (act_hdr){x, n, in, ACT_BF16};
+    }
+    pool_chunks ch;
+    matmul_job j = {k->matmul[ST_BF16], k->matmul_bx, y, (const float *)a, (const uint16_t *)a, w.data, n, in, out,
+                    chunks_for(&ch, p, n, out)};
+    pool_run(n * in * out < 32768 ? NULL : p, matmul_task, &j);
 }
 
 void kern_rmsnorm(float *y, const float *x, const float *w, size_t n, size_t dim, float eps) {

@@ -23,6 +23,11 @@
  * y[n,out] = x[n,in] @ W[out,in]^T, but only output columns [o0, o1) of each row of y. */
 typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, size_t in,
                             size_t out, size_t o0, size_t o1);
+/* The same for BF16 weights w and x rounded to bf16 (kern_to_bf16) as xb: the bf16a scheme
+ * (quant.h), llama.cpp's BF16 arithmetic. Products of two bf16 are exact in f32; their sums
+ * are f32 in the variant's order, within 2^-20 or so of sum |x w| of the exact sum. */
+typedef void kern_matmul_bx_fn(float *y, const uint16_t *xb, const uint16_t *w, size_t n, size_t in,
+                               size_t out, size_t o0, size_t o1);
 
 /* Activations quantized for the integer kernels.
  * 8DA4W and 8DA8W: per token, as torchao's _apply_int8_act_asym_per_token_quant_dequant: row i is
@@ -54,6 +59,9 @@ typedef void kern_panel_fn(float *y, const kern_xq *xq, const void *panels, size
 typedef struct {
     const char *name;
     kern_matmul_fn *matmul[3];
+    /* Optional (NULL: kern_matmul_bx widens xb back to f32 and runs matmul[ST_BF16]): BF16
+     * weights times bf16 x, two products per f32 lane (VDPBF16PS) */
+    kern_matmul_bx_fn *matmul_bx;
     /* [wq_type]; NULL where the variant has none (kern_matmul_w then takes the best
      * variant below it that has one; generic has them all) */
     kern_qmatmul_fn *qmatmul[WQ_N];
@@ -78,6 +86,8 @@ typedef struct {
                       size_t stride, size_t hd);
     /* kern_to_f16 with the same bits */
     void (*to_f16)(uint16_t *h, const float *x, size_t n);
+    /* kern_to_bf16 with the same bits */
+    void (*to_bf16)(uint16_t *h, const float *x, size_t n);
     /* s[t] = exp(s[t] - m) for t < n (every s[t] <= m), returning their sum: softmax's
      * numerators; within 2 ulp of expf, a NaN stays NaN */
     float (*exps)(float *s, size_t n, float m);
@@ -94,6 +104,8 @@ typedef struct {
     kern_panel_fn *panel[WQ_N];
 } kern_ops;
 
+/* The most variants a CPU runs (x86: generic, avx2, avx512, avx512vnni, avx512bf16). */
+enum { KERN_VARIANTS = 8 };
 /* The fastest variant this CPU runs. */
 const kern_ops *kern_best(void);
 /* Every variant this CPU runs, generic first, best last (for tests and benchmarks): fills
@@ -160,6 +172,12 @@ const void *kern_panels(const kern_packed *p); /* for tests: the panel kernels' 
 /* kern_matmul_w (same: kern_matmul_w_same) through w's panels pk where pk is not NULL, for
  * any n (decode's one row of x too). */
 void kern_matmul_wp(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
+                    size_t n, size_t in, size_t out, void *scratch, int same);
+/* kern_matmul_wp for the bf16a scheme: a BF16 weight multiplies x rounded to bf16 (into
+ * scratch, reused as kern_matmul_w_same's activations are when same), by k's matmul_bx;
+ * any other weight goes to kern_matmul_wp. The rows of y do not depend on n or on the
+ * threads. */
+void kern_matmul_bx(const kern_ops *k, pool *p, float *y, const float *x, weight w, const kern_packed *pk,
                     size_t n, size_t in, size_t out, void *scratch, int same);
 
 /* One row x[in] to int8 per torchao (quant.h): min_neg = min(min x, 0), max_pos = max(max x, 0),
@@ -234,5 +252,9 @@ float kern_f16(uint16_t h);
  * 65504 (from 65520 on) an infinity, below 2^-14 a subnormal, a NaN quiet with its sign
  * and top payload bits. */
 void kern_to_f16(uint16_t *h, const float *x, size_t n);
+/* h[i] = x[i] as bfloat16 as x86's VCVTNEPS2BF16 rounds it: nearest even; zeros and
+ * subnormals to a zero of their sign; an infinity as it is; a NaN quiet (its top 16 bits,
+ * bit 6 set); beyond the largest bf16 (from 0x7f7f8000 on) an infinity. */
+void kern_to_bf16(uint16_t *h, const float *x, size_t n);
 
 #endif

@@ -22,7 +22,7 @@
 #include "kern.h"
 #include "util.h"
 
-static const char *const names[QS_N] = {"none", "bf16", "q8", "q4", "q4g128", "8da4w", "8da8w"};
+static const char *const names[QS_N] = {"none", "bf16", "q8", "q4", "q4g128", "8da4w", "8da8w", "bf16a"};
 
 int quant_scheme_find(const char *name) {
     for (int i = 0; i < QS_N; i++)
@@ -31,7 +31,7 @@ int quant_scheme_find(const char *name) {
 }
 
 const char *quant_scheme_name(int s) { return s >= 0 && s < QS_N ? names[s] : "?"; }
-const char *quant_names(void) { return "none, bf16, q8, q4, q4g128, 8da4w, 8da8w"; }
+const char *quant_names(void) { return "none, bf16, bf16a, q8, q4, q4g128, 8da4w, 8da8w"; }
 
 /* ---- rounding ---- */
 
@@ -276,6 +276,7 @@ int quant_cache_path(const model *m, int s, char *out, size_t outlen, char *err,
     crypto_generichash_init(&hs, NULL, 0, sizeof key);
     crypto_generichash_update(&hs, (const uint8_t *)"qwen3-pipe quant", 16);
     crypto_generichash_update(&hs, m->fingerprint, sizeof m->fingerprint);
+    if (s == QS_BF16A) s = QS_BF16; /* the same weights */
     crypto_generichash_update(&hs, (const uint8_t *)names[s], strlen(names[s]) + 1);
     put_le32(v, QUANT_VERSION);
     crypto_generichash_update(&hs, v, 4);
@@ -321,10 +322,28 @@ static int build_fill(void *ctx, uint8_t *base, char *err, size_t errlen) {
     return rc;
 }
 
-int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void *pctx, char *err, size_t errlen) {
-    if (s < 0 || s >= QS_N) return seterr(err, errlen, "quantize: no scheme %d", s);
-    if (s == QS_NONE) return 0;
-    if (m->format) return seterr(err, errlen, "quantize %s: %s is a %s checkpoint, already in its own format", names[s], m->dir, m->format->name);
+/* The model's identity (what saved sessions are keyed by) for weights or activations that
+ * compute other K/V and logits: BLAKE2b(source fingerprint, scheme, version[, the
+ * activations' version where a scheme's run-time activations changed: q4's became int8, so
+ * a session saved with int16 ones is another model's, whose K/V these kernels would not
+ * compute]). */
+static void rekey(model *m, int s) {
+    crypto_generichash_state hs;
+    uint8_t ver[4];
+    put_le32(ver, QUANT_VERSION);
+    crypto_generichash_init(&hs, NULL, 0, sizeof m->fingerprint);
+    crypto_generichash_update(&hs, m->fingerprint, sizeof m->fingerprint);
+    crypto_generichash_update(&hs, (const uint8_t *)names[s], strlen(names[s]) + 1);
+    crypto_generichash_update(&hs, ver, 4);
+    if (s == QS_Q4 || s == QS_Q4G128) crypto_generichash_update(&hs, (const uint8_t *)"a8", 2);
+    crypto_generichash_final(&hs, m->fingerprint, sizeof m->fingerprint);
+}
+
+int quant_apply(model *m, int sa, void (*progress)(void *, size_t, size_t), void *pctx, char *err, size_t errlen) {
+    if (sa < 0 || sa >= QS_N) return seterr(err, errlen, "quantize: no scheme %d", sa);
+    if (sa == QS_NONE) return 0;
+    if (m->format) return seterr(err, errlen, "quantize %s: %s is a %s checkpoint, already in its own format", names[sa], m->dir, m->format->name);
+    int s = sa == QS_BF16A ? QS_BF16 : sa; /* bf16a's weights are bf16's, in bf16's cache file */
     const qwen_config *c = &m->cfg;
     size_t g = s == QS_Q4G128 ? 128 : 32;
     if (s != QS_BF16 && ((size_t)c->dim % g || (size_t)c->hidden_dim % g || (size_t)c->n_heads * c->head_dim % g))
@@ -345,8 +364,9 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
         return seterr(err, errlen, "quantize: out of memory");
     }
     memcpy(layers0, m->layers, (size_t)c->n_layers * sizeof *layers0);
-    m->scheme = s;
-    if (nv == 0) { /* bf16 of a BF16 checkpoint */
+    m->scheme = sa;
+    if (nv == 0) { /* bf16 of a BF16 checkpoint: its K/V and logits; bf16a's are not */
+        if (sa == QS_BF16A) rekey(m, sa);
         free(v);
         free(layers0);
         return 0;
@@ -372,20 +392,7 @@ int quant_apply(model *m, int s, void (*progress)(void *, size_t, size_t), void 
     for (size_t i = 0; i < nv; i++) place(&v[i], (uint8_t *)f.data, &off);
     m->qmap = (void *)f.data;
     m->qmap_size = f.size;
-    /* other weights compute other K/V and logits: the model's identity (what saved
-     * sessions are keyed by) becomes BLAKE2b(source fingerprint, scheme, version[, the
-     * activations' version where a scheme's run-time activations changed: q4's became int8,
-     * so a session saved with int16 ones is another model's, whose K/V these kernels would
-     * not compute]) */
-    crypto_generichash_state hs;
-    uint8_t ver[4];
-    put_le32(ver, QUANT_VERSION);
-    crypto_generichash_init(&hs, NULL, 0, sizeof m->fingerprint);
-    crypto_generichash_update(&hs, m->fingerprint, sizeof m->fingerprint);
-    crypto_generichash_update(&hs, (const uint8_t *)names[s], strlen(names[s]) + 1);
-    crypto_generichash_update(&hs, ver, 4);
-    if (s == QS_Q4 || s == QS_Q4G128) crypto_generichash_update(&hs, (const uint8_t *)"a8", 2);
-    crypto_generichash_final(&hs, m->fingerprint, sizeof m->fingerprint);
+    rekey(m, sa); /* other weights compute other K/V and logits */
     free(v);
     free(layers0);
     return 0;

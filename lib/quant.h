@@ -4,6 +4,11 @@
  * Schemes (every linear weight: q/k/v/o, gate/up/down and lm_head; norms stay as they are):
  *   none    the checkpoint's F32/F16/BF16 weights, used in place (no cache file)
  *   bf16    F32/F16 linear weights rounded to BF16 (RNE); a BF16 checkpoint is used in place
+ *   bf16a   bf16's weights (and cache file), and x rounded to bf16 (kern_to_bf16) for every
+ *           BF16 matmul: llama.cpp's BF16 arithmetic (VDPBF16PS: two exact products per f32
+ *           lane), twice the f32 FMA's multiply-adds per instruction where the CPU has
+ *           AVX512_BF16 (kern_matmul_bx); a BF16 checkpoint's K/V and logits move by about
+ *           one bf16 rounding of x (2^-9), so bf16a is a model identity of its own
  *   q8      int8 per output row, symmetric: s = amax/127 (f32), q = rne(w/s); x at run time
  *           as int16 per block of 32 (kern_quant_blocks: w8a16 to 2^-16 of each block's largest
  *           |x|), integer int16 x int8 dot products
@@ -36,7 +41,7 @@
 
 #include "model.h"
 
-typedef enum { QS_NONE, QS_BF16, QS_Q8, QS_Q4, QS_Q4G128, QS_8DA4W, QS_8DA8W, QS_N } quant_scheme;
+typedef enum { QS_NONE, QS_BF16, QS_Q8, QS_Q4, QS_Q4G128, QS_8DA4W, QS_8DA8W, QS_BF16A, QS_N } quant_scheme;
 
 /* The scheme called name, or -1. quant_names() lists them for messages ("none, bf16, ..."). */
 int quant_scheme_find(const char *name);

@@ -57,6 +57,25 @@ stages() {
     stages 0.6b-2l
 }
 
+# bf16a rounds x to bf16 before every BF16 matmul (llama.cpp's BF16 arithmetic): measured
+# against HF's f32 logits, 1-cos <= 5e-5 and max|d| <= 8.8e-3 max|logit| (tiny-yarn); we ask
+# 1e-4 and 2e-2. One near tie (tiny-untied's code prompt, row 35) goes the other way.
+@test "forward: bf16a (x rounded to bf16) against HF f32: cosine >= 0.9999, max|d| <= 2e-2 max|logit|" {
+    run "$TBIN/forward_test" --quant bf16a --cos 0.9999 --maxrel 2e-2 fixture "$FWD" "$MODELS"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "${lines[-1]}" =~ ^[0-9]+\ rows,\ 0\ failures$ ]]
+    run "$TBIN/forward_test" --quant bf16a --cos 0.99999 --maxrel 1e-4 fixture "$FWD" "$MODELS" tiny
+    [ "$status" -eq 1 ]   # and not to the f32 bar: the rounding of x is there
+}
+
+@test "forward: bf16a stages agree (prefill + decode, split prefills, max_batch 7 == one prefill)" {
+    run "$TBIN/forward_test" --quant bf16a stages "$MODELS/0.6b-2l"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "${lines[-1]}" = "0 failures" ]
+}
+
 @test "forward: a model that is not the reference's fails the comparison" {
     mkdir "$TMP/m"
     ln -s "$MODELS/tiny-yarn" "$TMP/m/tiny-f32"   # same weights, other RoPE

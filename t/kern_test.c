@@ -619,6 +619,137 @@ static void test_to_f16(const kern_ops **v, size_t nv) {
     free(x), free(want), free(got);
 }
 
+/* ---- the bf16a scheme: x rounded to bf16, times BF16 weights ---- */
+
+static uint32_t bits_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float of_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static void test_to_bf16(const kern_ops **v, size_t nv) {
+    /* VCVTNEPS2BF16's rule, case by case: ties to even, subnormals to a zero of their sign,
+     * NaNs quiet with their sign and top payload, overflow to infinity */
+    static const struct { uint32_t x; uint16_t h; } cases[] = {
+        {0x3f800000, 0x3f80}, {0x3f808000, 0x3f80}, {0x3f818000, 0x3f82}, {0x3f808001, 0x3f81}, {0x3f807fff, 0x3f80},
+        {0xbf818000, 0xbf82}, {0x00000000, 0x0000}, {0x80000000, 0x8000}, {0x00000001, 0x0000}, {0x807fffff, 0x8000},
+        {0x007fffff, 0x0000}, {0x00800000, 0x0080}, {0x7f7f7fff, 0x7f7f}, {0x7f7f8000, 0x7f80}, {0xff7fffff, 0xff80},
+        {0x7f800000, 0x7f80}, {0xff800000, 0xff80}, {0x7fc00000, 0x7fc0}, {0x7f800001, 0x7fc0}, {0xffa12345, 0xffe1},
+        {0x7fbfffff, 0x7fff}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        float x = of_bits(cases[i].x);
+        for (size_t k = 0; k < nv; k++) {
+            uint16_t h;
+            v[k]->to_bf16(&h, &x, 1);
+            check(h == cases[i].h, "%s to_bf16(0x%08x) = 0x%04x, want 0x%04x", v[k]->name, cases[i].x, h, cases[i].h);
+        }
+    }
+    size_t n = 4099;
+    float *x = malloc(n * 4);
+    uint16_t *want = malloc(n * 2), *got = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) x[i] = of_bits((uint32_t)next()); /* any bits */
+    kern_to_bf16(want, x, n);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) { /* a bf16 within half a step of a finite normal x, or the rules above */
+        uint32_t b = bits_of(x[i]), a = b & 0x7fffffffu;
+        if (a > 0x7f800000u) ok &= (want[i] & 0x7fc0) == 0x7fc0 && (want[i] >> 15) == (b >> 31);
+        else if (a < 0x00800000u) ok &= want[i] == (b >> 16 & 0x8000);
+        else if (want[i] == ((b >> 16 & 0x8000) | 0x7f80)) ok &= a >= 0x7f7f8000u;
+        else ok &= fabs((double)kern_bf16(want[i]) - x[i]) <= fabs((double)x[i]) * 0x1p-8;
+    }
+    check(ok, "kern_to_bf16 of any bits: nearest, subnormals zero, NaN quiet, overflow infinite");
+    for (size_t k = 0; k < nv; k++)
+        for (size_t len = 1; len <= 40; len += 13) { /* the tails: 1, 14, 27, 40 */
+            size_t m = n - 40 + len;
+            memset(got, 0xee, n * 2);
+            v[k]->to_bf16(got, x, m);
+            size_t bad = 0;
+            for (size_t i = 0; i < m; i++) bad += got[i] != want[i];
+            for (size_t i = m; i < n; i++) bad += got[i] != 0xeeee; /* nothing past n written */
+            check(!bad, "%s to_bf16 n=%zu: %zu of %zu differ from generic", v[k]->name, m, bad, n);
+        }
+    free(x), free(want), free(got);
+}
+
+/* kern_matmul_bx of every variant against sum bf16(x) * w in double: within f32 summing's
+ * bound ((in + 32) * 2^-24 of sum |x w|); NaN exactly where the double sum is; each row of y
+ * the same bits whatever n and the pool; the rounded x reused only for the same x. */
+static void test_matmul_bx(const kern_ops **v, size_t nv) {
+    char err[256];
+    pool *p3 = pool_new(3, err, sizeof err);
+    check(p3 != NULL, "pool_new(3): %s", err);
+    if (!p3) return;
+    static const size_t shapes[][3] = {{1, 1, 5},  {3, 31, 7},    {5, 32, 9},     {4, 33, 16}, {7, 100, 13},
+                                       {9, 64, 3}, {17, 1024, 37}, {2, 3072, 21}, {1, 2049, 70}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        size_t n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        float *wf, *x = rand_vec(n * in), *y = malloc(n * out * 4), *y1 = malloc(out * 4);
+        for (size_t i = 0; i < n * in; i++) x[i] *= (float)(1 << (next() % 8)); /* a spread of magnitudes */
+        if (s == 4) x[3 * in + 5] = NAN, x[6 * in] = INFINITY;               /* rows 3 and 6 */
+        uint16_t *w = rand_weights(ST_BF16, out * in, &wf);
+        if (s == 4) w[2 * in + 7] = 0x7f80; /* an infinite weight: NaN with a zero x, else infinite */
+        if (s == 4) x[1 * in + 7] = 0;
+        uint16_t *xb = malloc(n * in * 2);
+        kern_to_bf16(xb, x, n * in);
+        double *ref = malloc(n * out * sizeof *ref), *mag = malloc(n * out * sizeof *mag);
+        for (size_t i = 0; i < n; i++)
+            for (size_t o = 0; o < out; o++) {
+                double a = 0, m = 0;
+                for (size_t c = 0; c < in; c++) {
+                    double t = (double)kern_bf16(xb[i * in + c]) * kern_bf16(w[o * in + c]);
+                    a += t, m += fabs(t);
+                }
+                ref[i * out + o] = a, mag[i * out + o] = m;
+            }
+        void *scratch = NULL;
+        if (posix_memalign(&scratch, 64, kern_qscratch(n, in))) abort();
+        memset(scratch, 0, 64);
+        weight wt = {ST_BF16, w};
+        for (size_t k = 0; k < nv; k++) {
+            kern_matmul_bx(v[k], p3, y, x, wt, NULL, n, in, out, scratch, 0);
+            size_t bad = 0, nans = 0;
+            for (size_t i = 0; i < n * out; i++) {
+                if (isnan(ref[i]) || isinf(ref[i])) {
+                    nans++;
+                    bad += isnan(ref[i]) ? !isnan(y[i]) : y[i] != ref[i];
+                } else
+                    bad += !(fabs(y[i] - ref[i]) <= (double)(in + 32) * 0x1p-24 * mag[i] + 1e-30);
+            }
+            check(!bad, "%s matmul_bx %zux%zux%zu: %zu of %zu outputs off sum bf16(x) w", v[k]->name, n, in, out, bad,
+                  n * out);
+            if (s == 4) /* rows 3 and 6, and column 2 of the others */
+                check(nans == 2 * out + n - 2, "%s matmul_bx: %zu NaN/Inf outputs, want %zu", v[k]->name, nans, 2 * out + n - 2);
+            int same = 1;
+            for (size_t i = 0; i < n; i++) {
+                kern_matmul_bx(v[k], i % 2 ? NULL : p3, y1, x + i * in, wt, NULL, 1, in, out, scratch, 0);
+                same &= !memcmp(y1, y + i * out, out * 4);
+            }
+            check(same, "%s matmul_bx %zux%zux%zu: rows alone (1 or 3 threads) differ from the batch", v[k]->name, n,
+                  in, out);
+            /* same: the last call's x (row n-1) serves again; another x is rounded anew */
+            kern_matmul_bx(v[k], NULL, y1, x + (n - 1) * in, wt, NULL, 1, in, out, scratch, 1);
+            same = !memcmp(y1, y + (n - 1) * out, out * 4);
+            kern_matmul_bx(v[k], NULL, y1, x, wt, NULL, 1, in, out, scratch, 1);
+            same &= !memcmp(y1, y, out * 4);
+            check(same, "%s matmul_bx same: a reused or a new x", v[k]->name);
+        }
+        /* a weight that is not BF16 is kern_matmul_wp's */
+        float *wf32 = malloc(out * in * 4), *y2 = malloc(n * out * 4);
+        for (size_t i = 0; i < out * in; i++) wf32[i] = unif();
+        kern_matmul_bx(v[nv - 1], p3, y, x, (weight){ST_F32, wf32}, NULL, n, in, out, scratch, 0);
+        kern_matmul(v[nv - 1], p3, y2, x, (weight){ST_F32, wf32}, n, in, out);
+        check(!memcmp(y, y2, n * out * 4), "matmul_bx of an F32 weight is kern_matmul's");
+        free(wf32), free(y2), free(scratch), free(ref), free(mag), free(xb), free(w), free(wf), free(x), free(y),
+            free(y1);
+    }
+    pool_free(p3);
+}
+
 /* ---- norms and SwiGLU ---- */
 
 static void test_elementwise(void) {
@@ -1020,8 +1151,8 @@ static int bench(int max_threads) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "bench")) return bench(argc > 2 ? atoi(argv[2]) : 2);
-    const kern_ops *v[8];
-    size_t nv = kern_variants(v, 8);
+    const kern_ops *v[KERN_VARIANTS];
+    size_t nv = kern_variants(v, KERN_VARIANTS);
     printf("variants:");
     for (size_t i = 0; i < nv; i++) printf(" %s", v[i]->name);
     printf(" (best %s)\n", kern_best()->name);
@@ -1036,6 +1167,8 @@ int main(int argc, char **argv) {
     test_rope();
     test_attention(v, nv);
     test_to_f16(v, nv);
+    test_to_bf16(v, nv);
+    test_matmul_bx(v, nv);
     test_backend_f16();
     test_elementwise();
     test_kv();

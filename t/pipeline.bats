@@ -180,7 +180,7 @@ print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
 @test "pipeline: --quant runs every scheme through embed, prefill and decode; a bad scheme is a usage error" {
     ids=$(ref 0.6b-2l short ids)
     want=$(ref 0.6b-2l short generated | cut -d' ' -f1-4)
-    for q in none bf16 q8 q4 8da4w 8da8w; do
+    for q in none bf16 bf16a q8 q4 8da4w 8da8w; do
         got=$(set -o pipefail; echo "$ids" | "$BIN/embed" -m "$MODELS/0.6b-2l" --quant $q |
               "$BIN/prefill" -m "$MODELS/0.6b-2l" --quant $q -k q-$q | "$BIN/sample" --greedy |
               "$BIN/decode" -m "$MODELS/0.6b-2l" --quant $q -k q-$q -n 4 --temp 0 --stop 999999 | tr '\n' ' ')
@@ -195,7 +195,7 @@ print("ok")' "$TMP/e.npy" "$MODELS/tiny-f32"
     [[ "$output" == *"made by a different model"* ]]
     run "$BIN/prefill" --quant q5 -k x
     [ "$status" -eq 2 ]
-    [ "$output" = "prefill: --quant: 'q5' is not one of: none, bf16, q8, q4, q4g128, 8da4w, 8da8w" ]
+    [ "$output" = "prefill: --quant: 'q5' is not one of: none, bf16, bf16a, q8, q4, q4g128, 8da4w, 8da8w" ]
 }
 
 @test "pipeline: a backend that cannot start leaves no session behind (prefill and decode)" {

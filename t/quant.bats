@@ -65,6 +65,29 @@ load helper
     [ "$(ls "$QWEN_CACHE" | grep -c '^quant-')" -eq 0 ]
 }
 
+@test "quant: bf16a (x rounded to bf16 too) cosine >= 0.9999; bf16's cache file, no file for a bf16 model; its own sessions" {
+    export QWEN_CACHE=$TMP/cache
+    for m in tiny tiny-untied 0.6b-2l; do   # measured worst row 0.999984 (bf16 models)
+        run "$TBIN/quant_test" logits "$PWD/build/models/$m" bf16a 0.9999
+        echo "$output"
+        [ "$status" -eq 0 ]
+    done
+    [ "$(ls "$QWEN_CACHE" | grep -c '^quant-')" -eq 0 ]
+    run "$TBIN/quant_test" logits "$PWD/build/models/tiny-f32" bf16 0.99995
+    [ "$status" -eq 0 ]
+    run "$TBIN/quant_test" logits "$PWD/build/models/tiny-f32" bf16a 0.9999   # measured 0.999966
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(ls "$QWEN_CACHE" | grep -c '^quant-.*\.bin$')" -eq 1 ]
+    # the K/V of x rounded to bf16 are not the model's own: a session of one is not the other's
+    export QWEN_KVSTORE=$TMP/kv
+    echo "9707 11" | "$BIN/prefill" -m "$PWD/build/models/tiny" --quant bf16a -k a > /dev/null
+    run bash -c "echo 1879 | '$BIN/prefill' -m '$PWD/build/models/tiny' -k a"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "prefill: a: made by a different model ("* ]]
+    echo 1879 | "$BIN/prefill" -m "$PWD/build/models/tiny" --quant bf16a -k a > /dev/null
+}
+
 @test "quant: one cache file per scheme, reused; a wrong file is refused by name; unknown schemes listed" {
     export QWEN_CACHE=$TMP/cache
     run "$TBIN/quant_test" logits "$PWD/build/models/tiny-f32" 8da4w 0.9
@@ -82,7 +105,7 @@ load helper
     [[ "$output" == *"not the quantized weights of this model"* ]]
     run "$TBIN/quant_test" logits "$PWD/build/models/tiny-f32" q3 0.9
     [ "$status" -eq 1 ]
-    [[ "$output" == *"quantization 'q3': not one of none, bf16, q8, q4, q4g128, 8da4w, 8da8w"* ]]
+    [[ "$output" == *"quantization 'q3': not one of none, bf16, bf16a, q8, q4, q4g128, 8da4w, 8da8w"* ]]
 }
 
 @test "quant: panels (q4, q8, 8da8w, 8da4w): one file built once and reused, rebuilt when damaged, in memory when unwritable; the same logits and tokens each way" {

@@ -427,8 +427,8 @@ static void test_act(void) {
  * quantizers (both kinds) bit for bit the generic ones, on the adversarial rows too. */
 static void test_blocks(void) {
     enum { IN = 160, NB = IN / 32 };
-    const kern_ops *v[4];
-    size_t nv = kern_variants(v, 4);
+    const kern_ops *v[KERN_VARIANTS];
+    size_t nv = kern_variants(v, KERN_VARIANTS);
     float x[IN], hs[NB], hs2[NB], s, s2;
     int16_t h[IN], h2[IN];
     int8_t q[IN], q2[IN];
@@ -573,8 +573,8 @@ static void test_wp(const kern_ops **v, size_t nv) {
 }
 
 static int cmd_kernels(void) {
-    const kern_ops *v[4];
-    size_t nv = kern_variants(v, 4);
+    const kern_ops *v[KERN_VARIANTS];
+    size_t nv = kern_variants(v, KERN_VARIANTS);
     printf("variants:");
     for (size_t i = 0; i < nv; i++) printf(" %s", v[i]->name);
     printf("\n");

@@ -69,7 +69,7 @@ F32=$PWD/build/models/tiny-f32
 @test "report: bad configurations are refused with the valid set; no prompts; other vocabularies" {
     run "$BIN/model" report :none :q3 "x"
     [ "$status" -eq 2 ]
-    [ "${lines[0]}" = "model: :q3: quantization 'q3': not one of none, bf16, q8, q4, q4g128, 8da4w, 8da8w" ]
+    [ "${lines[0]}" = "model: :q3: quantization 'q3': not one of none, bf16, bf16a, q8, q4, q4g128, 8da4w, 8da8w" ]
     run "$BIN/model" report :none ::gpu9 "x"
     [ "$status" -eq 2 ]
     [[ "${lines[0]}" == "model: ::gpu9: backend 'gpu9': not one of cpu"* ]]

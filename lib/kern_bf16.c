@@ -1,0 +1,108 @@
+/* kern_bf16: the bf16a scheme's matmul (kern_ops.matmul_bx) for x86 with AVX512_BF16:
+ * VDPBF16PS multiplies 32 pairs of bf16 and adds each pair's two products into one f32
+ * lane, twice the multiply-adds per instruction of the f32 FMA that kern_avx512.c widens
+ * BF16 weights for. The tiling is kern_avx512.c's (4 rows of x by 4 rows of W, slabs of W
+ * that stay in L2, the next tile fetched while this one is summed), 32 columns a step,
+ * the last step's columns past in masked to zero; each output's sum runs in the same order
+ * whatever the tile's shape, so a row of y does not depend on n. The instruction treats
+ * bf16 subnormals as zero and rounds to nearest even without asking MXCSR. Everything
+ * else comes from the variants below (kern.c). */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "kern.h"
+
+#define BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define INLINE static inline __attribute__((always_inline))
+
+enum { NX = 4, NW = 4, SLAB = 256 * 1024 };
+
+/* y[a*ldy + b] = x row a . W row b, for a < nx, b < nw (constants after inlining). */
+INLINE BF void tile(float *y, size_t ldy, const uint16_t *x, const uint16_t *w, size_t in, int nx, int nw) {
+    __m512 acc[NX][NW];
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) acc[a][b] = _mm512_setzero_ps();
+    const char *next = (const char *)(w + (size_t)nw * in); /* the next tile's rows (kern_avx512.c) */
+    size_t step = 64 * (size_t)nw;                          /* bytes of W per k step */
+    size_t k = 0;
+    for (; k + 32 <= in; k += 32) {
+        for (size_t off = 0; off < step; off += 64) _mm_prefetch(next + k / 32 * step + off, _MM_HINT_T0);
+        __m512i xv[NX];
+#pragma GCC unroll 4
+        for (int a = 0; a < nx; a++) xv[a] = _mm512_loadu_si512(x + (size_t)a * in + k);
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            __m512i wv = _mm512_loadu_si512(w + (size_t)b * in + k);
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++)
+                acc[a][b] = _mm512_dpbf16_ps(acc[a][b], (__m512bh)xv[a], (__m512bh)wv);
+        }
+    }
+    if (k < in) {
+        __mmask32 m = (__mmask32)((1ull << (in - k)) - 1);
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) {
+            __m512i wv = _mm512_maskz_loadu_epi16(m, w + (size_t)b * in + k);
+#pragma GCC unroll 4
+            for (int a = 0; a < nx; a++)
+                acc[a][b] = _mm512_dpbf16_ps(acc[a][b], (__m512bh)_mm512_maskz_loadu_epi16(m, x + (size_t)a * in + k),
+                                             (__m512bh)wv);
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < nx; a++)
+#pragma GCC unroll 4
+        for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = _mm512_reduce_add_ps(acc[a][b]);
+}
+
+/* One instance of tile per (nx, nw) so that acc stays in registers. */
+INLINE BF void tile_any(float *y, size_t ldy, const uint16_t *x, const uint16_t *w, size_t in, int nx, int nw) {
+    switch (nx * 8 + nw) {
+#define T(a, b) case a * 8 + b: tile(y, ldy, x, w, in, a, b); break;
+        T(1, 1) T(1, 2) T(1, 3) T(1, 4)
+        T(2, 1) T(2, 2) T(2, 3) T(2, 4)
+        T(3, 1) T(3, 2) T(3, 3) T(3, 4)
+        T(4, 1) T(4, 2) T(4, 3) T(4, 4)
+#undef T
+    }
+}
+
+static BF void matmul_bx(float *y, const uint16_t *x, const uint16_t *w, size_t n, size_t in, size_t out, size_t o0,
+                         size_t o1) {
+    size_t slab = SLAB / (in * 2) / NW * NW;
+    if (slab < NW) slab = NW;
+    for (size_t s0 = o0; s0 < o1; s0 += slab) {
+        size_t s1 = s0 + slab < o1 ? s0 + slab : o1;
+        for (size_t i = 0; i < n; i += NX) {
+            int nx = n - i < NX ? (int)(n - i) : NX;
+            for (size_t o = s0; o < s1; o += NW) {
+                int nw = s1 - o < NW ? (int)(s1 - o) : NW;
+                tile_any(y + i * out + o, out, x + i * in, w + o * in, in, nx, nw);
+            }
+        }
+    }
+}
+
+/* VCVTNEPS2BF16, whose rounding kern_to_bf16 spells out */
+static BF void to_bf16(uint16_t *h, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(h + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+        _mm256_mask_storeu_epi16(h + i, m, v);
+    }
+}
+
+const kern_ops kern_bf16dot = {
+    .name = "avx512bf16",
+    .matmul_bx = matmul_bx,
+    .to_bf16 = to_bf16,
+};
+#else
+/* ISO C wants something in every translation unit. */
+typedef int kern_bf16_empty;
+#endif
