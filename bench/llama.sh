@@ -30,14 +30,15 @@ prompt=$(awk 'BEGIN { for (i = 0; i < 512; i++) printf "%d ", (i * 7919 + 13) % 
 if bin/prefill --help 2>&1 | grep -q -- --quant; then has_quant=1; else has_quant=0; fi
 
 # The rows: size name our-model-dir our-quant(- = the checkpoint as it is) gguf-type.
-# q4 is group 32 (as Q4_0); 8da4w is compared with Q4_0 too, 8da8w with Q8_0.
+# q4 is group 32 (as Q4_0); 8da4w is compared with Q4_0 too, 8da8w with Q8_0; bf16 keeps x in
+# f32 (HF's f32 numerics), bf16a rounds it to bf16 as llama.cpp's BF16 does: both against BF16.
 rows() {
     for s in $SIZES; do
         case $s in
-        0.6b) printf '%s\n' "0.6b bf16 0.6b - bf16" "0.6b f32 0.6b-f32 - f32" \
+        0.6b) printf '%s\n' "0.6b bf16 0.6b - bf16" "0.6b bf16a 0.6b bf16a bf16" "0.6b f32 0.6b-f32 - f32" \
                   "0.6b q8 0.6b q8 q8_0" "0.6b q4 0.6b q4 q4_0" "0.6b 8da4w 0.6b 8da4w q4_0" \
                   "0.6b 8da8w 0.6b 8da8w q8_0" ;;
-        4b) printf '%s\n' "4b bf16 4b - bf16" "4b q8 4b q8 q8_0" "4b q4 4b q4 q4_0" "4b 8da4w 4b 8da4w q4_0" "4b 8da8w 4b 8da8w q8_0" ;;
+        4b) printf '%s\n' "4b bf16 4b - bf16" "4b bf16a 4b bf16a bf16" "4b q8 4b q8 q8_0" "4b q4 4b q4 q4_0" "4b 8da4w 4b 8da4w q4_0" "4b 8da8w 4b 8da8w q8_0" ;;
         *) echo "llama.sh: $s: unknown size (0.6b, 4b)" >&2; exit 2 ;;
         esac
     done
@@ -131,4 +132,5 @@ echo
 [ "$has_quant" = 1 ] || echo "— : ours has no --quant yet (q8, q4, 8da4w rows show llama.cpp alone)."
 echo "ours: bin/prefill -v (pp512, empty context), bin/decode -n 128 --temp 0 --kv-type f16 -v (after the 512-token prompt; f16 K/V as llama.cpp's);"
 echo "llama.cpp: llama-bench -t $T -r 1 -p 512 -n 0, and -p 0 -n 128 -d 512. Peak RSS: /usr/bin/time -v, the larger of each side's two processes."
+echo "bf16 runs the BF16 checkpoint with x in f32 (HF's f32 numerics), bf16a with x rounded to bf16 (--quant bf16a: llama.cpp's BF16 arithmetic)."
 } | tee "$out/llama.md"

@@ -13,7 +13,7 @@
 
 #include "kern.h"
 
-#define BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define BF __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
 
 enum { NX = 4, NW = 4, SLAB = 256 * 1024 };
@@ -52,10 +52,20 @@ INLINE BF void tile(float *y, size_t ldy, const uint16_t *x, const uint16_t *w, 
                                              (__m512bh)wv);
         }
     }
+    /* each row of x's 4 sums at once: lanes added pairwise across the 4 vectors (unpack,
+     * shuffle), then the 4 128-bit quarters; a missing row of W is a zero vector, which
+     * leaves the others' sums as they are */
 #pragma GCC unroll 4
-    for (int a = 0; a < nx; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < nw; b++) y[(size_t)a * ldy + b] = _mm512_reduce_add_ps(acc[a][b]);
+    for (int a = 0; a < nx; a++) {
+        __m512 z = _mm512_setzero_ps(), c0 = acc[a][0], c1 = nw > 1 ? acc[a][1] : z, c2 = nw > 2 ? acc[a][2] : z,
+               c3 = nw > 3 ? acc[a][3] : z;
+        __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(c0, c1), _mm512_unpackhi_ps(c0, c1));
+        __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(c2, c3), _mm512_unpackhi_ps(c2, c3));
+        __m512 s = _mm512_add_ps(_mm512_shuffle_ps(s01, s23, 0x44), _mm512_shuffle_ps(s01, s23, 0xee));
+        __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        _mm_mask_storeu_ps(y + (size_t)a * ldy, (__mmask8)((1u << nw) - 1), q);
+    }
 }
 
 /* One instance of tile per (nx, nw) so that acc stays in registers. */
