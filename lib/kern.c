@@ -574,9 +574,10 @@ struct kern_packed {
     int owned; /* panels is kern_pack's allocation (else a caller's, e.g. a mapped file) */
 };
 
-/* An 8DA8W or Q8 panel (kern.h): in/2 pairs of 16 bytes, then 8 f32 scales; padding rows 0. */
+/* An 8DA8W or Q8 panel (kern.h): in/2 pairs of 16 bytes, then 8 f32 scales (8DA8W: and 8
+ * int32 sums of q); padding rows 0. */
 static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
-    size_t in = w->in, np = (rows + 7) / 8, pb = kern_panel_bytes(WQ_8DA8W, in);
+    size_t in = w->in, np = (rows + 7) / 8, pb = kern_panel_bytes(w->q, in);
     for (size_t pi = 0; pi < np; pi++) {
         uint8_t *pan = mem + pi * pb;
         float *ps = (float *)(pan + in * 8);
@@ -586,6 +587,10 @@ static void pack_8da8w(uint8_t *mem, const qweight *w, size_t rows) {
             const uint8_t *q = (const uint8_t *)w->data + row * in;
             for (size_t c = 0; c < in; c += 2) memcpy(pan + c * 8 + 2 * (size_t)r, q + c, 2);
             ps[r] = ((const float *)w->scales)[row];
+            if (w->q != WQ_8DA8W) continue;
+            int32_t sq = 0;
+            for (size_t c = 0; c < in; c++) sq += (int8_t)q[c];
+            memcpy(pan + in * 8 + 32 + 4 * (size_t)r, &sq, 4);
         }
     }
 }

@@ -146,8 +146,9 @@ void kern_matmul_w_same(const kern_ops *k, pool *p, float *y, const float *x, we
  * 8 * the block's sum of x (kern_xq's c8) off, per block, once for the 8 rows; 8DA4W's
  * zero point takes zp * sum q off, its sum q counted by the kernel.
  * An 8DA8W weight's panels: 8 rows whose int8 values are interleaved 2 columns at a time
- * (16 bytes: row r's pair at bytes 2r, 2r+1), then the 8 rows' scales; its sums are exact
- * in int32 over the whole row. A Q8 weight's panels are an 8DA8W weight's bytes (its int8
+ * (16 bytes: row r's pair at bytes 2r, 2r+1), then the 8 rows' scales, then their sums of q
+ * (int32: VNNI's kernel multiplies x's unsigned xq + 128 and takes (128 + zp) * sum q off);
+ * its sums are exact in int32 over the whole row. A Q8 weight's panels are an 8DA8W weight's bytes (its int8
  * values and per-row scales are laid out alike), its kernel adds the blocks as its
  * reference. */
 typedef struct kern_packed kern_packed;
@@ -156,10 +157,12 @@ typedef struct kern_packed kern_packed;
  * variants' panel kernels read them. */
 enum { KERN_8DA4W_BLOCK = 8 * 16 + 8 * 4, KERN_Q4_BLOCK = 8 * 16 + 8 * 2 };
 /* The panels live in a cache file of their own (cpu.c), whose version this is: bumped
- * whenever a layout changes (2: 8DA4W's lost its sums of q). */
-enum { KERN_PANELS_VERSION = 2 };
+ * whenever a layout changes (2: 8DA4W's lost its sums of q; 3: 8DA8W's gained its). */
+enum { KERN_PANELS_VERSION = 3 };
 static inline size_t kern_panel_bytes(wq_type t, size_t in) {
-    return t == WQ_8DA8W || t == WQ_Q8 ? in * 8 + 32 : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
+    return t == WQ_8DA8W ? in * 8 + 64
+           : t == WQ_Q8  ? in * 8 + 32
+                         : in / 32 * (t == WQ_Q4 ? KERN_Q4_BLOCK : KERN_8DA4W_BLOCK);
 }
 kern_packed *kern_pack(const kern_ops *k, const qweight *w, size_t rows);
 /* The bytes kern_pack would allocate for w (0: k has no panels for it), and its panels at

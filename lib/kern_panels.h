@@ -13,6 +13,7 @@
  *   NIBX, NIBX_8DA4W, PAIRX  rows of x a Q4 tile takes (6 or 12; 8DA4W's too, with its
  *                    sums of q counted per slab), an 8DA4W tile counting its own (5 or 12)
  *                    and an 8DA8W tile (4 or 6; Q8's, 4): as the registers allow;
+ *   QUAD8            (VNNI) 8DA8W by DOT_UB on quads of columns rather than DOT_WS on pairs;
  *   SLAB, INLINE.
  * The sums are exact integers either way, so both variants give the same bits. */
 #include <immintrin.h>
@@ -173,7 +174,38 @@ static PT void panel_q4(float *y, const kern_xq *xq, const void *panels, size_t 
  * Per pair of columns, 16 bytes widened to int16 are 8 rows x 2 columns; each of PAIRX rows of
  * x broadcasts its pair of h = xq - zp to all lanes, and one pmaddwd gives per row of W the
  * pair's sum, added in int32 over the whole row: lane r holds row r's S, exact, scaled as
- * the reference, (sx * s) * S. Two panels (16 rows of W) per broadcast. */
+ * the reference, (sx * s) * S. Two panels (16 rows of W) per broadcast.
+ * QUAD8 (VNNI): two pairs' 32 bytes regrouped as each row's 4 columns (vpermq, vpshufb; once
+ * for all rows of x), and one vpdpbusd per row of x takes its 4 bytes of u = xq + 128: half
+ * the dot products. Lane r sums u * q = S + (128 + zp) * sum q, and the panel's sum of q
+ * takes that off. Every product is at most 255 * 128 and a row at most 65536 long (quant.c):
+ * the int32 sums are exact, wrapping or not, and so is S. */
+
+#ifdef QUAD8
+/* The 32 bytes of columns c .. c + 3 (two pairs) as 8 rows' quads, lane r row r's. */
+INLINE PT __m256i quads(const uint8_t *p) {
+    const __m256i sh = _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11,
+                                        4, 5, 12, 13, 6, 7, 14, 15);
+    /* qwords 0, 2 | 1, 3: rows 0-3 of both pairs in the low lane, rows 4-7 in the high one */
+    return _mm256_shuffle_epi8(_mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)p), 0xd8), sh);
+}
+
+/* Columns c .. c + 3 into acc (nx rows of x by np panels). */
+INLINE PT void quad_step(__m256i (*acc)[2], const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in, size_t c,
+                         int nx, int np) {
+    if (c % 8 == 0)
+        for (int p = 0; p < np; p++) _mm_prefetch((const char *)(pan + (size_t)p * pb + c * 8 + 512), _MM_HINT_T0);
+    __m256i w0 = quads(pan + c * 8), w1 = np > 1 ? quads(pan + pb + c * 8) : w0;
+#pragma GCC unroll 6
+    for (int a = 0; a < nx; a++) {
+        int32_t u4;
+        memcpy(&u4, xq->u + (size_t)a * in + c, 4);
+        __m256i ub = _mm256_set1_epi32(u4);
+        acc[a][0] = DOT_UB(acc[a][0], ub, w0);
+        if (np > 1) acc[a][1] = DOT_UB(acc[a][1], ub, w1);
+    }
+}
+#endif
 
 /* One pair of columns c into acc (nx rows of x by np panels). */
 INLINE PT void pair_step(__m256i (*acc)[2], const kern_xq *xq, const uint8_t *pan, size_t pb, size_t in, size_t c,
@@ -203,6 +235,15 @@ INLINE PT void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_
 #pragma GCC unroll 6
         for (int a = 0; a < nx; a++) acc[u][a][0] = acc[u][a][1] = _mm256_setzero_si256();
     size_t c = 0;
+#ifdef QUAD8
+    /* not for decode's one row of x: its pairs run from memory as fast (and measured 2%
+     * faster end to end), and need no sums of q */
+    const int quad = nx > 1;
+    if (quad)
+        for (; c < in; c += 4) quad_step(acc[0], xq, pan, pb, in, c, nx, np); /* in: a multiple of 32 */
+#else
+    const int quad = 0;
+#endif
     for (; c + 2 * (size_t)ns <= in; c += 2 * (size_t)ns)
 #pragma GCC unroll 4
         for (int u = 0; u < ns; u++) pair_step(acc[u], xq, pan, pb, in, c + 2 * (size_t)u, nx, np);
@@ -215,6 +256,12 @@ INLINE PT void panel8_tile(float *y, size_t ldy, const kern_xq *xq, const uint8_
     for (int p = 0; p < np; p++) {
         __m256 sc = _mm256_loadu_ps((const float *)(pan + (size_t)p * pb + in * 8));
         size_t m = nr - 8 * (size_t)p < 8 ? nr - 8 * (size_t)p : 8;
+        if (quad) {
+            __m256i sq = _mm256_loadu_si256((const __m256i *)(pan + (size_t)p * pb + in * 8 + 32));
+#pragma GCC unroll 6
+            for (int a = 0; a < nx; a++)
+                acc[0][a][p] = _mm256_sub_epi32(acc[0][a][p], _mm256_mullo_epi32(_mm256_set1_epi32(128 + xq->zp[a]), sq));
+        }
 #pragma GCC unroll 6
         for (int a = 0; a < nx; a++) {
             __m256 r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xq->scale[a]), sc), _mm256_cvtepi32_ps(acc[0][a][p]));
@@ -309,7 +356,8 @@ INLINE PT void panel_pairs(wq_type t, float *y, const kern_xq *xq, const void *p
         size_t px = t == WQ_8DA8W ? PAIRX : 4; /* Q8's f32 sums take registers too */
         for (size_t i = 0; i < n; i += px) {
             int nx = n - i < px ? (int)(n - i) : (int)px;
-            kern_xq xi = {0, 0, xq->scale + i, 0, xq->h + i * in, t != WQ_8DA8W ? xq->hs + i * (in / 32) : NULL, 0};
+            kern_xq xi = {0, t == WQ_8DA8W ? xq->u + i * in : NULL, xq->scale + i, t == WQ_8DA8W ? xq->zp + i : NULL,
+                          xq->h + i * in, t != WQ_8DA8W ? xq->hs + i * (in / 32) : NULL, 0};
             for (size_t pi = p0; pi < p1; pi += 2) {
                 int np = p1 - pi > 1 ? 2 : 1;
                 size_t nr = o1 - pi * 8 < 16 ? o1 - pi * 8 : 16;

@@ -1,5 +1,5 @@
 /* kern_vnni: the panel kernels (kern_panels.h) with AVX-512 VNNI's dot products on 256-bit
- * vectors (AVX512VL): vpdpbusd for 8DA4W's and Q4's bytes, vpdpwssd for 8DA8W's and Q8's
+ * vectors (AVX512VL): vpdpbusd for 8DA4W's, Q4's and 8DA8W's bytes, vpdpwssd for Q8's
  * int16 pairs, each one instruction where AVX2 takes two or three. Zen 4 runs a zmm
  * instruction as two ymm halves, so ymm loses nothing there, and the panels keep their
  * 8-row layout (and their cache files). Everything else comes from the variants below
@@ -17,6 +17,7 @@ enum { SLAB = 256 * 1024 };
 #define NIBX 12
 #define NIBX_8DA4W 12
 #define PAIRX 6
+#define QUAD8 1
 #include "kern_panels.h"
 
 const kern_ops kern_vnni = {
