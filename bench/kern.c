@@ -3,7 +3,8 @@
  * G multiply-adds/s, the median of R runs. For finding where a forward pass spends its time,
  * not for comparing with peers (bench/llama.sh does that).
  *   cc -O2 -Ilib bench/kern.c build/release/libqwen.a -lcjson -lsodium -lpthread -lm -o kern
- *   ./kern [threads=2] [runs=5] [scheme]   (one scheme: bf16, q8, q4, 8da4w or 8da8w) */
+ *   ./kern [threads=2] [runs=5] [scheme]   (one scheme: bf16, bf16a, q8, q4, 8da4w or 8da8w)
+ * bf16a is bf16's weights with x rounded to bf16 (kern_matmul_bx). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ static void *amalloc(size_t n) {
 
 /* A weight [out, in] of scheme s from f32 w; bytes read per pass in *bytes. */
 static weight make(const char *s, const float *w, size_t in, size_t out, size_t *bytes) {
-    if (!strcmp(s, "bf16") || !strcmp(s, "f32")) {
+    if (!strcmp(s, "bf16") || !strcmp(s, "bf16a") || !strcmp(s, "f32")) {
         int bf = s[0] == 'b';
         void *d = amalloc(in * out * (bf ? 2 : 4));
         for (size_t i = 0; i < in * out; i++)
@@ -75,11 +76,11 @@ int main(int argc, char **argv) {
     char err[256];
     pool *p = pool_new(T, err, sizeof err);
     const kern_ops *k = kern_best();
-    const char *schemes[] = {"bf16", "q8", "q4", "8da4w", "8da8w"};
+    const char *schemes[] = {"bf16", "bf16a", "q8", "q4", "8da4w", "8da8w"};
     size_t nsch = sizeof schemes / sizeof *schemes, known = argc < 4;
     for (size_t s = 0; s < nsch; s++) known |= argc > 3 && !strcmp(argv[3], schemes[s]);
     if (!known) {
-        fprintf(stderr, "kern: scheme '%s': not one of bf16, q8, q4, 8da4w, 8da8w\n", argv[3]);
+        fprintf(stderr, "kern: scheme '%s': not one of bf16, bf16a, q8, q4, 8da4w, 8da8w\n", argv[3]);
         return 2;
     }
     size_t shapes[][2] = {{1024, 3072}, {3072, 1024}, {1024, 151936}};
@@ -104,7 +105,9 @@ int main(int argc, char **argv) {
                 int reps = n == 1 ? 20 : 2;
                 for (int r = 0; r < R && r < 32; r++) {
                     double t0 = now();
-                    for (int i = 0; i < reps; i++) kern_matmul_w(k, p, y, x, wt, n, in, out, scratch);
+                    for (int i = 0; i < reps; i++)
+                        if (!strcmp(schemes[s], "bf16a")) kern_matmul_bx(k, p, y, x, wt, NULL, n, in, out, scratch, 0);
+                        else kern_matmul_w(k, p, y, x, wt, n, in, out, scratch);
                     t[r] = (now() - t0) / reps;
                 }
                 qsort(t, (size_t)(R < 32 ? R : 32), sizeof *t, cmp);

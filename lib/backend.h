@@ -19,7 +19,8 @@ typedef struct {
     int n_threads;     /* 0 = one per core */
     size_t max_batch;  /* most positions one prefill call takes (scratch is sized for it) */
     int kv_type;       /* KV_READ_AUTO (0): f16 for a decode (max_batch 1) of our quantized
-                        * schemes (--quant q8, q4, q4g128, 8da4w, 8da8w), else f32 */
+                        * schemes and bf16a (--quant bf16a, q8, q4, q4g128, 8da4w, 8da8w),
+                        * else f32 */
 } backend_opts;
 
 typedef struct backend backend;

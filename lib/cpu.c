@@ -4,7 +4,8 @@
  * the k norm and RoPE, as HF caches them), so nothing is copied or allocated per token.
  * Decode is the same code with n = 1. Linear weights may be quantized (model_open_q):
  * kern_matmul_w dispatches on each weight's type, with scratch for the quantized activations
- * (q8, q4, 8da4w, 8da8w), quantized once for q, k and v and once for gate and up. Their
+ * (q8, q4, 8da4w, 8da8w; bf16a's x rounded to bf16, kern_matmul_bx), quantized once for q, k
+ * and v and once for gate and up. Their
  * weights repacked as panels (kern.h) are built here and kept in a cache file of this
  * file's own format (map_panels). */
 #include <sodium.h>
@@ -396,9 +397,9 @@ static void add_rows(float *x, const float *b, size_t n, size_t dim) {
  * decode step reads f16 copies of the rows (made here as rows arrive; kv.h): half the
  * bytes, and at 512 positions the attention is a quarter of a step's memory traffic. That
  * is llama.cpp's default cache type. By default only the decode program (max_batch 1) of
- * our quantized schemes does it: their weights move the logits far more than f16 K/V
- * does (each value within 2^-11); a prefill, float weights and other runtimes' formats
- * keep f32 K/V, so their logits stay their references'. */
+ * our quantized schemes and bf16a does it: their weights (bf16a: x) move the logits far
+ * more than f16 K/V does (each value within 2^-11); a prefill, float weights and other
+ * runtimes' formats keep f32 K/V, so their logits stay their references'. */
 static int attention(cpu *c, int l, size_t n, kv_cache *kv, char *err, size_t errlen) {
     const qwen_config *cf = &c->m->cfg;
     size_t hd = (size_t)cf->head_dim, nh = (size_t)cf->n_heads, nkv = (size_t)cf->n_kv_heads, pos0 = kv->n;

@@ -352,7 +352,8 @@ static size_t raw_variants(const kern_ops **v, size_t max) {
 /* The variants as run: each one's entries, and where it has none (NULL) those of the
  * variant below it, so that an AVX-512 CPU runs AVX2's quantized kernels, quantizers,
  * exp, attention and panels, which kern_avx512.c does not repeat (and kern_vnni.c, which
- * has only panels, the matmul of the variants below). Built once. */
+ * has only panels, the matmul of the variants below; kern_bf16.c has only matmul_bx and
+ * to_bf16). Built once. */
 static kern_ops merged[KERN_VARIANTS];
 static size_t n_merged;
 static pthread_once_t merge_once = PTHREAD_ONCE_INIT;
@@ -490,12 +491,13 @@ typedef struct {
     const float *x;
     size_t n, in;
     int kind; /* what was quantized: WQ_8DA4W (int8 per token: 8DA4W, 8DA8W), WQ_Q8 (int16 per 32),
-               * WQ_Q4 (int8 per 32), ACT_BF16 (kern_matmul_bx's bf16 x); 0: nothing */
+               * WQ_Q4 (int8 per 32), ACT_BF16(W) (kern_matmul_bx's x); 0: nothing */
 } act_hdr;
 
-/* kern_matmul_bx's x, past the header: bf16 (n * in * 2 bytes), or where the variant has no
- * matmul_bx, those widened back to f32 (n * in * 4 bytes, within the arrays of kern_xq). */
-enum { ACT_BF16 = WQ_N + 1 };
+/* kern_matmul_bx's x, past the header: bf16 (ACT_BF16: n * in * 2 bytes), or where the
+ * variant has no matmul_bx, those widened back to f32 (ACT_BF16W: n * in * 4 bytes, within
+ * the arrays of kern_xq). */
+enum { ACT_BF16 = WQ_N + 1, ACT_BF16W };
 
 size_t kern_qscratch(size_t n, size_t in) {
     return 64 + 2 * up64(n * in) + up64(n * sizeof(float)) + up64(n * sizeof(int32_t)) + up64(2 * n * in) +
@@ -756,10 +758,11 @@ void kern_matmul_bx(const kern_ops *k, pool *p, float *y, const float *x, weight
     }
     act_hdr *h = scratch;
     uint8_t *a = (uint8_t *)scratch + 64;
-    if (!(same && h->kind == ACT_BF16 && h->x == x && h->n == n && h->in == in)) {
+    int kind = k->matmul_bx ? ACT_BF16 : ACT_BF16W;
+    if (!(same && h->kind == kind && h->x == x && h->n == n && h->in == in)) {
         bx_job bj = {k, x, (uint16_t *)a, k->matmul_bx ? NULL : (float *)a, n, in};
         pool_run(n < 4 ? NULL : p, bx_task, &bj);
-        *h = (act_hdr){x, n, in, ACT_BF16};
+        *h = (act_hdr){x, n, in, kind};
     }
     pool_chunks ch;
     matmul_job j = {k->matmul[ST_BF16], k->matmul_bx, y, (const float *)a, (const uint16_t *)a, w.data, n, in, out,

@@ -25,7 +25,8 @@ typedef void kern_matmul_fn(float *y, const float *x, const void *w, size_t n, s
                             size_t out, size_t o0, size_t o1);
 /* The same for BF16 weights w and x rounded to bf16 (kern_to_bf16) as xb: the bf16a scheme
  * (quant.h), llama.cpp's BF16 arithmetic. Products of two bf16 are exact in f32; their sums
- * are f32 in the variant's order, within 2^-20 or so of sum |x w| of the exact sum. */
+ * are f32 in the variant's order: a lane's chain of in/16 adds and the lanes' reduction,
+ * within (in/16 + 6) 2^-24 sum |x w| of the exact sum (kern_test asks (in + 32) 2^-24). */
 typedef void kern_matmul_bx_fn(float *y, const uint16_t *xb, const uint16_t *w, size_t n, size_t in,
                                size_t out, size_t o0, size_t o1);
 
@@ -55,7 +56,8 @@ typedef void kern_qmatmul_fn(float *y, const float *x, const kern_xq *xq, const 
 typedef void kern_panel_fn(float *y, const kern_xq *xq, const void *panels, size_t n, size_t in, size_t out,
                            size_t o0, size_t o1);
 /* A variant as kern_variants gives it has every entry: those its file leaves NULL are the
- * variant's below it (generic has all but the panels), so callers never check. */
+ * variant's below it (generic has all but the panels and matmul_bx), so callers never check
+ * but for those two. */
 typedef struct {
     const char *name;
     kern_matmul_fn *matmul[3];
@@ -104,7 +106,7 @@ typedef struct {
     kern_panel_fn *panel[WQ_N];
 } kern_ops;
 
-/* The most variants a CPU runs (x86: generic, avx2, avx512, avx512vnni, avx512bf16). */
+/* Room for every variant a CPU runs (x86 has 5: generic, avx2, avx512, avx512vnni, avx512bf16). */
 enum { KERN_VARIANTS = 8 };
 /* The fastest variant this CPU runs. */
 const kern_ops *kern_best(void);
@@ -117,7 +119,8 @@ size_t kern_variants(const kern_ops **v, size_t max);
 void kern_matmul(const kern_ops *k, pool *p, float *y, const float *x, weight w, size_t n,
                  size_t in, size_t out);
 
-/* Bytes of scratch kern_matmul_w needs for n rows of in inputs (the quantized activations).
+/* Bytes of scratch kern_matmul_w needs for n rows of in inputs (the quantized activations),
+ * and kern_matmul_bx (at least 64 + 4 n in: x as bf16, or widened back to f32).
  * Its first 64 bytes say what it holds: zero them once before the first call. */
 size_t kern_qscratch(size_t n, size_t in);
 

@@ -13,7 +13,7 @@
 
 #include "kern.h"
 
-#define BF __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16")))
+#define BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
 
 enum { NX = 4, NW = 4, SLAB = 256 * 1024 };

@@ -175,7 +175,7 @@ int cfg_load(const char *dir, qwen_config *c, char *err, size_t errlen);
 /* Open the model in dir: config, weights (mapped, checked), fingerprint. NULL on error. */
 model *model_open(const char *dir, char *err, size_t errlen);
 /* The same, with the weights in quantization scheme `scheme` (a quant.h name: "none",
- * "bf16", "q8", "q4", "q4g128", "8da4w", "8da8w"). The quantized weights come from a cache file
+ * "bf16", "bf16a", "q8", "q4", "q4g128", "8da4w", "8da8w"). The quantized weights come from a cache file
  * (cache_dir()/quant-<BLAKE2b of model fingerprint, scheme, format version>.bin), built
  * here once if missing (temp file, fsync, rename) and mapped read-only, so every process
  * shares one copy. progress (may be NULL) is called while building with the elements

@@ -8,7 +8,8 @@
  *           BF16 matmul: llama.cpp's BF16 arithmetic (VDPBF16PS: two exact products per f32
  *           lane), twice the f32 FMA's multiply-adds per instruction where the CPU has
  *           AVX512_BF16 (kern_matmul_bx); a BF16 checkpoint's K/V and logits move by about
- *           one bf16 rounding of x (2^-9), so bf16a is a model identity of its own
+ *           one bf16 rounding of x (up to 2^-8 relative), so bf16a is a model identity of its
+ *           own. It is the CPU backend's arithmetic: the NPU backends keep their own activations
  *   q8      int8 per output row, symmetric: s = amax/127 (f32), q = rne(w/s); x at run time
  *           as int16 per block of 32 (kern_quant_blocks: w8a16 to 2^-16 of each block's largest
  *           |x|), integer int16 x int8 dot products

@@ -67,6 +67,7 @@ stages() {
     [[ "${lines[-1]}" =~ ^[0-9]+\ rows,\ 0\ failures$ ]]
     run "$TBIN/forward_test" --quant bf16a --cos 0.99999 --maxrel 1e-4 fixture "$FWD" "$MODELS" tiny
     [ "$status" -eq 1 ]   # and not to the f32 bar: the rounding of x is there
+    [[ "${lines[-1]}" =~ ^137\ rows,\ [1-9][0-9]*\ failures$ ]]
 }
 
 @test "forward: bf16a stages agree (prefill + decode, split prefills, max_batch 7 == one prefill)" {

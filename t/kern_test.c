@@ -670,7 +670,7 @@ static void test_to_bf16(const kern_ops **v, size_t nv) {
             v[k]->to_bf16(got, x, m);
             size_t bad = 0;
             for (size_t i = 0; i < m; i++) bad += got[i] != want[i];
-            for (size_t i = m; i < n; i++) bad += got[i] != 0xeeee; /* nothing past n written */
+            for (size_t i = m; i < n; i++) bad += got[i] != 0xeeee; /* nothing past m written */
             check(!bad, "%s to_bf16 n=%zu: %zu of %zu differ from generic", v[k]->name, m, bad, n);
         }
     free(x), free(want), free(got);
