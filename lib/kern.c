@@ -73,7 +73,7 @@ void kern_to_f16(uint16_t *h, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) h[i] = to_f16_1(x[i]);
 }
 
-/* Intel's pseudo-code for VCVTNEPS2BF16, without branches (GCC vectorizes it). */
+/* Intel's pseudo-code for VCVTNEPS2BF16 (the avx512bf16 variant runs the instruction). */
 static inline uint16_t to_bf16_1(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);

@@ -2,8 +2,9 @@
  * VDPBF16PS multiplies 32 pairs of bf16 and adds each pair's two products into one f32
  * lane, twice the multiply-adds per instruction of the f32 FMA that kern_avx512.c widens
  * BF16 weights for. The tiling is kern_avx512.c's (4 rows of x by 4 rows of W, slabs of W
- * that stay in L2, the next tile fetched while this one is summed), 32 columns a step,
- * the last step's columns past in masked to zero; each output's sum runs in the same order
+ * that stay in L2, the next tile fetched while this one is summed), 32 columns a step in
+ * blocks of KB columns, the last step's columns past in masked to zero; each output's sum
+ * (its blocks' sums added in order) runs in the same order
  * whatever the tile's shape, so a row of y does not depend on n. The instruction treats
  * bf16 subnormals as zero and rounds to nearest even without asking MXCSR. Everything
  * else comes from the variants below (kern.c). */
